@@ -1,0 +1,131 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Boot the built kernel under QEMU (TCG, -cpu max: the guest sees SVM with
+# nested paging, so KVM works inside it) and run one static program there.
+# Prints the program's output and exits with its exit status.
+#
+# Usage: guest-run.sh [options] [--] PROGRAM [ARGS...]
+#   --config NAME     kernel build to boot (default: test)
+#   --results DIR     keep the run's files there (default: a temp dir):
+#                     output.log, console.log, dmesg.log, exit_status, splats
+#   --timeout SEC     kill the guest after SEC seconds (default: 1800)
+#   --file PATH       also copy PATH into the guest's working directory
+#                     (repeatable); PROGRAM itself is always copied
+#   --shell           boot into an interactive shell instead (PROGRAM
+#                     optional; files are still copied)
+#   --quiet           do not stream the program's output while it runs
+#   --qemu-arg ARG    extra QEMU argument (repeatable)
+#
+# Exit status: the program's; 124 if the guest timed out; 125 if the guest
+# died before the program finished (panic, triple fault). A kernel splat in
+# the guest's log (WARNING, BUG, lockdep, KASAN, ...) is reported on stderr
+# and written to the "splats" file; with --fail-on-splat it turns a zero
+# exit status into 126.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+name=test results="" timeout=1800 shell=0 quiet=0 failsplat=0
+files=() qargs=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--config) name=$2; shift 2 ;;
+	--results) results=$2; shift 2 ;;
+	--timeout) timeout=$2; shift 2 ;;
+	--file) files+=("$2"); shift 2 ;;
+	--shell) shell=1; shift ;;
+	--quiet) quiet=1; shift ;;
+	--fail-on-splat) failsplat=1; shift ;;
+	--qemu-arg) qargs+=("$2"); shift 2 ;;
+	--) shift; break ;;
+	-*) die "guest-run: unknown option $1" ;;
+	*) break ;;
+	esac
+done
+[ $# -gt 0 ] || [ $shell = 1 ] || die "guest-run: no program given"
+
+kdir=$(kbuild_dir "$name")
+kernel="$kdir/arch/x86/boot/bzImage"
+[ -f "$kernel" ] || die "guest-run: no kernel at $kernel; run harness/build-kernel.sh $name"
+initrd=$("$HARNESS_DIR/mkinitramfs.sh" "$name")
+
+if [ -z "$results" ]; then
+	results=$(mktemp -d /tmp/gmem-run.XXXXXX)
+	trap 'rm -rf "$results"' EXIT
+fi
+mkdir -p "$results"
+results=$(cd "$results" && pwd)
+# Fresh run directory: stale output must never be mistaken for this run's.
+find "$results" -mindepth 1 -delete
+
+put() { # copy a file into the run directory (hard link when possible)
+	local src=$1 dst="$results/$(basename "$1")"
+	[ -e "$src" ] || die "guest-run: no such file $src"
+	cp -rL "$src" "$dst"
+}
+for f in "${files[@]}"; do put "$f"; done
+
+if [ $# -gt 0 ]; then
+	prog=$1
+	shift
+	[ -x "$prog" ] || prog=$(command -v "$prog") || die "guest-run: $1 not found"
+	put "$prog"
+	{
+		echo "# written by guest-run.sh"
+		printf 'exec ./%q' "$(basename "$prog")"
+		for a in "$@"; do printf ' %q' "$a"; done
+		echo
+	} >"$results/cmd.sh"
+fi
+[ $shell = 1 ] && touch "$results/shell"
+
+append="console=ttyS0 earlyprintk=serial panic=-1 hugepages=128 rdinit=/init"
+append+=" hung_task_panic=0 printk.devkmsg=on"
+qemu=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m 4G
+	-nodefaults -no-reboot -display none
+	-kernel "$kernel" -initrd "$initrd" -append "$append"
+	-virtfs "local,path=$results,mount_tag=gmem,security_model=none,id=gmem"
+	"${qargs[@]}")
+
+if [ $shell = 1 ]; then
+	exec "${qemu[@]}" -serial mon:stdio
+fi
+
+: >"$results/output.log"
+tailpid=""
+if [ $quiet = 0 ]; then
+	tail -n +1 -F "$results/output.log" 2>/dev/null &
+	tailpid=$!
+fi
+set +e
+timeout --kill-after=10 "$timeout" "${qemu[@]}" -serial "file:$results/console.log" </dev/null
+qrc=$?
+set -e
+if [ -n "$tailpid" ]; then
+	sleep 0.3
+	kill "$tailpid" 2>/dev/null || true
+	wait "$tailpid" 2>/dev/null || true
+fi
+
+"$HARNESS_DIR/scan-splats.sh" "$results/console.log" "$results/dmesg.log" >"$results/splats" || true
+if [ -s "$results/splats" ]; then
+	echo "guest-run: KERNEL SPLAT in the guest's log ($results/console.log):" >&2
+	sed 's/^/  /' "$results/splats" >&2
+fi
+
+if [ $qrc = 124 ] || [ $qrc = 137 ]; then
+	echo "guest-run: guest timed out after $timeout s" >&2
+	echo 124 >"$results/exit_status"
+	exit 124
+fi
+if [ ! -s "$results/exit_status" ]; then
+	echo "guest-run: the guest stopped before the program finished (qemu exit $qrc); see $results/console.log" >&2
+	tail -n 30 "$results/console.log" >&2 || true
+	echo 125 >"$results/exit_status"
+	exit 125
+fi
+rc=$(cat "$results/exit_status")
+if [ $failsplat = 1 ] && [ "$rc" = 0 ] && [ -s "$results/splats" ]; then
+	exit 126
+fi
+exit "$rc"
