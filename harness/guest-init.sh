@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/busybox sh
 # SPDX-License-Identifier: GPL-2.0-only
 #
 # /init of the test initramfs (busybox). Mounts what tests need, mounts the

@@ -19,7 +19,9 @@ done
 [ -n "$busybox" ] || die "mkinitramfs: no static busybox (apt-get install busybox-static)"
 
 stamp=$( (sha256sum "$busybox" "$HARNESS_DIR/guest-init.sh"
-	[ -d "$kdir/modroot" ] && find "$kdir/modroot" -type f -printf '%P %s %T@\n' | sort) | sha256sum | cut -d' ' -f1)
+	if [ -d "$kdir/modroot" ]; then
+		find "$kdir/modroot" -type f -printf '%P %s %T@\n' | sort
+	fi) | sha256sum | cut -d' ' -f1)
 if [ -f "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then
 	echo "$out"
 	exit 0

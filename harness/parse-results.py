@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-only
+"""Turn one suite's run directory into per-case results.
+
+Reads output.log (TAP from kselftest/KTAP, or a GoogleTest XML report),
+exit_status and splats from the run directory; writes cases.tsv
+(case, status, detail) and result.tsv (suite, passed, failed, skipped,
+splats) there. Exit status: 0 if the suite passed, 77 if every case was
+skipped, 1 otherwise.
+
+A case counts as passed only when the test said so: a skip is a skip, a
+missing result (plan says N, fewer reported) or a crash is a failure, and
+a non-zero exit status with no failing case is a failure of its own.
+"""
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+KSFT_SKIP = 4
+TAP_RE = re.compile(r'^(not ok|ok) (\d+)(?: -)? ?([^#]*?)\s*(?:#\s*(\S+)\s*(.*))?$')
+
+
+def parse_tap(lines, prefix=''):
+    """Top-level TAP results (kselftest harness / kselftest.h / KTAP)."""
+    cases, plan = [], None
+    for line in lines:
+        if m := re.match(r'^1\.\.(\d+)\s*$', line):
+            plan = int(m.group(1))
+            continue
+        m = TAP_RE.match(line)
+        if not m:
+            continue
+        ok, _num, name, directive, reason = m.groups()
+        name = prefix + (name.strip() or f'case{_num}')
+        directive = (directive or '').upper()
+        if directive == 'SKIP':
+            cases.append((name, 'skipped', reason.strip()))
+        elif ok == 'ok' or directive in ('XFAIL', 'TODO'):
+            cases.append((name, 'passed', directive.lower()))
+        else:
+            cases.append((name, 'failed', reason.strip() if reason else ''))
+    return cases, plan
+
+
+def parse_gtest(xml_path):
+    cases = []
+    root = ET.parse(xml_path).getroot()
+    for tc in root.iter('testcase'):
+        name = f"{tc.get('classname')}.{tc.get('name')}"
+        if tc.get('result') == 'skipped' or tc.find('skipped') is not None:
+            sk = tc.find('skipped')
+            cases.append((name, 'skipped', (sk.get('message') if sk is not None else '') or ''))
+        elif tc.find('failure') is not None or tc.find('error') is not None:
+            f = tc.find('failure') if tc.find('failure') is not None else tc.find('error')
+            cases.append((name, 'failed', (f.get('message') or '').splitlines()[0] if f.get('message') else ''))
+        elif tc.get('status') == 'notrun':
+            cases.append((name, 'skipped', 'disabled'))
+        else:
+            cases.append((name, 'passed', ''))
+    return cases
+
+
+def main():
+    suite, rundir = sys.argv[1], Path(sys.argv[2])
+    out = (rundir / 'output.log').read_text(errors='replace') if (rundir / 'output.log').exists() else ''
+    lines = out.splitlines()
+    try:
+        rc = int((rundir / 'exit_status').read_text().strip())
+    except (OSError, ValueError):
+        rc = 125
+    splats = [l for l in (rundir / 'splats').read_text(errors='replace').splitlines()
+              if l.strip()] if (rundir / 'splats').exists() else []
+
+    xmls = sorted(rundir.glob('*.xml'))
+    if xmls:
+        cases = []
+        for x in xmls:
+            try:
+                cases += parse_gtest(x)
+            except ET.ParseError as e:
+                cases.append((f'{suite}: {x.name}', 'failed', f'unreadable report: {e}'))
+        plan = None
+    else:
+        cases, plan = parse_tap(lines)
+
+    if not cases and plan is None:
+        # A plain program: one case, judged by its exit status.
+        status = 'passed' if rc == 0 else 'skipped' if rc == KSFT_SKIP else 'failed'
+        cases = [(suite, status, f'exit status {rc}')]
+    else:
+        if plan is not None and len(cases) < plan:
+            cases.append((f'{suite}: missing results', 'failed',
+                          f'plan 1..{plan}, {len(cases)} reported'))
+        if rc not in (0, KSFT_SKIP) and not any(c[1] == 'failed' for c in cases):
+            cases.append((f'{suite}: exit status', 'failed', f'exit status {rc}'))
+    if rc in (124, 125):
+        cases.append((f'{suite}: guest', 'failed',
+                      'timed out' if rc == 124 else 'guest died before the program finished'))
+    if splats:
+        cases.append((f'{suite}: kernel log', 'failed', f'{len(splats)} splat line(s): {splats[0]}'))
+
+    n = {s: sum(1 for c in cases if c[1] == s) for s in ('passed', 'failed', 'skipped')}
+    with open(rundir / 'cases.tsv', 'w') as f:
+        f.write('case\tstatus\tdetail\n')
+        for c in cases:
+            f.write('\t'.join(x.replace('\t', ' ') for x in c) + '\n')
+    with open(rundir / 'result.tsv', 'w') as f:
+        f.write(f"{suite}\t{n['passed']}\t{n['failed']}\t{n['skipped']}\t{len(splats)}\n")
+    for c in cases:
+        if c[1] != 'passed':
+            print(f'{suite}: {c[1].upper()}: {c[0]} {c[2]}'.rstrip())
+    print(f"{suite}: {n['passed']} passed, {n['failed']} failed, {n['skipped']} skipped, {len(splats)} splats")
+    if n['failed']:
+        return 1
+    if n['passed'] == 0:
+        return 77
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
