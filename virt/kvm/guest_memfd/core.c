@@ -1,0 +1,653 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * guest_memfd core: the file, its inode and its page cache.
+ *
+ * This used to be part of kvm.ko.  It is built into the kernel so that the
+ * pseudo filesystem and the inode cache exist once, independently of which
+ * module created a file, and so that other subsystems can use a guest_memfd
+ * without linking against KVM.  The creator of a file (its "owner") passes
+ * callbacks for what stays specific to it.
+ */
+#include <linux/anon_inodes.h>
+#include <linux/backing-dev.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <linux/guest_memfd.h>
+#include <linux/init.h>
+#include <linux/magic.h>
+#include <linux/mempolicy.h>
+#include <linux/module.h>
+#include <linux/pseudo_fs.h>
+#include <linux/pagemap.h>
+
+static struct vfsmount *kvm_gmem_mnt;
+
+struct gmem_inode {
+	struct shared_policy policy;
+	struct inode vfs_inode;
+	struct list_head gmem_file_list;
+
+	u64 flags;
+
+	/* The creator's callbacks and the module they live in. */
+	const struct guest_memfd_owner_ops *owner_ops;
+	struct module *owner_module;
+	/* Only used when the owner has a free_folio callback, see below. */
+	struct address_space_operations aops;
+};
+
+static __always_inline struct gmem_inode *GMEM_I(struct inode *inode)
+{
+	return container_of(inode, struct gmem_inode, vfs_inode);
+}
+
+#define kvm_gmem_for_each_file(f, inode) \
+	list_for_each_entry(f, &GMEM_I(inode)->gmem_file_list, entry)
+
+static bool kvm_gmem_is_private_mem(struct inode *inode, pgoff_t index)
+{
+	return !(GMEM_I(inode)->flags & GUEST_MEMFD_F_INIT_SHARED);
+}
+
+static bool kvm_gmem_is_shared_mem(struct inode *inode, pgoff_t index)
+{
+	return !kvm_gmem_is_private_mem(inode, index);
+}
+
+/*
+ * Returns a locked folio on success.  The caller is responsible for
+ * setting the up-to-date flag before the memory is mapped into the guest.
+ * There is no backing storage for the memory, so the folio will remain
+ * up-to-date until it's removed.
+ *
+ * Ignore accessed, referenced, and dirty flags.  The memory is
+ * unevictable and there is no storage to write back to.
+ */
+static struct folio *kvm_gmem_get_folio(struct inode *inode, pgoff_t index)
+{
+	/* TODO: Support huge pages. */
+	struct mempolicy *policy;
+	struct folio *folio;
+
+	/*
+	 * Fast-path: See if folio is already present in mapping to avoid
+	 * policy_lookup.
+	 */
+	folio = filemap_lock_folio(inode->i_mapping, index);
+	if (!IS_ERR(folio))
+		return folio;
+
+	policy = mpol_shared_policy_lookup(&GMEM_I(inode)->policy, index);
+	folio = __filemap_get_folio_mpol(inode->i_mapping, index,
+					 FGP_LOCK | FGP_CREAT,
+					 mapping_gfp_mask(inode->i_mapping), policy);
+	mpol_cond_put(policy);
+
+	/*
+	 * External interfaces like kvm_gmem_get_pfn() support dealing
+	 * with hugepages to a degree, but internally, guest_memfd currently
+	 * assumes that all folios are order-0 and handling would need
+	 * to be updated for anything otherwise (e.g. page-clearing
+	 * operations).
+	 */
+	WARN_ON_ONCE(!IS_ERR(folio) && folio_order(folio));
+
+	return folio;
+}
+
+static void kvm_gmem_invalidate_start(struct inode *inode, pgoff_t start,
+				      pgoff_t end)
+{
+	struct guest_memfd_notifier *f;
+
+	kvm_gmem_for_each_file(f, inode)
+		f->ops->invalidate_start(f, start, end);
+}
+
+static void kvm_gmem_invalidate_end(struct inode *inode, pgoff_t start,
+				    pgoff_t end)
+{
+	struct guest_memfd_notifier *f;
+
+	kvm_gmem_for_each_file(f, inode)
+		f->ops->invalidate_end(f, start, end);
+}
+
+static long kvm_gmem_punch_hole(struct inode *inode, loff_t offset, loff_t len)
+{
+	pgoff_t start = offset >> PAGE_SHIFT;
+	pgoff_t end = (offset + len) >> PAGE_SHIFT;
+
+	/*
+	 * Bindings must be stable across invalidation to ensure the start+end
+	 * are balanced.
+	 */
+	filemap_invalidate_lock(inode->i_mapping);
+
+	kvm_gmem_invalidate_start(inode, start, end);
+
+	truncate_inode_pages_range(inode->i_mapping, offset, offset + len - 1);
+
+	kvm_gmem_invalidate_end(inode, start, end);
+
+	filemap_invalidate_unlock(inode->i_mapping);
+
+	return 0;
+}
+
+static long kvm_gmem_allocate(struct inode *inode, loff_t offset, loff_t len)
+{
+	struct address_space *mapping = inode->i_mapping;
+	pgoff_t start, index, end;
+	int r;
+
+	/* Dedicated guest is immutable by default. */
+	if (offset + len > i_size_read(inode))
+		return -EINVAL;
+
+	filemap_invalidate_lock_shared(mapping);
+
+	start = offset >> PAGE_SHIFT;
+	end = (offset + len) >> PAGE_SHIFT;
+
+	r = 0;
+	for (index = start; index < end; ) {
+		struct folio *folio;
+
+		if (signal_pending(current)) {
+			r = -EINTR;
+			break;
+		}
+
+		folio = kvm_gmem_get_folio(inode, index);
+		if (IS_ERR(folio)) {
+			r = PTR_ERR(folio);
+			break;
+		}
+
+		index = folio_next_index(folio);
+
+		folio_unlock(folio);
+		folio_put(folio);
+
+		/* 64-bit only, wrapping the index should be impossible. */
+		if (WARN_ON_ONCE(!index))
+			break;
+
+		cond_resched();
+	}
+
+	filemap_invalidate_unlock_shared(mapping);
+
+	return r;
+}
+
+static long kvm_gmem_fallocate(struct file *file, int mode, loff_t offset,
+			       loff_t len)
+{
+	int ret;
+
+	if (!(mode & FALLOC_FL_KEEP_SIZE))
+		return -EOPNOTSUPP;
+
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
+		return -EOPNOTSUPP;
+
+	if (!PAGE_ALIGNED(offset) || !PAGE_ALIGNED(len))
+		return -EINVAL;
+
+	if (mode & FALLOC_FL_PUNCH_HOLE)
+		ret = kvm_gmem_punch_hole(file_inode(file), offset, len);
+	else
+		ret = kvm_gmem_allocate(file_inode(file), offset, len);
+
+	if (!ret)
+		file_modified(file);
+	return ret;
+}
+
+static int kvm_gmem_release(struct inode *inode, struct file *file)
+{
+	GMEM_I(inode)->owner_ops->release(file);
+	return 0;
+}
+
+static bool kvm_gmem_supports_mmap(struct inode *inode)
+{
+	return GMEM_I(inode)->flags & GUEST_MEMFD_F_MMAP;
+}
+
+static vm_fault_t kvm_gmem_fault_user_mapping(struct vm_fault *vmf)
+{
+	struct inode *inode = file_inode(vmf->vma->vm_file);
+	struct folio *folio;
+	vm_fault_t ret = VM_FAULT_LOCKED;
+
+	if (((loff_t)vmf->pgoff << PAGE_SHIFT) >= i_size_read(inode))
+		return VM_FAULT_SIGBUS;
+
+	if (!kvm_gmem_is_shared_mem(inode, vmf->pgoff))
+		return VM_FAULT_SIGBUS;
+
+	folio = kvm_gmem_get_folio(inode, vmf->pgoff);
+	if (IS_ERR(folio)) {
+		if (PTR_ERR(folio) == -EAGAIN)
+			return VM_FAULT_RETRY;
+
+		return vmf_error(PTR_ERR(folio));
+	}
+
+	if (WARN_ON_ONCE(folio_test_large(folio))) {
+		ret = VM_FAULT_SIGBUS;
+		goto out_folio;
+	}
+
+	if (!folio_test_uptodate(folio)) {
+		clear_highpage(folio_page(folio, 0));
+		folio_mark_uptodate(folio);
+	}
+
+	vmf->page = folio_file_page(folio, vmf->pgoff);
+
+out_folio:
+	if (ret != VM_FAULT_LOCKED) {
+		folio_unlock(folio);
+		folio_put(folio);
+	}
+
+	return ret;
+}
+
+#ifdef CONFIG_NUMA
+static int kvm_gmem_set_policy(struct vm_area_struct *vma, struct mempolicy *mpol)
+{
+	struct inode *inode = file_inode(vma->vm_file);
+
+	return mpol_set_shared_policy(&GMEM_I(inode)->policy, vma, mpol);
+}
+
+static struct mempolicy *kvm_gmem_get_policy(struct vm_area_struct *vma,
+					     unsigned long addr, pgoff_t *ilx)
+{
+	pgoff_t pgoff = linear_page_index(vma, addr);
+	struct inode *inode = file_inode(vma->vm_file);
+
+	*ilx = inode->i_ino;
+
+	/*
+	 * Return the memory policy for this index, or NULL if none is set.
+	 *
+	 * Returning NULL, e.g. instead of the current task's memory policy, is
+	 * important for the .get_policy kernel ABI: it indicates that no
+	 * explicit policy has been set via mbind() for this memory. The caller
+	 * can then replace NULL with the default memory policy instead of the
+	 * current task's memory policy.
+	 */
+	return mpol_shared_policy_lookup(&GMEM_I(inode)->policy, pgoff);
+}
+#endif /* CONFIG_NUMA */
+
+static const struct vm_operations_struct kvm_gmem_vm_ops = {
+	.fault		= kvm_gmem_fault_user_mapping,
+#ifdef CONFIG_NUMA
+	.get_policy	= kvm_gmem_get_policy,
+	.set_policy	= kvm_gmem_set_policy,
+#endif
+};
+
+static int kvm_gmem_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	if (!kvm_gmem_supports_mmap(file_inode(file)))
+		return -ENODEV;
+
+	if ((vma->vm_flags & (VM_SHARED | VM_MAYSHARE)) !=
+	    (VM_SHARED | VM_MAYSHARE)) {
+		return -EINVAL;
+	}
+
+	vma->vm_ops = &kvm_gmem_vm_ops;
+
+	return 0;
+}
+
+static const struct file_operations kvm_gmem_fops = {
+	.mmap		= kvm_gmem_mmap,
+	.open		= generic_file_open,
+	.release	= kvm_gmem_release,
+	.fallocate	= kvm_gmem_fallocate,
+};
+
+static int kvm_gmem_migrate_folio(struct address_space *mapping,
+				  struct folio *dst, struct folio *src,
+				  enum migrate_mode mode)
+{
+	WARN_ON_ONCE(1);
+	return -EINVAL;
+}
+
+static int kvm_gmem_error_folio(struct address_space *mapping, struct folio *folio)
+{
+	pgoff_t start, end;
+
+	filemap_invalidate_lock_shared(mapping);
+
+	start = folio->index;
+	end = start + folio_nr_pages(folio);
+
+	kvm_gmem_invalidate_start(mapping->host, start, end);
+
+	/*
+	 * Do not truncate the range, what action is taken in response to the
+	 * error is userspace's decision (assuming the architecture supports
+	 * gracefully handling memory errors).  If/when the guest attempts to
+	 * access a poisoned page, kvm_gmem_get_pfn() will return -EHWPOISON,
+	 * at which point KVM can either terminate the VM or propagate the
+	 * error to userspace.
+	 */
+
+	kvm_gmem_invalidate_end(mapping->host, start, end);
+
+	filemap_invalidate_unlock_shared(mapping);
+
+	return MF_DELAYED;
+}
+
+static const struct address_space_operations kvm_gmem_aops = {
+	.dirty_folio = noop_dirty_folio,
+	.migrate_folio	= kvm_gmem_migrate_folio,
+	.error_remove_folio = kvm_gmem_error_folio,
+};
+
+static int kvm_gmem_setattr(struct mnt_idmap *idmap, struct dentry *dentry,
+			    struct iattr *attr)
+{
+	return -EINVAL;
+}
+static const struct inode_operations kvm_gmem_iops = {
+	.setattr	= kvm_gmem_setattr,
+};
+
+/**
+ * guest_memfd_create() - Create a guest_memfd file
+ * @ops: the creator's callbacks, see &struct guest_memfd_owner_ops
+ * @priv: the creator's data, stored in the file's private_data
+ * @module: the module @ops live in; it is held until the inode is evicted
+ * @size: size of the file in bytes, page aligned and not zero
+ * @flags: GUEST_MEMFD_F_* flags
+ *
+ * Return: the new file, or an ERR_PTR().
+ */
+struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
+				void *priv, struct module *module,
+				loff_t size, u64 flags)
+{
+	static const char *name = "[kvm-gmem]";
+	struct inode *inode;
+	struct file *file;
+	int err;
+
+	if (!try_module_get(module))
+		return ERR_PTR(-ENOENT);
+
+	inode = anon_inode_make_secure_inode(kvm_gmem_mnt->mnt_sb, name, NULL);
+	if (IS_ERR(inode)) {
+		err = PTR_ERR(inode);
+		goto err_module;
+	}
+
+	/* From here on, evicting the inode puts the module. */
+	GMEM_I(inode)->owner_ops = ops;
+	GMEM_I(inode)->owner_module = module;
+
+	inode->i_op = &kvm_gmem_iops;
+	inode->i_mapping->a_ops = &kvm_gmem_aops;
+	if (ops->free_folio) {
+		/*
+		 * ->free_folio() gets nothing but the folio, which no longer
+		 * points to its mapping: give the inode its own copy of the
+		 * operations that calls the owner's hook directly.
+		 */
+		GMEM_I(inode)->aops = kvm_gmem_aops;
+		GMEM_I(inode)->aops.free_folio = ops->free_folio;
+		inode->i_mapping->a_ops = &GMEM_I(inode)->aops;
+	}
+	inode->i_mode |= S_IFREG;
+	inode->i_size = size;
+	mapping_set_gfp_mask(inode->i_mapping, GFP_HIGHUSER);
+	mapping_set_inaccessible(inode->i_mapping);
+	/* Unmovable mappings are supposed to be marked unevictable as well. */
+	WARN_ON_ONCE(!mapping_unevictable(inode->i_mapping));
+
+	GMEM_I(inode)->flags = flags;
+
+	file = alloc_file_pseudo(inode, kvm_gmem_mnt, name, O_RDWR, &kvm_gmem_fops);
+	if (IS_ERR(file)) {
+		err = PTR_ERR(file);
+		goto err_inode;
+	}
+
+	file->f_flags |= O_LARGEFILE;
+	file->private_data = priv;
+
+	return file;
+
+err_inode:
+	iput(inode);
+	return ERR_PTR(err);
+err_module:
+	module_put(module);
+	return ERR_PTR(err);
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_create, "GUEST_MEMFD");
+
+/**
+ * is_guest_memfd() - Test whether a file is a guest_memfd
+ * @file: the file
+ *
+ * Return: true if @file was created by guest_memfd_create().
+ */
+bool is_guest_memfd(struct file *file)
+{
+	return file->f_op == &kvm_gmem_fops;
+}
+EXPORT_SYMBOL_NS_GPL(is_guest_memfd, "GUEST_MEMFD");
+
+/**
+ * guest_memfd_owner_data() - The creator's data of a guest_memfd
+ * @file: the file
+ * @ops: the callbacks the creator passed to guest_memfd_create()
+ *
+ * Return: the @priv given to guest_memfd_create() if @file is a guest_memfd
+ * created with @ops, else NULL.
+ */
+void *guest_memfd_owner_data(struct file *file,
+			     const struct guest_memfd_owner_ops *ops)
+{
+	if (!is_guest_memfd(file) || GMEM_I(file_inode(file))->owner_ops != ops)
+		return NULL;
+
+	return file->private_data;
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_owner_data, "GUEST_MEMFD");
+
+/**
+ * guest_memfd_flags() - The GUEST_MEMFD_F_* flags of a guest_memfd
+ * @file: a guest_memfd
+ *
+ * Return: the flags the file was created with.
+ */
+u64 guest_memfd_flags(struct file *file)
+{
+	return GMEM_I(file_inode(file))->flags;
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_flags, "GUEST_MEMFD");
+
+/**
+ * guest_memfd_is_private() - Whether a page of a guest_memfd is private
+ * @file: a guest_memfd
+ * @index: page index in @file
+ *
+ * Return: true if the page at @index is private to the guest.
+ */
+bool guest_memfd_is_private(struct file *file, pgoff_t index)
+{
+	return kvm_gmem_is_private_mem(file_inode(file), index);
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_is_private, "GUEST_MEMFD");
+
+/**
+ * guest_memfd_get_folio() - Get (allocating if needed) a guest_memfd folio
+ * @file: a guest_memfd
+ * @index: page index in @file
+ *
+ * For the owner of the file.  The folio is not cleared: the caller is
+ * responsible for making it up to date before it is mapped anywhere.
+ *
+ * Return: the folio, locked and with a reference, or an ERR_PTR().
+ */
+struct folio *guest_memfd_get_folio(struct file *file, pgoff_t index)
+{
+	return kvm_gmem_get_folio(file_inode(file), index);
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_get_folio, "GUEST_MEMFD");
+
+/**
+ * guest_memfd_add_notifier_locked() - Add a notifier
+ * @file: a guest_memfd
+ * @n: the notifier
+ *
+ * The caller holds the file's invalidate lock for writing.
+ */
+void guest_memfd_add_notifier_locked(struct file *file,
+				     struct guest_memfd_notifier *n)
+{
+	list_add(&n->entry, &GMEM_I(file_inode(file))->gmem_file_list);
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_add_notifier_locked, "GUEST_MEMFD");
+
+/**
+ * guest_memfd_del_notifier_locked() - Remove a notifier
+ * @n: the notifier
+ *
+ * The caller holds the file's invalidate lock for writing.
+ */
+void guest_memfd_del_notifier_locked(struct guest_memfd_notifier *n)
+{
+	list_del(&n->entry);
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_del_notifier_locked, "GUEST_MEMFD");
+
+static struct kmem_cache *kvm_gmem_inode_cachep;
+
+static void kvm_gmem_init_inode_once(void *__gi)
+{
+	struct gmem_inode *gi = __gi;
+
+	/*
+	 * Note!  Don't initialize the inode with anything specific to the
+	 * guest_memfd instance, or that might be specific to how the inode is
+	 * used (from the VFS-layer's perspective).  This hook is called only
+	 * during the initial slab allocation, i.e. only fields/state that are
+	 * idempotent across _all_ use of the inode _object_ can be initialized
+	 * at this time!
+	 */
+	inode_init_once(&gi->vfs_inode);
+}
+
+static struct inode *kvm_gmem_alloc_inode(struct super_block *sb)
+{
+	struct gmem_inode *gi;
+
+	gi = alloc_inode_sb(sb, kvm_gmem_inode_cachep, GFP_KERNEL);
+	if (!gi)
+		return NULL;
+
+	mpol_shared_policy_init(&gi->policy, NULL);
+
+	gi->flags = 0;
+	gi->owner_ops = NULL;
+	gi->owner_module = NULL;
+	INIT_LIST_HEAD(&gi->gmem_file_list);
+	return &gi->vfs_inode;
+}
+
+static void kvm_gmem_destroy_inode(struct inode *inode)
+{
+	mpol_free_shared_policy(&GMEM_I(inode)->policy);
+
+	/*
+	 * The page cache is gone (evict() truncated it before calling here),
+	 * so the owner's ->free_folio() and ->release() can no longer run.
+	 */
+	module_put(GMEM_I(inode)->owner_module);
+}
+
+static void kvm_gmem_free_inode(struct inode *inode)
+{
+	kmem_cache_free(kvm_gmem_inode_cachep, GMEM_I(inode));
+}
+
+static const struct super_operations kvm_gmem_super_operations = {
+	.statfs		= simple_statfs,
+	.alloc_inode	= kvm_gmem_alloc_inode,
+	.destroy_inode	= kvm_gmem_destroy_inode,
+	.free_inode	= kvm_gmem_free_inode,
+};
+
+static int kvm_gmem_init_fs_context(struct fs_context *fc)
+{
+	struct pseudo_fs_context *ctx;
+
+	if (!init_pseudo(fc, GUEST_MEMFD_MAGIC))
+		return -ENOMEM;
+
+	ctx = fc->fs_private;
+	ctx->ops = &kvm_gmem_super_operations;
+
+	return 0;
+}
+
+static struct file_system_type kvm_gmem_fs = {
+	.name		 = "guest_memfd",
+	.init_fs_context = kvm_gmem_init_fs_context,
+	.kill_sb	 = kill_anon_super,
+};
+
+static int kvm_gmem_init_mount(void)
+{
+	kvm_gmem_mnt = kern_mount(&kvm_gmem_fs);
+
+	if (IS_ERR(kvm_gmem_mnt))
+		return PTR_ERR(kvm_gmem_mnt);
+
+	kvm_gmem_mnt->mnt_flags |= MNT_NOEXEC;
+	return 0;
+}
+
+/*
+ * Set up once at boot and never torn down: files may outlive any module
+ * that created them, and the module that created a file is pinned by the
+ * file's inode rather than by the filesystem.
+ */
+static int __init kvm_gmem_init(void)
+{
+	struct kmem_cache_args args = {
+		.align = 0,
+		.ctor = kvm_gmem_init_inode_once,
+	};
+	int ret;
+
+	kvm_gmem_inode_cachep = kmem_cache_create("kvm_gmem_inode_cache",
+						  sizeof(struct gmem_inode),
+						  &args, SLAB_ACCOUNT);
+	if (!kvm_gmem_inode_cachep)
+		return -ENOMEM;
+
+	ret = kvm_gmem_init_mount();
+	if (ret) {
+		kmem_cache_destroy(kvm_gmem_inode_cachep);
+		return ret;
+	}
+	return 0;
+}
+fs_initcall(kvm_gmem_init);
