@@ -20,7 +20,7 @@
 #include <linux/pseudo_fs.h>
 #include <linux/pagemap.h>
 
-static struct vfsmount *kvm_gmem_mnt;
+static struct vfsmount *gmem_mnt;
 
 struct gmem_inode {
 	struct shared_policy policy;
@@ -41,17 +41,17 @@ static __always_inline struct gmem_inode *GMEM_I(struct inode *inode)
 	return container_of(inode, struct gmem_inode, vfs_inode);
 }
 
-#define kvm_gmem_for_each_file(f, inode) \
+#define gmem_for_each_notifier(f, inode) \
 	list_for_each_entry(f, &GMEM_I(inode)->gmem_file_list, entry)
 
-static bool kvm_gmem_is_private_mem(struct inode *inode, pgoff_t index)
+static bool gmem_is_private_mem(struct inode *inode, pgoff_t index)
 {
 	return !(GMEM_I(inode)->flags & GUEST_MEMFD_F_INIT_SHARED);
 }
 
-static bool kvm_gmem_is_shared_mem(struct inode *inode, pgoff_t index)
+static bool gmem_is_shared_mem(struct inode *inode, pgoff_t index)
 {
-	return !kvm_gmem_is_private_mem(inode, index);
+	return !gmem_is_private_mem(inode, index);
 }
 
 /*
@@ -63,7 +63,7 @@ static bool kvm_gmem_is_shared_mem(struct inode *inode, pgoff_t index)
  * Ignore accessed, referenced, and dirty flags.  The memory is
  * unevictable and there is no storage to write back to.
  */
-static struct folio *kvm_gmem_get_folio(struct inode *inode, pgoff_t index)
+static struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
 {
 	/* TODO: Support huge pages. */
 	struct mempolicy *policy;
@@ -95,25 +95,25 @@ static struct folio *kvm_gmem_get_folio(struct inode *inode, pgoff_t index)
 	return folio;
 }
 
-static void kvm_gmem_invalidate_start(struct inode *inode, pgoff_t start,
+static void gmem_invalidate_start(struct inode *inode, pgoff_t start,
 				      pgoff_t end)
 {
 	struct guest_memfd_notifier *f;
 
-	kvm_gmem_for_each_file(f, inode)
+	gmem_for_each_notifier(f, inode)
 		f->ops->invalidate_start(f, start, end);
 }
 
-static void kvm_gmem_invalidate_end(struct inode *inode, pgoff_t start,
+static void gmem_invalidate_end(struct inode *inode, pgoff_t start,
 				    pgoff_t end)
 {
 	struct guest_memfd_notifier *f;
 
-	kvm_gmem_for_each_file(f, inode)
+	gmem_for_each_notifier(f, inode)
 		f->ops->invalidate_end(f, start, end);
 }
 
-static long kvm_gmem_punch_hole(struct inode *inode, loff_t offset, loff_t len)
+static long gmem_punch_hole(struct inode *inode, loff_t offset, loff_t len)
 {
 	pgoff_t start = offset >> PAGE_SHIFT;
 	pgoff_t end = (offset + len) >> PAGE_SHIFT;
@@ -124,18 +124,18 @@ static long kvm_gmem_punch_hole(struct inode *inode, loff_t offset, loff_t len)
 	 */
 	filemap_invalidate_lock(inode->i_mapping);
 
-	kvm_gmem_invalidate_start(inode, start, end);
+	gmem_invalidate_start(inode, start, end);
 
 	truncate_inode_pages_range(inode->i_mapping, offset, offset + len - 1);
 
-	kvm_gmem_invalidate_end(inode, start, end);
+	gmem_invalidate_end(inode, start, end);
 
 	filemap_invalidate_unlock(inode->i_mapping);
 
 	return 0;
 }
 
-static long kvm_gmem_allocate(struct inode *inode, loff_t offset, loff_t len)
+static long gmem_allocate(struct inode *inode, loff_t offset, loff_t len)
 {
 	struct address_space *mapping = inode->i_mapping;
 	pgoff_t start, index, end;
@@ -159,7 +159,7 @@ static long kvm_gmem_allocate(struct inode *inode, loff_t offset, loff_t len)
 			break;
 		}
 
-		folio = kvm_gmem_get_folio(inode, index);
+		folio = gmem_get_folio(inode, index);
 		if (IS_ERR(folio)) {
 			r = PTR_ERR(folio);
 			break;
@@ -182,7 +182,7 @@ static long kvm_gmem_allocate(struct inode *inode, loff_t offset, loff_t len)
 	return r;
 }
 
-static long kvm_gmem_fallocate(struct file *file, int mode, loff_t offset,
+static long gmem_fallocate(struct file *file, int mode, loff_t offset,
 			       loff_t len)
 {
 	int ret;
@@ -197,27 +197,27 @@ static long kvm_gmem_fallocate(struct file *file, int mode, loff_t offset,
 		return -EINVAL;
 
 	if (mode & FALLOC_FL_PUNCH_HOLE)
-		ret = kvm_gmem_punch_hole(file_inode(file), offset, len);
+		ret = gmem_punch_hole(file_inode(file), offset, len);
 	else
-		ret = kvm_gmem_allocate(file_inode(file), offset, len);
+		ret = gmem_allocate(file_inode(file), offset, len);
 
 	if (!ret)
 		file_modified(file);
 	return ret;
 }
 
-static int kvm_gmem_release(struct inode *inode, struct file *file)
+static int gmem_release(struct inode *inode, struct file *file)
 {
 	GMEM_I(inode)->owner_ops->release(file);
 	return 0;
 }
 
-static bool kvm_gmem_supports_mmap(struct inode *inode)
+static bool gmem_supports_mmap(struct inode *inode)
 {
 	return GMEM_I(inode)->flags & GUEST_MEMFD_F_MMAP;
 }
 
-static vm_fault_t kvm_gmem_fault_user_mapping(struct vm_fault *vmf)
+static vm_fault_t gmem_fault_user_mapping(struct vm_fault *vmf)
 {
 	struct inode *inode = file_inode(vmf->vma->vm_file);
 	struct folio *folio;
@@ -226,10 +226,10 @@ static vm_fault_t kvm_gmem_fault_user_mapping(struct vm_fault *vmf)
 	if (((loff_t)vmf->pgoff << PAGE_SHIFT) >= i_size_read(inode))
 		return VM_FAULT_SIGBUS;
 
-	if (!kvm_gmem_is_shared_mem(inode, vmf->pgoff))
+	if (!gmem_is_shared_mem(inode, vmf->pgoff))
 		return VM_FAULT_SIGBUS;
 
-	folio = kvm_gmem_get_folio(inode, vmf->pgoff);
+	folio = gmem_get_folio(inode, vmf->pgoff);
 	if (IS_ERR(folio)) {
 		if (PTR_ERR(folio) == -EAGAIN)
 			return VM_FAULT_RETRY;
@@ -259,14 +259,14 @@ out_folio:
 }
 
 #ifdef CONFIG_NUMA
-static int kvm_gmem_set_policy(struct vm_area_struct *vma, struct mempolicy *mpol)
+static int gmem_set_policy(struct vm_area_struct *vma, struct mempolicy *mpol)
 {
 	struct inode *inode = file_inode(vma->vm_file);
 
 	return mpol_set_shared_policy(&GMEM_I(inode)->policy, vma, mpol);
 }
 
-static struct mempolicy *kvm_gmem_get_policy(struct vm_area_struct *vma,
+static struct mempolicy *gmem_get_policy(struct vm_area_struct *vma,
 					     unsigned long addr, pgoff_t *ilx)
 {
 	pgoff_t pgoff = linear_page_index(vma, addr);
@@ -287,17 +287,17 @@ static struct mempolicy *kvm_gmem_get_policy(struct vm_area_struct *vma,
 }
 #endif /* CONFIG_NUMA */
 
-static const struct vm_operations_struct kvm_gmem_vm_ops = {
-	.fault		= kvm_gmem_fault_user_mapping,
+static const struct vm_operations_struct gmem_vm_ops = {
+	.fault		= gmem_fault_user_mapping,
 #ifdef CONFIG_NUMA
-	.get_policy	= kvm_gmem_get_policy,
-	.set_policy	= kvm_gmem_set_policy,
+	.get_policy	= gmem_get_policy,
+	.set_policy	= gmem_set_policy,
 #endif
 };
 
-static int kvm_gmem_mmap(struct file *file, struct vm_area_struct *vma)
+static int gmem_mmap(struct file *file, struct vm_area_struct *vma)
 {
-	if (!kvm_gmem_supports_mmap(file_inode(file)))
+	if (!gmem_supports_mmap(file_inode(file)))
 		return -ENODEV;
 
 	if ((vma->vm_flags & (VM_SHARED | VM_MAYSHARE)) !=
@@ -305,19 +305,19 @@ static int kvm_gmem_mmap(struct file *file, struct vm_area_struct *vma)
 		return -EINVAL;
 	}
 
-	vma->vm_ops = &kvm_gmem_vm_ops;
+	vma->vm_ops = &gmem_vm_ops;
 
 	return 0;
 }
 
-static const struct file_operations kvm_gmem_fops = {
-	.mmap		= kvm_gmem_mmap,
+static const struct file_operations gmem_fops = {
+	.mmap		= gmem_mmap,
 	.open		= generic_file_open,
-	.release	= kvm_gmem_release,
-	.fallocate	= kvm_gmem_fallocate,
+	.release	= gmem_release,
+	.fallocate	= gmem_fallocate,
 };
 
-static int kvm_gmem_migrate_folio(struct address_space *mapping,
+static int gmem_migrate_folio(struct address_space *mapping,
 				  struct folio *dst, struct folio *src,
 				  enum migrate_mode mode)
 {
@@ -325,7 +325,7 @@ static int kvm_gmem_migrate_folio(struct address_space *mapping,
 	return -EINVAL;
 }
 
-static int kvm_gmem_error_folio(struct address_space *mapping, struct folio *folio)
+static int gmem_error_folio(struct address_space *mapping, struct folio *folio)
 {
 	pgoff_t start, end;
 
@@ -334,7 +334,7 @@ static int kvm_gmem_error_folio(struct address_space *mapping, struct folio *fol
 	start = folio->index;
 	end = start + folio_nr_pages(folio);
 
-	kvm_gmem_invalidate_start(mapping->host, start, end);
+	gmem_invalidate_start(mapping->host, start, end);
 
 	/*
 	 * Do not truncate the range, what action is taken in response to the
@@ -345,26 +345,26 @@ static int kvm_gmem_error_folio(struct address_space *mapping, struct folio *fol
 	 * error to userspace.
 	 */
 
-	kvm_gmem_invalidate_end(mapping->host, start, end);
+	gmem_invalidate_end(mapping->host, start, end);
 
 	filemap_invalidate_unlock_shared(mapping);
 
 	return MF_DELAYED;
 }
 
-static const struct address_space_operations kvm_gmem_aops = {
+static const struct address_space_operations gmem_aops = {
 	.dirty_folio = noop_dirty_folio,
-	.migrate_folio	= kvm_gmem_migrate_folio,
-	.error_remove_folio = kvm_gmem_error_folio,
+	.migrate_folio	= gmem_migrate_folio,
+	.error_remove_folio = gmem_error_folio,
 };
 
-static int kvm_gmem_setattr(struct mnt_idmap *idmap, struct dentry *dentry,
+static int gmem_setattr(struct mnt_idmap *idmap, struct dentry *dentry,
 			    struct iattr *attr)
 {
 	return -EINVAL;
 }
-static const struct inode_operations kvm_gmem_iops = {
-	.setattr	= kvm_gmem_setattr,
+static const struct inode_operations gmem_iops = {
+	.setattr	= gmem_setattr,
 };
 
 /**
@@ -389,7 +389,7 @@ struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 	if (!try_module_get(module))
 		return ERR_PTR(-ENOENT);
 
-	inode = anon_inode_make_secure_inode(kvm_gmem_mnt->mnt_sb, name, NULL);
+	inode = anon_inode_make_secure_inode(gmem_mnt->mnt_sb, name, NULL);
 	if (IS_ERR(inode)) {
 		err = PTR_ERR(inode);
 		goto err_module;
@@ -399,15 +399,15 @@ struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 	GMEM_I(inode)->owner_ops = ops;
 	GMEM_I(inode)->owner_module = module;
 
-	inode->i_op = &kvm_gmem_iops;
-	inode->i_mapping->a_ops = &kvm_gmem_aops;
+	inode->i_op = &gmem_iops;
+	inode->i_mapping->a_ops = &gmem_aops;
 	if (ops->free_folio) {
 		/*
 		 * ->free_folio() gets nothing but the folio, which no longer
 		 * points to its mapping: give the inode its own copy of the
 		 * operations that calls the owner's hook directly.
 		 */
-		GMEM_I(inode)->aops = kvm_gmem_aops;
+		GMEM_I(inode)->aops = gmem_aops;
 		GMEM_I(inode)->aops.free_folio = ops->free_folio;
 		inode->i_mapping->a_ops = &GMEM_I(inode)->aops;
 	}
@@ -420,7 +420,7 @@ struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 
 	GMEM_I(inode)->flags = flags;
 
-	file = alloc_file_pseudo(inode, kvm_gmem_mnt, name, O_RDWR, &kvm_gmem_fops);
+	file = alloc_file_pseudo(inode, gmem_mnt, name, O_RDWR, &gmem_fops);
 	if (IS_ERR(file)) {
 		err = PTR_ERR(file);
 		goto err_inode;
@@ -448,7 +448,7 @@ EXPORT_SYMBOL_NS_GPL(guest_memfd_create, "GUEST_MEMFD");
  */
 bool is_guest_memfd(struct file *file)
 {
-	return file->f_op == &kvm_gmem_fops;
+	return file->f_op == &gmem_fops;
 }
 EXPORT_SYMBOL_NS_GPL(is_guest_memfd, "GUEST_MEMFD");
 
@@ -491,7 +491,7 @@ EXPORT_SYMBOL_NS_GPL(guest_memfd_flags, "GUEST_MEMFD");
  */
 bool guest_memfd_is_private(struct file *file, pgoff_t index)
 {
-	return kvm_gmem_is_private_mem(file_inode(file), index);
+	return gmem_is_private_mem(file_inode(file), index);
 }
 EXPORT_SYMBOL_NS_GPL(guest_memfd_is_private, "GUEST_MEMFD");
 
@@ -507,7 +507,7 @@ EXPORT_SYMBOL_NS_GPL(guest_memfd_is_private, "GUEST_MEMFD");
  */
 struct folio *guest_memfd_get_folio(struct file *file, pgoff_t index)
 {
-	return kvm_gmem_get_folio(file_inode(file), index);
+	return gmem_get_folio(file_inode(file), index);
 }
 EXPORT_SYMBOL_NS_GPL(guest_memfd_get_folio, "GUEST_MEMFD");
 
@@ -537,9 +537,9 @@ void guest_memfd_del_notifier_locked(struct guest_memfd_notifier *n)
 }
 EXPORT_SYMBOL_NS_GPL(guest_memfd_del_notifier_locked, "GUEST_MEMFD");
 
-static struct kmem_cache *kvm_gmem_inode_cachep;
+static struct kmem_cache *gmem_inode_cachep;
 
-static void kvm_gmem_init_inode_once(void *__gi)
+static void gmem_init_inode_once(void *__gi)
 {
 	struct gmem_inode *gi = __gi;
 
@@ -554,11 +554,11 @@ static void kvm_gmem_init_inode_once(void *__gi)
 	inode_init_once(&gi->vfs_inode);
 }
 
-static struct inode *kvm_gmem_alloc_inode(struct super_block *sb)
+static struct inode *gmem_alloc_inode(struct super_block *sb)
 {
 	struct gmem_inode *gi;
 
-	gi = alloc_inode_sb(sb, kvm_gmem_inode_cachep, GFP_KERNEL);
+	gi = alloc_inode_sb(sb, gmem_inode_cachep, GFP_KERNEL);
 	if (!gi)
 		return NULL;
 
@@ -571,7 +571,7 @@ static struct inode *kvm_gmem_alloc_inode(struct super_block *sb)
 	return &gi->vfs_inode;
 }
 
-static void kvm_gmem_destroy_inode(struct inode *inode)
+static void gmem_destroy_inode(struct inode *inode)
 {
 	mpol_free_shared_policy(&GMEM_I(inode)->policy);
 
@@ -582,19 +582,19 @@ static void kvm_gmem_destroy_inode(struct inode *inode)
 	module_put(GMEM_I(inode)->owner_module);
 }
 
-static void kvm_gmem_free_inode(struct inode *inode)
+static void gmem_free_inode(struct inode *inode)
 {
-	kmem_cache_free(kvm_gmem_inode_cachep, GMEM_I(inode));
+	kmem_cache_free(gmem_inode_cachep, GMEM_I(inode));
 }
 
-static const struct super_operations kvm_gmem_super_operations = {
+static const struct super_operations gmem_super_operations = {
 	.statfs		= simple_statfs,
-	.alloc_inode	= kvm_gmem_alloc_inode,
-	.destroy_inode	= kvm_gmem_destroy_inode,
-	.free_inode	= kvm_gmem_free_inode,
+	.alloc_inode	= gmem_alloc_inode,
+	.destroy_inode	= gmem_destroy_inode,
+	.free_inode	= gmem_free_inode,
 };
 
-static int kvm_gmem_init_fs_context(struct fs_context *fc)
+static int gmem_init_fs_context(struct fs_context *fc)
 {
 	struct pseudo_fs_context *ctx;
 
@@ -602,25 +602,25 @@ static int kvm_gmem_init_fs_context(struct fs_context *fc)
 		return -ENOMEM;
 
 	ctx = fc->fs_private;
-	ctx->ops = &kvm_gmem_super_operations;
+	ctx->ops = &gmem_super_operations;
 
 	return 0;
 }
 
-static struct file_system_type kvm_gmem_fs = {
+static struct file_system_type gmem_fs = {
 	.name		 = "guest_memfd",
-	.init_fs_context = kvm_gmem_init_fs_context,
+	.init_fs_context = gmem_init_fs_context,
 	.kill_sb	 = kill_anon_super,
 };
 
-static int kvm_gmem_init_mount(void)
+static int gmem_init_mount(void)
 {
-	kvm_gmem_mnt = kern_mount(&kvm_gmem_fs);
+	gmem_mnt = kern_mount(&gmem_fs);
 
-	if (IS_ERR(kvm_gmem_mnt))
-		return PTR_ERR(kvm_gmem_mnt);
+	if (IS_ERR(gmem_mnt))
+		return PTR_ERR(gmem_mnt);
 
-	kvm_gmem_mnt->mnt_flags |= MNT_NOEXEC;
+	gmem_mnt->mnt_flags |= MNT_NOEXEC;
 	return 0;
 }
 
@@ -629,25 +629,25 @@ static int kvm_gmem_init_mount(void)
  * that created them, and the module that created a file is pinned by the
  * file's inode rather than by the filesystem.
  */
-static int __init kvm_gmem_init(void)
+static int __init gmem_init(void)
 {
 	struct kmem_cache_args args = {
 		.align = 0,
-		.ctor = kvm_gmem_init_inode_once,
+		.ctor = gmem_init_inode_once,
 	};
 	int ret;
 
-	kvm_gmem_inode_cachep = kmem_cache_create("kvm_gmem_inode_cache",
+	gmem_inode_cachep = kmem_cache_create("guest_memfd_inode_cache",
 						  sizeof(struct gmem_inode),
 						  &args, SLAB_ACCOUNT);
-	if (!kvm_gmem_inode_cachep)
+	if (!gmem_inode_cachep)
 		return -ENOMEM;
 
-	ret = kvm_gmem_init_mount();
+	ret = gmem_init_mount();
 	if (ret) {
-		kmem_cache_destroy(kvm_gmem_inode_cachep);
+		kmem_cache_destroy(gmem_inode_cachep);
 		return ret;
 	}
 	return 0;
 }
-fs_initcall(kvm_gmem_init);
+fs_initcall(gmem_init);
