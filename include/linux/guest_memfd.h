@@ -1,13 +1,61 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * guest_memfd: memory for guests, as a file.
+ *
+ * A guest_memfd is a file whose pages back guest memory.  The core (built
+ * into the kernel, virt/kvm/guest_memfd/) owns the file, its page cache and
+ * each page's state (shared with the host or private to the guest).  The
+ * module that creates a file (its owner, KVM) and any other subsystem that
+ * maps the file's pages (a client, e.g. an IOMMU) learn about every change
+ * to those pages through the notifier API below, so that none of them has
+ * to pin pages or link against another.
+ */
 #ifndef _LINUX_GUEST_MEMFD_H
 #define _LINUX_GUEST_MEMFD_H
 
+#include <linux/bits.h>
+#include <linux/err.h>
 #include <linux/list.h>
 #include <linux/types.h>
 
 struct file;
 struct folio;
+struct inode;
 struct module;
+
+/**
+ * DOC: guest_memfd lock order
+ *
+ * This is the one place that lists the locks around guest_memfd; code that
+ * adds a lock to the picture extends this list.  Outer locks first::
+ *
+ *   kvm->slots_lock
+ *     mapping->invalidate_lock ("the invalidate lock", an rw_semaphore)
+ *       guest_memfd_notifier callbacks (a lockdep map, see below)
+ *         kvm->mmu_lock, client locks (e.g. iommufd's pages->mutex)
+ *
+ *   mmap_lock
+ *     mapping->invalidate_lock (a fault on a guest_memfd mapping)
+ *
+ * The invalidate lock is held for writing by everything that changes what
+ * a page is or whether it exists: hole punch, conversion between shared and
+ * private, release of the file, and (un)registration of a notifier.  It is
+ * held for reading by memory-failure handling, fallocate() allocation and
+ * guest_memfd_get_pfn().  Every notifier callback runs under it.
+ *
+ * Callbacks must not take kvm->slots_lock, mmap_lock or the invalidate
+ * lock, and must not register or unregister a notifier.  A client calls
+ * guest_memfd_read_begin(), guest_memfd_get_pfn() and
+ * guest_memfd_unregister_notifier() without holding any lock that its
+ * callbacks take.  lockdep checks all of this: the core acquires the
+ * lockdep map "guest_memfd_notifier" around every callback, so lockdep
+ * learns invalidate lock -> callbacks -> client locks, and it acquires the
+ * same map in guest_memfd_read_begin(), which waits for callbacks.
+ *
+ * The owner's release callback (&struct guest_memfd_owner_ops) is not a
+ * notifier callback: it runs before the core takes the invalidate lock to
+ * send %GUEST_MEMFD_REASON_RELEASE, so that KVM can take slots_lock first.
+ */
 
 /* The file can be mmap()ed (its shared pages, that is). */
 #define GUEST_MEMFD_F_MMAP		BIT_ULL(0)
@@ -15,41 +63,249 @@ struct module;
 #define GUEST_MEMFD_F_INIT_SHARED	BIT_ULL(1)
 
 /**
+ * enum guest_memfd_reason - why a range of a guest_memfd is invalidated
+ * @GUEST_MEMFD_REASON_CONVERT_SHARED: the range becomes shared with the host.
+ *	Clients drop their mappings of its private pages.  Notified once for
+ *	the requested range, shrunk to start at the first page and end after
+ *	the last page whose state changes (pages in between that already are
+ *	shared are included); a conversion that changes nothing is not
+ *	notified.  Has a prepare step.
+ * @GUEST_MEMFD_REASON_CONVERT_PRIVATE: the range becomes private to the
+ *	guest.  Clients drop their mappings of its shared pages.  Notified
+ *	like @GUEST_MEMFD_REASON_CONVERT_SHARED.  Has a prepare step; the core
+ *	unmaps host page tables and checks page references after the prepare
+ *	step and before invalidate_begin.
+ * @GUEST_MEMFD_REASON_TRUNCATE: the pages of the range are freed (hole
+ *	punch).  The range is the punched one, allocated pages or not.  Has a
+ *	prepare step: a refusal fails the hole punch and leaves the file as it
+ *	was.
+ * @GUEST_MEMFD_REASON_RELEASE: the last reference to the file was dropped.
+ *	The range is the whole file.  Clients drop everything; no callback
+ *	follows, and guest_memfd_get_pfn() fails from then on.  The notifier
+ *	stays registered (and keeps the inode, i.e. the memory) until
+ *	guest_memfd_unregister_notifier().  No prepare step.
+ * @GUEST_MEMFD_REASON_MEMORY_FAILURE: a page of the range has an
+ *	uncorrectable memory error.  The page stays in the file; clients drop
+ *	their mappings of it.  Sent with the invalidate lock held for reading:
+ *	two of these may run concurrently, for different ranges.  No prepare
+ *	step.
+ * @GUEST_MEMFD_REASON_ALLOCATE: pages of the range were allocated
+ *	(fallocate()).  Nothing was mapped there before; a client that mirrors
+ *	allocated pages maps them at invalidate_end.  Not sent yet.
+ * @GUEST_MEMFD_REASON_POPULATE: the owner wrote initial contents into pages
+ *	of the range (e.g. a confidential guest's launch image).  Not sent yet.
+ */
+enum guest_memfd_reason {
+	GUEST_MEMFD_REASON_CONVERT_SHARED,
+	GUEST_MEMFD_REASON_CONVERT_PRIVATE,
+	GUEST_MEMFD_REASON_TRUNCATE,
+	GUEST_MEMFD_REASON_RELEASE,
+	GUEST_MEMFD_REASON_MEMORY_FAILURE,
+	GUEST_MEMFD_REASON_ALLOCATE,
+	GUEST_MEMFD_REASON_POPULATE,
+};
+
+/**
+ * struct guest_memfd_range - a range of a guest_memfd being invalidated
+ * @start: first page index of the range
+ * @end: page index after the last page of the range
+ * @reason: why, see &enum guest_memfd_reason
+ * @owner: who started the change: NULL when guest_memfd itself did (every
+ *	reason so far); a client can use it to recognise changes it asked for.
+ */
+struct guest_memfd_range {
+	pgoff_t start;
+	pgoff_t end;
+	enum guest_memfd_reason reason;
+	void *owner;
+};
+
+/**
+ * guest_memfd_range_init() - Initialise a &struct guest_memfd_range
+ * @range: the range
+ * @start: first page index
+ * @end: page index after the last page
+ * @reason: why the range is invalidated
+ * @owner: who started it, or NULL
+ */
+static inline void guest_memfd_range_init(struct guest_memfd_range *range,
+					  pgoff_t start, pgoff_t end,
+					  enum guest_memfd_reason reason,
+					  void *owner)
+{
+	range->start = start;
+	range->end = end;
+	range->reason = reason;
+	range->owner = owner;
+}
+
+struct guest_memfd_notifier;
+
+/**
+ * struct guest_memfd_notifier_ops - callbacks of a guest_memfd client
+ * @prepare: optional.  The last point where the change described by @range
+ *	can be refused.  Return 0 to let it happen, or a negative errno to
+ *	refuse it and set *@error_index to the first page of the range that
+ *	the client cannot let go (the core uses @range->start if it is left
+ *	unchanged or outside the range).  Called, in registration order, for
+ *	every client that has a prepare callback, before any invalidate_begin
+ *	and before the core's own checks; if one refuses, later clients are
+ *	not asked and earlier ones get @abort.  Only for reasons that say
+ *	"has a prepare step".  May sleep; runs with the invalidate lock held
+ *	for writing, so never concurrently with another callback of the same
+ *	file.
+ * @abort: required if @prepare is set.  Undoes a successful @prepare when a
+ *	later client or the core refuses the change: called, in reverse
+ *	registration order, for every client whose @prepare returned 0 for
+ *	@range.  No invalidate_begin follows.  Cannot fail; may sleep; same
+ *	locking as @prepare.
+ * @invalidate_begin: required.  The pages of @range are about to change (see
+ *	@range->reason): drop every mapping of them that the change makes
+ *	invalid, and install none until the matching @invalidate_end.  Always
+ *	followed by exactly one @invalidate_end with the same @range, and
+ *	called on every client before the core changes anything.  Cannot
+ *	fail; may sleep.  Runs with the invalidate lock held, for writing
+ *	except for %GUEST_MEMFD_REASON_MEMORY_FAILURE (for reading, so it can
+ *	run concurrently with another memory-failure range).
+ * @invalidate_end: required.  The change of @range is done: the client may
+ *	map pages of the range again, looking them up anew.  Called on every
+ *	client, in registration order, after the change.  Cannot fail; may
+ *	sleep; same locking as @invalidate_begin.
+ *
+ * The sequence for one change is: @prepare on every client (conversion and
+ * truncation only), the core's own checks, @invalidate_begin on every
+ * client, the change, @invalidate_end on every client.  If a @prepare or
+ * the core's checks refuse, the sequence stops there, @abort runs where
+ * @prepare succeeded, and nothing changes.
+ */
+struct guest_memfd_notifier_ops {
+	int (*prepare)(struct guest_memfd_notifier *n,
+		       const struct guest_memfd_range *range,
+		       pgoff_t *error_index);
+	void (*abort)(struct guest_memfd_notifier *n,
+		      const struct guest_memfd_range *range);
+	void (*invalidate_begin)(struct guest_memfd_notifier *n,
+				 const struct guest_memfd_range *range);
+	void (*invalidate_end)(struct guest_memfd_notifier *n,
+			       const struct guest_memfd_range *range);
+};
+
+/**
+ * struct guest_memfd_notifier - a subscription to a guest_memfd's changes
+ * @ops: the client's callbacks, set before registration
+ * @entry: private to guest_memfd: link in the file's list of notifiers
+ * @inode: private to guest_memfd: the file's inode, NULL when unregistered
+ *
+ * Embed it in the client's own structure and use container_of() in the
+ * callbacks.
+ */
+struct guest_memfd_notifier {
+	const struct guest_memfd_notifier_ops *ops;
+	struct list_head entry;
+	struct inode *inode;
+};
+
+/**
  * struct guest_memfd_owner_ops - callbacks of the creator of a guest_memfd
- * @release: called when the last reference to the file is dropped, before
- *	guest_memfd takes any lock of its own.  Required.
- * @free_folio: called when a folio leaves the file's page cache.  Optional.
+ * @release: required.  Called when the last reference to the file is
+ *	dropped, before guest_memfd takes the invalidate lock to notify
+ *	%GUEST_MEMFD_REASON_RELEASE, so it may take locks that rank above the
+ *	invalidate lock.  The owner unregisters its own notifier here.
+ * @free_folio: optional.  Called when a folio leaves the file's page cache
+ *	(hole punch, or eviction of the inode), e.g. to give a page back to
+ *	the host after the guest used it as private memory.
  */
 struct guest_memfd_owner_ops {
 	void (*release)(struct file *file);
 	void (*free_folio)(struct folio *folio);
 };
 
-struct guest_memfd_notifier;
+/* Access a client wants to a page, for guest_memfd_get_pfn(). */
+#define GUEST_MEMFD_ACCESS_SHARED	BIT(0)
+#define GUEST_MEMFD_ACCESS_PRIVATE	BIT(1)
+/* guest_memfd_get_pfn() allocates the page if it is missing. */
+#define GUEST_MEMFD_GET_ALLOC		BIT(2)
 
-struct guest_memfd_notifier_ops {
-	void (*invalidate_start)(struct guest_memfd_notifier *n, pgoff_t start,
-				 pgoff_t end);
-	void (*invalidate_end)(struct guest_memfd_notifier *n, pgoff_t start,
-			       pgoff_t end);
-};
-
-struct guest_memfd_notifier {
-	struct list_head entry;
-	const struct guest_memfd_notifier_ops *ops;
-};
+#ifdef CONFIG_GUEST_MEMFD
+bool is_guest_memfd(struct file *file);
+int guest_memfd_register_notifier(struct file *file,
+				  struct guest_memfd_notifier *n);
+void guest_memfd_unregister_notifier(struct guest_memfd_notifier *n);
+unsigned long guest_memfd_read_begin(struct guest_memfd_notifier *n);
+bool guest_memfd_read_retry(struct guest_memfd_notifier *n, unsigned long seq);
+int guest_memfd_get_pfn(struct guest_memfd_notifier *n, pgoff_t index,
+			unsigned int flags, unsigned long *pfn);
 
 struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 				void *priv, struct module *module,
 				loff_t size, u64 flags);
-bool is_guest_memfd(struct file *file);
 void *guest_memfd_owner_data(struct file *file,
 			     const struct guest_memfd_owner_ops *ops);
 u64 guest_memfd_flags(struct file *file);
 bool guest_memfd_is_private(struct file *file, pgoff_t index);
 struct folio *guest_memfd_get_folio(struct file *file, pgoff_t index);
-void guest_memfd_add_notifier_locked(struct file *file,
-				     struct guest_memfd_notifier *n);
-void guest_memfd_del_notifier_locked(struct guest_memfd_notifier *n);
+#else
+static inline bool is_guest_memfd(struct file *file)
+{
+	return false;
+}
+
+static inline int guest_memfd_register_notifier(struct file *file,
+						struct guest_memfd_notifier *n)
+{
+	return -EINVAL;
+}
+
+static inline void guest_memfd_unregister_notifier(struct guest_memfd_notifier *n)
+{
+}
+
+static inline unsigned long guest_memfd_read_begin(struct guest_memfd_notifier *n)
+{
+	return 0;
+}
+
+static inline bool guest_memfd_read_retry(struct guest_memfd_notifier *n,
+					  unsigned long seq)
+{
+	return true;
+}
+
+static inline int guest_memfd_get_pfn(struct guest_memfd_notifier *n,
+				      pgoff_t index, unsigned int flags,
+				      unsigned long *pfn)
+{
+	return -EINVAL;
+}
+
+static inline struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
+					      void *priv, struct module *module,
+					      loff_t size, u64 flags)
+{
+	return ERR_PTR(-EOPNOTSUPP);
+}
+
+static inline void *guest_memfd_owner_data(struct file *file,
+					   const struct guest_memfd_owner_ops *ops)
+{
+	return NULL;
+}
+
+static inline u64 guest_memfd_flags(struct file *file)
+{
+	return 0;
+}
+
+static inline bool guest_memfd_is_private(struct file *file, pgoff_t index)
+{
+	return false;
+}
+
+static inline struct folio *guest_memfd_get_folio(struct file *file,
+						  pgoff_t index)
+{
+	return ERR_PTR(-EOPNOTSUPP);
+}
+#endif /* CONFIG_GUEST_MEMFD */
 
 #endif /* _LINUX_GUEST_MEMFD_H */

@@ -20,38 +20,18 @@
 #include <linux/pseudo_fs.h>
 #include <linux/pagemap.h>
 
+#include "internal.h"
+
 static struct vfsmount *gmem_mnt;
 
-struct gmem_inode {
-	struct shared_policy policy;
-	struct inode vfs_inode;
-	struct list_head gmem_file_list;
-
-	u64 flags;
-
-	/* The creator's callbacks and the module they live in. */
-	const struct guest_memfd_owner_ops *owner_ops;
-	struct module *owner_module;
-	/* Only used when the owner has a free_folio callback, see below. */
-	struct address_space_operations aops;
-};
-
-static __always_inline struct gmem_inode *GMEM_I(struct inode *inode)
-{
-	return container_of(inode, struct gmem_inode, vfs_inode);
-}
-
-#define gmem_for_each_notifier(f, inode) \
-	list_for_each_entry(f, &GMEM_I(inode)->gmem_file_list, entry)
-
-static bool gmem_is_private_mem(struct inode *inode, pgoff_t index)
+bool gmem_is_private(struct inode *inode, pgoff_t index)
 {
 	return !(GMEM_I(inode)->flags & GUEST_MEMFD_F_INIT_SHARED);
 }
 
 static bool gmem_is_shared_mem(struct inode *inode, pgoff_t index)
 {
-	return !gmem_is_private_mem(inode, index);
+	return !gmem_is_private(inode, index);
 }
 
 /*
@@ -63,7 +43,7 @@ static bool gmem_is_shared_mem(struct inode *inode, pgoff_t index)
  * Ignore accessed, referenced, and dirty flags.  The memory is
  * unevictable and there is no storage to write back to.
  */
-static struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
+struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
 {
 	/* TODO: Support huge pages. */
 	struct mempolicy *policy;
@@ -95,44 +75,37 @@ static struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
 	return folio;
 }
 
-static void gmem_invalidate_start(struct inode *inode, pgoff_t start,
-				      pgoff_t end)
-{
-	struct guest_memfd_notifier *f;
-
-	gmem_for_each_notifier(f, inode)
-		f->ops->invalidate_start(f, start, end);
-}
-
-static void gmem_invalidate_end(struct inode *inode, pgoff_t start,
-				    pgoff_t end)
-{
-	struct guest_memfd_notifier *f;
-
-	gmem_for_each_notifier(f, inode)
-		f->ops->invalidate_end(f, start, end);
-}
-
 static long gmem_punch_hole(struct inode *inode, loff_t offset, loff_t len)
 {
 	pgoff_t start = offset >> PAGE_SHIFT;
 	pgoff_t end = (offset + len) >> PAGE_SHIFT;
+	struct guest_memfd_range range;
+	pgoff_t error_index;
+	int r;
+
+	guest_memfd_range_init(&range, start, end, GUEST_MEMFD_REASON_TRUNCATE,
+			       NULL);
 
 	/*
-	 * Bindings must be stable across invalidation to ensure the start+end
-	 * are balanced.
+	 * Notifiers (and what they track, e.g. KVM's bindings) must be stable
+	 * across invalidation to ensure the begin+end are balanced.
 	 */
 	filemap_invalidate_lock(inode->i_mapping);
 
-	gmem_invalidate_start(inode, start, end);
+	r = gmem_notify_prepare(GMEM_I(inode), &range, &error_index);
+	if (r)
+		goto out_unlock;
+
+	gmem_notify_begin(GMEM_I(inode), &range);
 
 	truncate_inode_pages_range(inode->i_mapping, offset, offset + len - 1);
 
-	gmem_invalidate_end(inode, start, end);
+	gmem_notify_end(GMEM_I(inode), &range);
 
+out_unlock:
 	filemap_invalidate_unlock(inode->i_mapping);
 
-	return 0;
+	return r;
 }
 
 static long gmem_allocate(struct inode *inode, loff_t offset, loff_t len)
@@ -208,7 +181,28 @@ static long gmem_fallocate(struct file *file, int mode, loff_t offset,
 
 static int gmem_release(struct inode *inode, struct file *file)
 {
-	GMEM_I(inode)->owner_ops->release(file);
+	struct gmem_inode *gi = GMEM_I(inode);
+	struct guest_memfd_range range;
+
+	/*
+	 * The owner first, without any lock of ours: KVM takes slots_lock,
+	 * which ranks above the invalidate lock, and unregisters its notifier.
+	 */
+	gi->owner_ops->release(file);
+
+	/*
+	 * Then every client still subscribed: nothing can reach the memory
+	 * through this file any more.  The pages stay until the inode goes,
+	 * i.e. until the last notifier is unregistered.
+	 */
+	guest_memfd_range_init(&range, 0, i_size_read(inode) >> PAGE_SHIFT,
+			       GUEST_MEMFD_REASON_RELEASE, NULL);
+	filemap_invalidate_lock(inode->i_mapping);
+	gmem_notify_begin(gi, &range);
+	gi->released = true;
+	gmem_notify_end(gi, &range);
+	filemap_invalidate_unlock(inode->i_mapping);
+
 	return 0;
 }
 
@@ -317,6 +311,10 @@ static const struct file_operations gmem_fops = {
 	.fallocate	= gmem_fallocate,
 };
 
+/*
+ * Clients hold PFNs without pinning them (guest_memfd_get_pfn()): a folio
+ * must never move.
+ */
 static int gmem_migrate_folio(struct address_space *mapping,
 				  struct folio *dst, struct folio *src,
 				  enum migrate_mode mode)
@@ -327,14 +325,20 @@ static int gmem_migrate_folio(struct address_space *mapping,
 
 static int gmem_error_folio(struct address_space *mapping, struct folio *folio)
 {
-	pgoff_t start, end;
+	struct gmem_inode *gi = GMEM_I(mapping->host);
+	struct guest_memfd_range range;
+
+	guest_memfd_range_init(&range, folio->index,
+			       folio->index + folio_nr_pages(folio),
+			       GUEST_MEMFD_REASON_MEMORY_FAILURE, NULL);
 
 	filemap_invalidate_lock_shared(mapping);
 
-	start = folio->index;
-	end = start + folio_nr_pages(folio);
+	/* After RELEASE, clients have dropped everything already. */
+	if (gi->released)
+		goto out_unlock;
 
-	gmem_invalidate_start(mapping->host, start, end);
+	gmem_notify_begin(gi, &range);
 
 	/*
 	 * Do not truncate the range, what action is taken in response to the
@@ -345,8 +349,9 @@ static int gmem_error_folio(struct address_space *mapping, struct folio *folio)
 	 * error to userspace.
 	 */
 
-	gmem_invalidate_end(mapping->host, start, end);
+	gmem_notify_end(gi, &range);
 
+out_unlock:
 	filemap_invalidate_unlock_shared(mapping);
 
 	return MF_DELAYED;
@@ -371,11 +376,17 @@ static const struct inode_operations gmem_iops = {
  * guest_memfd_create() - Create a guest_memfd file
  * @ops: the creator's callbacks, see &struct guest_memfd_owner_ops
  * @priv: the creator's data, stored in the file's private_data
- * @module: the module @ops live in; it is held until the inode is evicted
+ * @module: the module @ops live in.  The new inode holds it until it is
+ *	evicted, after the last @ops->free_folio() call.
  * @size: size of the file in bytes, page aligned and not zero
  * @flags: GUEST_MEMFD_F_* flags
  *
- * Return: the new file, or an ERR_PTR().
+ * The creator registers its own notifier, if it needs one, before it makes
+ * the file visible (e.g. installs a file descriptor).
+ *
+ * Context: May sleep.
+ * Return: the new file, or an ERR_PTR(): -EINVAL for bad @ops, @size or
+ * @flags, -ENOENT if @module is going away, -ENOMEM.
  */
 struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 				void *priv, struct module *module,
@@ -385,6 +396,13 @@ struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 	struct inode *inode;
 	struct file *file;
 	int err;
+
+	if (WARN_ON_ONCE(!ops || !ops->release))
+		return ERR_PTR(-EINVAL);
+
+	if (size <= 0 || !PAGE_ALIGNED(size) ||
+	    (flags & ~(GUEST_MEMFD_F_MMAP | GUEST_MEMFD_F_INIT_SHARED)))
+		return ERR_PTR(-EINVAL);
 
 	if (!try_module_get(module))
 		return ERR_PTR(-ENOENT);
@@ -491,7 +509,7 @@ EXPORT_SYMBOL_NS_GPL(guest_memfd_flags, "GUEST_MEMFD");
  */
 bool guest_memfd_is_private(struct file *file, pgoff_t index)
 {
-	return gmem_is_private_mem(file_inode(file), index);
+	return gmem_is_private(file_inode(file), index);
 }
 EXPORT_SYMBOL_NS_GPL(guest_memfd_is_private, "GUEST_MEMFD");
 
@@ -510,32 +528,6 @@ struct folio *guest_memfd_get_folio(struct file *file, pgoff_t index)
 	return gmem_get_folio(file_inode(file), index);
 }
 EXPORT_SYMBOL_NS_GPL(guest_memfd_get_folio, "GUEST_MEMFD");
-
-/**
- * guest_memfd_add_notifier_locked() - Add a notifier
- * @file: a guest_memfd
- * @n: the notifier
- *
- * The caller holds the file's invalidate lock for writing.
- */
-void guest_memfd_add_notifier_locked(struct file *file,
-				     struct guest_memfd_notifier *n)
-{
-	list_add(&n->entry, &GMEM_I(file_inode(file))->gmem_file_list);
-}
-EXPORT_SYMBOL_NS_GPL(guest_memfd_add_notifier_locked, "GUEST_MEMFD");
-
-/**
- * guest_memfd_del_notifier_locked() - Remove a notifier
- * @n: the notifier
- *
- * The caller holds the file's invalidate lock for writing.
- */
-void guest_memfd_del_notifier_locked(struct guest_memfd_notifier *n)
-{
-	list_del(&n->entry);
-}
-EXPORT_SYMBOL_NS_GPL(guest_memfd_del_notifier_locked, "GUEST_MEMFD");
 
 static struct kmem_cache *gmem_inode_cachep;
 
@@ -564,15 +556,18 @@ static struct inode *gmem_alloc_inode(struct super_block *sb)
 
 	mpol_shared_policy_init(&gi->policy, NULL);
 
+	gmem_notifier_init_inode(gi);
 	gi->flags = 0;
 	gi->owner_ops = NULL;
 	gi->owner_module = NULL;
-	INIT_LIST_HEAD(&gi->gmem_file_list);
 	return &gi->vfs_inode;
 }
 
 static void gmem_destroy_inode(struct inode *inode)
 {
+	/* Each notifier holds a reference to the inode. */
+	WARN_ON_ONCE(!list_empty(&GMEM_I(inode)->notifiers));
+
 	mpol_free_shared_policy(&GMEM_I(inode)->policy);
 
 	/*

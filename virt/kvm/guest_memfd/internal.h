@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+#ifndef __GUEST_MEMFD_INTERNAL_H
+#define __GUEST_MEMFD_INTERNAL_H
+
+#include <linux/fs.h>
+#include <linux/guest_memfd.h>
+#include <linux/mempolicy.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+
+/*
+ * The inode of a guest_memfd: the memory itself and everything that
+ * describes it.  Each file of it is a creator's view (today exactly one).
+ */
+struct gmem_inode {
+	struct shared_policy policy;
+	struct inode vfs_inode;
+
+	/*
+	 * Registered notifiers, in registration order.  Written with the
+	 * invalidate lock held for writing; walked with it held (for reading
+	 * only by memory-failure handling).
+	 */
+	struct list_head notifiers;
+	/* Set, under the invalidate lock, once RELEASE has been notified. */
+	bool released;
+
+	/*
+	 * guest_memfd_read_begin()/guest_memfd_read_retry(): invalidate_seq
+	 * changes after every invalidate_end, invalidate_active counts the
+	 * notifications between invalidate_begin and invalidate_end.  Both
+	 * are protected by seq_lock.
+	 */
+	spinlock_t seq_lock;
+	unsigned long invalidate_seq;
+	unsigned int invalidate_active;
+	wait_queue_head_t invalidate_wq;
+
+	u64 flags;
+
+	/* The creator's callbacks and the module they live in. */
+	const struct guest_memfd_owner_ops *owner_ops;
+	struct module *owner_module;
+	/* Only used when the owner has a free_folio callback, see core.c. */
+	struct address_space_operations aops;
+};
+
+static __always_inline struct gmem_inode *GMEM_I(struct inode *inode)
+{
+	return container_of(inode, struct gmem_inode, vfs_inode);
+}
+
+bool gmem_is_private(struct inode *inode, pgoff_t index);
+struct folio *gmem_get_folio(struct inode *inode, pgoff_t index);
+
+void gmem_notifier_init_inode(struct gmem_inode *gi);
+int gmem_notify_prepare(struct gmem_inode *gi,
+			const struct guest_memfd_range *range,
+			pgoff_t *error_index);
+void gmem_notify_abort(struct gmem_inode *gi,
+		       const struct guest_memfd_range *range);
+void gmem_notify_begin(struct gmem_inode *gi,
+		       const struct guest_memfd_range *range);
+void gmem_notify_end(struct gmem_inode *gi,
+		     const struct guest_memfd_range *range);
+
+#endif /* __GUEST_MEMFD_INTERNAL_H */
