@@ -50,7 +50,7 @@ def parse_gtest(xml_path):
         name = f"{tc.get('classname')}.{tc.get('name')}"
         if tc.get('result') == 'skipped' or tc.find('skipped') is not None:
             sk = tc.find('skipped')
-            cases.append((name, 'skipped', (sk.get('message') if sk is not None else '') or ''))
+            cases.append((name, 'skipped', ' '.join(((sk.get('message') if sk is not None else '') or '').split())))
         elif tc.find('failure') is not None or tc.find('error') is not None:
             f = tc.find('failure') if tc.find('failure') is not None else tc.find('error')
             cases.append((name, 'failed', (f.get('message') or '').splitlines()[0] if f.get('message') else ''))

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
+#include "gmem/kvm.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/ioctl.h>
+
+namespace gmem {
+
+const char *vm_type_name(unsigned long type)
+{
+	switch (type) {
+	case 0:
+		return "KVM_X86_DEFAULT_VM";
+	case 1:
+		return "KVM_X86_SW_PROTECTED_VM";
+	case 2:
+		return "KVM_X86_SEV_VM";
+	case 3:
+		return "KVM_X86_SEV_ES_VM";
+	case 4:
+		return "KVM_X86_SNP_VM";
+	case 5:
+		return "KVM_X86_TDX_VM";
+	default:
+		return "unknown VM type";
+	}
+}
+
+Result<Kvm> Kvm::open(const char *path)
+{
+	int fd = ::open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return last_error(std::string("open ") + path);
+	return Kvm(UniqueFd(fd));
+}
+
+long Kvm::check_extension(long cap) const
+{
+	return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap);
+}
+
+unsigned long Kvm::vm_types() const
+{
+	long t = check_extension(KVM_CAP_VM_TYPES);
+	return t > 0 ? static_cast<unsigned long>(t) : 1UL;
+}
+
+Result<Vm> Kvm::create_vm(unsigned long type) const
+{
+	int run_size = ::ioctl(fd_.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (run_size < 0)
+		return last_error("KVM_GET_VCPU_MMAP_SIZE");
+	int fd = ::ioctl(fd_.get(), KVM_CREATE_VM, type);
+	if (fd < 0)
+		return last_error(std::string("KVM_CREATE_VM(") + vm_type_name(type) + ")");
+	return Vm(UniqueFd(fd), type, run_size);
+}
+
+long Vm::check_extension(long cap) const
+{
+	return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap);
+}
+
+Result<void> Vm::enable_cap(uint32_t cap, uint64_t arg0) const
+{
+	kvm_enable_cap c{};
+	c.cap = cap;
+	c.args[0] = arg0;
+	return check_void(::ioctl(fd_.get(), KVM_ENABLE_CAP, &c),
+			  "KVM_ENABLE_CAP(" + std::to_string(cap) + ")");
+}
+
+uint64_t Vm::guest_memfd_flags() const
+{
+	long f = check_extension(KVM_CAP_GUEST_MEMFD_FLAGS);
+	return f > 0 ? static_cast<uint64_t>(f) : 0;
+}
+
+Result<GuestMemfd> Vm::create_guest_memfd(uint64_t size, uint64_t flags) const
+{
+	kvm_create_guest_memfd args{};
+	args.size = size;
+	args.flags = flags;
+	int fd = ::ioctl(fd_.get(), KVM_CREATE_GUEST_MEMFD, &args);
+	if (fd < 0)
+		return last_error("KVM_CREATE_GUEST_MEMFD");
+	return GuestMemfd(UniqueFd(fd), size, flags);
+}
+
+Result<void> Vm::set_memory_region(uint32_t slot, uint64_t gpa, uint64_t size, void *hva,
+				   const GuestMemfd *gmem, uint64_t gmem_offset,
+				   uint32_t flags) const
+{
+	kvm_userspace_memory_region2 r{};
+	r.slot = slot;
+	r.flags = flags | (gmem ? KVM_MEM_GUEST_MEMFD : 0);
+	r.guest_phys_addr = gpa;
+	r.memory_size = size;
+	r.userspace_addr = reinterpret_cast<uint64_t>(hva);
+	if (gmem) {
+		r.guest_memfd = static_cast<uint32_t>(gmem->fd());
+		r.guest_memfd_offset = gmem_offset;
+	}
+	return check_void(::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION2, &r),
+			  "KVM_SET_USER_MEMORY_REGION2(slot " + std::to_string(slot) + ")");
+}
+
+Result<void> Vm::set_memory_attributes(uint64_t gpa, uint64_t size, uint64_t attrs) const
+{
+	kvm_memory_attributes a{};
+	a.address = gpa;
+	a.size = size;
+	a.attributes = attrs;
+	return check_void(::ioctl(fd_.get(), KVM_SET_MEMORY_ATTRIBUTES, &a),
+			  "KVM_SET_MEMORY_ATTRIBUTES");
+}
+
+Result<Vcpu> Vm::create_vcpu(unsigned long id) const
+{
+	int fd = ::ioctl(fd_.get(), KVM_CREATE_VCPU, id);
+	if (fd < 0)
+		return last_error("KVM_CREATE_VCPU(" + std::to_string(id) + ")");
+	UniqueFd vcpu(fd);
+	auto run = Mapping::map(fd, run_size_, PROT_READ | PROT_WRITE, MAP_SHARED);
+	if (!run)
+		return SysError{ run.err(), "mmap kvm_run" };
+	return Vcpu(std::move(vcpu), std::move(run).value());
+}
+
+Result<void> Vcpu::run() const
+{
+	return check_void(::ioctl(fd_.get(), KVM_RUN, 0), "KVM_RUN");
+}
+
+Result<kvm_regs> Vcpu::get_regs() const
+{
+	kvm_regs r{};
+	if (::ioctl(fd_.get(), KVM_GET_REGS, &r) < 0)
+		return last_error("KVM_GET_REGS");
+	return r;
+}
+
+Result<void> Vcpu::set_regs(const kvm_regs &regs) const
+{
+	return check_void(::ioctl(fd_.get(), KVM_SET_REGS, &regs), "KVM_SET_REGS");
+}
+
+Result<kvm_sregs> Vcpu::get_sregs() const
+{
+	kvm_sregs s{};
+	if (::ioctl(fd_.get(), KVM_GET_SREGS, &s) < 0)
+		return last_error("KVM_GET_SREGS");
+	return s;
+}
+
+Result<void> Vcpu::set_sregs(const kvm_sregs &sregs) const
+{
+	return check_void(::ioctl(fd_.get(), KVM_SET_SREGS, &sregs), "KVM_SET_SREGS");
+}
+
+Result<void> GuestMemfd::allocate(uint64_t offset, uint64_t len) const
+{
+	return check_void(
+		::fallocate(fd_.get(), 0, static_cast<off_t>(offset), static_cast<off_t>(len)),
+		"fallocate(allocate)");
+}
+
+Result<void> GuestMemfd::punch_hole(uint64_t offset, uint64_t len) const
+{
+	return check_void(::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				      static_cast<off_t>(offset), static_cast<off_t>(len)),
+			  "fallocate(PUNCH_HOLE)");
+}
+
+Result<Mapping> GuestMemfd::map(uint64_t offset, uint64_t len, int prot) const
+{
+	return Mapping::map(fd_.get(), len, prot, MAP_SHARED, static_cast<off_t>(offset));
+}
+
+} // namespace gmem

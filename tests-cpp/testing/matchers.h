@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
+//
+// GoogleTest matchers for gmem::Result: EXPECT_THAT(r, Succeeds()) and
+// EXPECT_THAT(r, FailsWithErrno(EINVAL)) print the failed call and errno.
+#pragma once
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "gmem/result.h"
+
+namespace gmem::testing {
+
+MATCHER(Succeeds, "succeeds")
+{
+	if (arg.ok())
+		return true;
+	*result_listener << "failed: " << arg.error().message();
+	return false;
+}
+
+MATCHER_P(FailsWithErrno, err, std::string("fails with ") + std::strerror(err))
+{
+	if (arg.ok()) {
+		*result_listener << "succeeded";
+		return false;
+	}
+	*result_listener << arg.error().message();
+	return arg.err() == err;
+}
+
+// ASSERT_OK_AND_ASSIGN-like helper: the value, or fail the test with the
+// failed call named.
+#define GMEM_ASSERT_OK_AND_ASSIGN(lhs, expr)                                                       \
+	auto lhs##_result_ = (expr);                                                               \
+	ASSERT_TRUE(lhs##_result_.ok()) << lhs##_result_.error().message();                        \
+	auto lhs = std::move(lhs##_result_).value()
+
+} // namespace gmem::testing
