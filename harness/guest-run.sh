@@ -16,6 +16,7 @@
 #                     optional; files are still copied)
 #   --quiet           do not stream the program's output while it runs
 #   --qemu-arg ARG    extra QEMU argument (repeatable)
+#   --append ARGS     extra kernel command-line arguments
 #
 # Exit status: the program's; 124 if the guest timed out; 125 if the guest
 # died before the program finished (panic, triple fault). A kernel splat in
@@ -25,7 +26,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-name=test results="" timeout=1800 shell=0 quiet=0 failsplat=0
+name=test results="" timeout=1800 shell=0 quiet=0 failsplat=0 extra=""
 files=() qargs=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -37,6 +38,7 @@ while [ $# -gt 0 ]; do
 	--quiet) quiet=1; shift ;;
 	--fail-on-splat) failsplat=1; shift ;;
 	--qemu-arg) qargs+=("$2"); shift 2 ;;
+	--append) extra+=" $2"; shift 2 ;;
 	--) shift; break ;;
 	-*) die "guest-run: unknown option $1" ;;
 	*) break ;;
@@ -80,7 +82,7 @@ fi
 [ $shell = 1 ] && touch "$results/shell"
 
 append="console=ttyS0 earlyprintk=serial panic=-1 hugepages=128 rdinit=/init"
-append+=" hung_task_panic=0 printk.devkmsg=on"
+append+=" hung_task_panic=0 printk.devkmsg=on$extra"
 qemu=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp 2 -m 4G
 	-nodefaults -no-reboot -display none
 	-kernel "$kernel" -initrd "$initrd" -append "$append"

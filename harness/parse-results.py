@@ -43,6 +43,37 @@ def parse_tap(lines, prefix=''):
     return cases, plan
 
 
+def parse_ktap(lines):
+    """KUnit's KTAP: suites at the top level, their cases indented by four
+    spaces (a parameterised case's own parameters deeper, summarised by the
+    case's line). Counts the cases; a suite whose plan is not met, or a top
+    level plan not met, is a failure."""
+    cases, suite, plan_top, top_results = [], None, None, 0
+    case_plan, case_seen = None, 0
+    for raw in lines:
+        indent = len(raw) - len(raw.lstrip(' '))
+        line = raw.strip()
+        if indent == 0:
+            if m := re.match(r'^1\.\.(\d+)$', line):
+                plan_top = int(m.group(1))
+            elif TAP_RE.match(line):
+                top_results += 1
+                if case_plan is not None and case_seen < case_plan:
+                    cases.append((f'{suite}: missing results', 'failed',
+                                  f'plan 1..{case_plan}, {case_seen} reported'))
+                case_plan, case_seen = None, 0
+        elif indent == 4:
+            if m := re.match(r'^# Subtest: (\S+)', line):
+                suite = m.group(1)
+            elif m := re.match(r'^1\.\.(\d+)$', line):
+                case_plan = int(m.group(1))
+            else:
+                sub, _ = parse_tap([line], prefix=f'{suite}.')
+                cases += sub
+                case_seen += len(sub)
+    return cases, plan_top, top_results
+
+
 def parse_gtest(xml_path):
     cases = []
     root = ET.parse(xml_path).getroot()
@@ -80,6 +111,11 @@ def main():
                 cases += parse_gtest(x)
             except ET.ParseError as e:
                 cases.append((f'{suite}: {x.name}', 'failed', f'unreadable report: {e}'))
+        plan = None
+    elif any(l.startswith('KTAP version') for l in lines):
+        cases, plan, top = parse_ktap(lines)
+        if plan is not None and top < plan:
+            cases.append((f'{suite}: missing suites', 'failed', f'plan 1..{plan}, {top} reported'))
         plan = None
     else:
         cases, plan = parse_tap(lines)
