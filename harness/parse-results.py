@@ -26,7 +26,10 @@ def parse_tap(lines, prefix=''):
     cases, plan = [], None
     for line in lines:
         if m := re.match(r'^1\.\.(\d+)\s*$', line):
-            plan = int(m.group(1))
+            # The first plan is the program's; a later "1..0" comes from a
+            # skip helper inside a test and is not a plan.
+            if plan is None:
+                plan = int(m.group(1))
             continue
         m = TAP_RE.match(line)
         if not m:
