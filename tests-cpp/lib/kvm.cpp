@@ -179,3 +179,32 @@ Result<Mapping> GuestMemfd::map(uint64_t offset, uint64_t len, int prot) const
 }
 
 } // namespace gmem
+
+#ifdef KVM_GMEM_CONVERT_SHARED
+namespace {
+
+Result<void> convert(int fd, unsigned long cmd, const char *name, uint64_t offset, uint64_t len)
+{
+	kvm_gmem_convert args{};
+	args.offset = offset;
+	args.size = len;
+	if (::ioctl(fd, cmd, &args) == 0)
+		return {};
+	SysError e = last_error(name);
+	e.error_offset = args.error_offset;
+	return e;
+}
+
+} // namespace
+
+Result<void> GuestMemfd::convert_shared(uint64_t offset, uint64_t len) const
+{
+	return convert(fd_.get(), KVM_GMEM_CONVERT_SHARED, "KVM_GMEM_CONVERT_SHARED", offset, len);
+}
+
+Result<void> GuestMemfd::convert_private(uint64_t offset, uint64_t len) const
+{
+	return convert(fd_.get(), KVM_GMEM_CONVERT_PRIVATE, "KVM_GMEM_CONVERT_PRIVATE", offset,
+		       len);
+}
+#endif
