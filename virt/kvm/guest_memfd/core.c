@@ -156,7 +156,7 @@ static long gmem_allocate(struct inode *inode, loff_t offset, loff_t len)
 }
 
 static long gmem_fallocate(struct file *file, int mode, loff_t offset,
-			       loff_t len)
+			   loff_t len)
 {
 	int ret;
 
@@ -261,7 +261,7 @@ static int gmem_set_policy(struct vm_area_struct *vma, struct mempolicy *mpol)
 }
 
 static struct mempolicy *gmem_get_policy(struct vm_area_struct *vma,
-					     unsigned long addr, pgoff_t *ilx)
+					 unsigned long addr, pgoff_t *ilx)
 {
 	pgoff_t pgoff = linear_page_index(vma, addr);
 	struct inode *inode = file_inode(vma->vm_file);
@@ -316,8 +316,8 @@ static const struct file_operations gmem_fops = {
  * must never move.
  */
 static int gmem_migrate_folio(struct address_space *mapping,
-				  struct folio *dst, struct folio *src,
-				  enum migrate_mode mode)
+			      struct folio *dst, struct folio *src,
+			      enum migrate_mode mode)
 {
 	WARN_ON_ONCE(1);
 	return -EINVAL;
@@ -364,10 +364,11 @@ static const struct address_space_operations gmem_aops = {
 };
 
 static int gmem_setattr(struct mnt_idmap *idmap, struct dentry *dentry,
-			    struct iattr *attr)
+			struct iattr *attr)
 {
 	return -EINVAL;
 }
+
 static const struct inode_operations gmem_iops = {
 	.setattr	= gmem_setattr,
 };
@@ -633,8 +634,8 @@ static int __init gmem_init(void)
 	int ret;
 
 	gmem_inode_cachep = kmem_cache_create("guest_memfd_inode_cache",
-						  sizeof(struct gmem_inode),
-						  &args, SLAB_ACCOUNT);
+					      sizeof(struct gmem_inode),
+					      &args, SLAB_ACCOUNT);
 	if (!gmem_inode_cachep)
 		return -ENOMEM;
 

@@ -41,7 +41,11 @@ struct gmem_inode {
 	/* The creator's callbacks and the module they live in. */
 	const struct guest_memfd_owner_ops *owner_ops;
 	struct module *owner_module;
-	/* Only used when the owner has a free_folio callback, see core.c. */
+	/*
+	 * Only used when the owner has a free_folio callback, see
+	 * guest_memfd_create(): ->free_folio() gets nothing but the folio, so
+	 * the inode needs operations of its own to reach the owner's hook.
+	 */
 	struct address_space_operations aops;
 };
 

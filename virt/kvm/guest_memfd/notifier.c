@@ -372,7 +372,7 @@ int guest_memfd_get_pfn(struct guest_memfd_notifier *n, pgoff_t index,
 	struct inode *inode = n->inode;
 	struct address_space *mapping = inode->i_mapping;
 	struct folio *folio;
-	bool private;
+	bool want_private;
 	int ret = 0;
 
 	if (flags & ~(GUEST_MEMFD_ACCESS_SHARED | GUEST_MEMFD_ACCESS_PRIVATE |
@@ -394,8 +394,8 @@ int guest_memfd_get_pfn(struct guest_memfd_notifier *n, pgoff_t index,
 		goto out_unlock;
 	}
 
-	private = gmem_is_private(inode, index);
-	if (private != (access == GUEST_MEMFD_ACCESS_PRIVATE)) {
+	want_private = access == GUEST_MEMFD_ACCESS_PRIVATE;
+	if (gmem_is_private(inode, index) != want_private) {
 		ret = -EACCES;
 		goto out_unlock;
 	}
