@@ -161,9 +161,9 @@ Result<void> Vcpu::set_sregs(const kvm_sregs &sregs) const
 
 Result<void> GuestMemfd::allocate(uint64_t offset, uint64_t len) const
 {
-	return check_void(
-		::fallocate(fd_.get(), 0, static_cast<off_t>(offset), static_cast<off_t>(len)),
-		"fallocate(allocate)");
+	return check_void(::fallocate(fd_.get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+				      static_cast<off_t>(len)),
+			  "fallocate(KEEP_SIZE)");
 }
 
 Result<void> GuestMemfd::punch_hole(uint64_t offset, uint64_t len) const

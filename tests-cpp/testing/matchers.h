@@ -11,6 +11,19 @@
 
 #include "gmem/result.h"
 
+namespace gmem {
+
+// How GoogleTest prints a Result in a failure message.
+template <typename T> void PrintTo(const Result<T> &r, std::ostream *os)
+{
+	if (r.ok())
+		*os << "success";
+	else
+		*os << r.error().message();
+}
+
+} // namespace gmem
+
 namespace gmem::testing {
 
 MATCHER(Succeeds, "succeeds")

@@ -51,8 +51,8 @@ public:
 	[[nodiscard]] uint64_t size() const { return size_; }
 	[[nodiscard]] uint64_t flags() const { return flags_; }
 
-	// fallocate(): allocate, or punch a hole (FALLOC_FL_PUNCH_HOLE |
-	// FALLOC_FL_KEEP_SIZE).
+	// fallocate(): allocate (FALLOC_FL_KEEP_SIZE), or punch a hole
+	// (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE).
 	Result<void> allocate(uint64_t offset, uint64_t len) const;
 	Result<void> punch_hole(uint64_t offset, uint64_t len) const;
 	// mmap() a range shared (needs GUEST_MEMFD_FLAG_MMAP).

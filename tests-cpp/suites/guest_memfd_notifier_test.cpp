@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
+//
+// The exact notifications guest_memfd sends its clients, observed through
+// the CONFIG_GUEST_MEMFD_TEST mock client: hole punch, release, memory
+// failure and a prepare refusal (which must leave the file unchanged).
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "gmem/kvm.h"
+#include "testing/gmem_test_client.h"
+#include "testing/matchers.h"
+
+namespace gmem {
+namespace {
+
+using ::gmem::testing::change;
+using ::gmem::testing::ev;
+using ::gmem::testing::Event;
+using ::gmem::testing::FailsWithErrno;
+using ::gmem::testing::MockClient;
+using ::gmem::testing::refused;
+using ::gmem::testing::Succeeds;
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::IsEmpty;
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kSize = 16 * kPage;
+
+class GuestMemfdNotifierTest : public ::testing::Test {
+protected:
+	void SetUp() override
+	{
+		auto kvm = Kvm::open();
+		if (!kvm)
+			GTEST_SKIP() << kvm.error().message();
+		if (access(MockClient::kPath, F_OK) != 0)
+			GTEST_SKIP() << MockClient::kPath << " missing (CONFIG_GUEST_MEMFD_TEST)";
+		auto vm = kvm->create_vm(0);
+		ASSERT_THAT(vm, Succeeds());
+		vm_.emplace(std::move(vm).value());
+		// The default VM offers MMAP|INIT_SHARED: host writes can show
+		// that a refused change left the contents alone.
+		auto g = vm_->create_guest_memfd(kSize, GUEST_MEMFD_FLAG_MMAP |
+								GUEST_MEMFD_FLAG_INIT_SHARED);
+		ASSERT_THAT(g, Succeeds());
+		gmem_.emplace(std::move(g).value());
+	}
+
+	// A client attached to the test's guest_memfd.
+	MockClient attached_client()
+	{
+		auto c = MockClient::open();
+		EXPECT_THAT(c, Succeeds());
+		EXPECT_THAT(c->attach(gmem_->fd()), Succeeds());
+		return std::move(c).value();
+	}
+
+	static std::vector<Event> log_of(const MockClient &c)
+	{
+		auto e = c.events();
+		EXPECT_THAT(e, Succeeds());
+		return e.ok() ? e.value() : std::vector<Event>{};
+	}
+
+	std::optional<Vm> vm_;
+	std::optional<GuestMemfd> gmem_;
+};
+
+// A hole punch sends prepare, begin and end for exactly the punched range,
+// whether or not its pages were allocated.
+TEST_F(GuestMemfdNotifierTest, HolePunchNotifiesTruncateOfThePunchedRange)
+{
+	MockClient c = attached_client();
+	ASSERT_THAT(gmem_->allocate(0, 4 * kPage), Succeeds());
+	ASSERT_THAT(gmem_->punch_hole(kPage, 2 * kPage), Succeeds());
+	ASSERT_THAT(gmem_->punch_hole(8 * kPage, 4 * kPage), Succeeds());
+
+	std::vector<Event> want = change("truncate", kPage, 3 * kPage);
+	for (auto &e : change("truncate", 8 * kPage, 12 * kPage))
+		want.push_back(e);
+	EXPECT_THAT(log_of(c), ElementsAreArray(want));
+}
+
+// Allocation by fallocate() sends nothing that invalidates.
+TEST_F(GuestMemfdNotifierTest, AllocationSendsNoInvalidation)
+{
+	MockClient c = attached_client();
+	ASSERT_THAT(gmem_->allocate(0, kSize), Succeeds());
+	for (const Event &e : log_of(c))
+		EXPECT_NE(e.reason, "truncate") << e;
+}
+
+// Dropping the last reference to the file sends one begin/end pair of
+// "release" for the whole file, without a prepare step.
+TEST_F(GuestMemfdNotifierTest, ReleaseNotifiesTheWholeFileOnce)
+{
+	MockClient c = attached_client();
+	gmem_->close();
+	EXPECT_THAT(log_of(c), ElementsAreArray(change("release", 0, kSize, false)));
+	// Nothing can follow a release.
+	EXPECT_THAT(c.detach(), Succeeds());
+	EXPECT_THAT(log_of(c), ElementsAreArray(change("release", 0, kSize, false)));
+}
+
+// An mmap keeps the file alive: release comes with the last munmap.
+TEST_F(GuestMemfdNotifierTest, ReleaseWaitsForTheLastMapping)
+{
+	MockClient c = attached_client();
+	auto m = gmem_->map(0, kSize);
+	ASSERT_THAT(m, Succeeds());
+	gmem_->close();
+	EXPECT_THAT(log_of(c), IsEmpty());
+	m->reset();
+	EXPECT_THAT(log_of(c), ElementsAreArray(change("release", 0, kSize, false)));
+}
+
+// A refusing prepare fails the hole punch with its errno, the client
+// records the refusal with the offset it blamed, begin/end never come, and
+// the file's contents are unchanged.
+TEST_F(GuestMemfdNotifierTest, RefusedHolePunchChangesNothing)
+{
+	auto m = gmem_->map(0, kSize);
+	ASSERT_THAT(m, Succeeds());
+	std::memset(m->data(), 0x6b, kSize);
+	MockClient c = attached_client();
+	ASSERT_THAT(c.refuse(EBUSY, 2 * kPage), Succeeds());
+
+	EXPECT_THAT(gmem_->punch_hole(kPage, 4 * kPage), FailsWithErrno(EBUSY));
+	EXPECT_THAT(log_of(c),
+		    ElementsAre(refused("truncate", kPage, 5 * kPage, EBUSY, 2 * kPage)));
+	for (uint64_t off = 0; off < kSize; off += kPage / 2)
+		ASSERT_EQ(m->data()[off], 0x6b) << "offset " << off;
+
+	// The refusal was one-shot: the same punch now goes through.
+	ASSERT_THAT(c.clear(), Succeeds());
+	EXPECT_THAT(gmem_->punch_hole(kPage, 4 * kPage), Succeeds());
+	EXPECT_THAT(log_of(c), ElementsAreArray(change("truncate", kPage, 5 * kPage)));
+	EXPECT_EQ(m->data()[2 * kPage], 0);
+	EXPECT_EQ(m->data()[0], 0x6b);
+}
+
+// With two clients, when the second refuses, the first, which had agreed,
+// gets abort; neither gets begin or end.
+TEST_F(GuestMemfdNotifierTest, RefusalAbortsEarlierClients)
+{
+	MockClient first = attached_client();
+	MockClient second = attached_client();
+	ASSERT_THAT(second.refuse(EAGAIN, 3 * kPage), Succeeds());
+
+	EXPECT_THAT(gmem_->punch_hole(0, 8 * kPage), FailsWithErrno(EAGAIN));
+	EXPECT_THAT(log_of(first), ElementsAre(ev("prepare", "truncate", 0, 8 * kPage),
+					       ev("abort", "truncate", 0, 8 * kPage)));
+	EXPECT_THAT(log_of(second),
+		    ElementsAre(refused("truncate", 0, 8 * kPage, EAGAIN, 3 * kPage)));
+}
+
+// When the first client refuses, the second is never asked.
+TEST_F(GuestMemfdNotifierTest, RefusalStopsLaterClients)
+{
+	MockClient first = attached_client();
+	MockClient second = attached_client();
+	ASSERT_THAT(first.refuse(EPERM, 0), Succeeds());
+
+	EXPECT_THAT(gmem_->punch_hole(0, kPage), FailsWithErrno(EPERM));
+	EXPECT_THAT(log_of(first), ElementsAre(refused("truncate", 0, kPage, EPERM, 0)));
+	EXPECT_THAT(log_of(second), IsEmpty());
+}
+
+// A blamed offset outside the range is replaced by the range's start.
+TEST_F(GuestMemfdNotifierTest, RefusalOffsetOutsideTheRangeIsTheStart)
+{
+	MockClient c = attached_client();
+	ASSERT_THAT(c.refuse(EBUSY, 15 * kPage), Succeeds());
+	EXPECT_THAT(gmem_->punch_hole(2 * kPage, kPage), FailsWithErrno(EBUSY));
+	EXPECT_THAT(log_of(c),
+		    ElementsAre(refused("truncate", 2 * kPage, 3 * kPage, EBUSY, 2 * kPage)));
+}
+
+// After detach, no callback reaches the client.
+TEST_F(GuestMemfdNotifierTest, DetachStopsNotifications)
+{
+	MockClient c = attached_client();
+	ASSERT_THAT(gmem_->punch_hole(0, kPage), Succeeds());
+	ASSERT_THAT(c.detach(), Succeeds());
+	ASSERT_THAT(gmem_->punch_hole(kPage, kPage), Succeeds());
+	gmem_->close();
+	EXPECT_THAT(log_of(c), ElementsAreArray(change("truncate", 0, kPage)));
+}
+
+// The mock's own error rows: not a guest_memfd, attached twice, detached
+// twice.
+TEST_F(GuestMemfdNotifierTest, AttachErrors)
+{
+	auto c = MockClient::open();
+	ASSERT_THAT(c, Succeeds());
+	UniqueFd pipe_r, pipe_w;
+	int p[2];
+	ASSERT_EQ(pipe(p), 0);
+	pipe_r.reset(p[0]);
+	pipe_w.reset(p[1]);
+	EXPECT_THAT(c->attach(pipe_r.get()), FailsWithErrno(EINVAL));
+	EXPECT_THAT(c->attach(-1), FailsWithErrno(EBADF));
+	EXPECT_THAT(c->detach(), FailsWithErrno(ENOTCONN));
+	ASSERT_THAT(c->attach(gmem_->fd()), Succeeds());
+	EXPECT_THAT(c->attach(gmem_->fd()), FailsWithErrno(EBUSY));
+}
+
+// The client's PFN lookup: a missing page is ENOENT unless allocation is
+// asked for, and an access that does not match the page's state is
+// refused. On this (default VM, INIT_SHARED) file every page is shared.
+TEST_F(GuestMemfdNotifierTest, LookupChecksPresenceAndAccess)
+{
+	MockClient c = attached_client();
+	EXPECT_EQ(c.lookup(0, /*shared=*/true), ENOENT);
+	EXPECT_EQ(c.lookup(0, /*shared=*/true, /*alloc=*/true), 0);
+	EXPECT_EQ(c.lookup(0, /*shared=*/true), 0);
+	EXPECT_EQ(c.lookup(0, /*shared=*/false), EACCES);
+	// Lookups are not logged and change nothing a client would hear.
+	EXPECT_THAT(log_of(c), IsEmpty());
+}
+
+// A poisoned page is reported as a memory failure of that page, without a
+// prepare step. The poisoning process is killed by SIGBUS (it maps the
+// page), so a child does it.
+TEST_F(GuestMemfdNotifierTest, MemoryFailureNotifiesThePoisonedPage)
+{
+	MockClient c = attached_client();
+	pid_t pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		auto m = gmem_->map(0, kSize);
+		if (!m)
+			_exit(2);
+		m->data()[5 * kPage] = 1;
+		if (madvise(m->data() + 5 * kPage, kPage, MADV_HWPOISON) != 0)
+			_exit(errno == EPERM || errno == EINVAL ? 3 : 4);
+		_exit(0);
+	}
+	int status = 0;
+	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
+		GTEST_SKIP() << "MADV_HWPOISON not available";
+	ASSERT_TRUE(WIFEXITED(status) || WTERMSIG(status) == SIGBUS) << "status " << status;
+	if (WIFEXITED(status))
+		ASSERT_EQ(WEXITSTATUS(status), 0);
+	EXPECT_THAT(log_of(c),
+		    ElementsAreArray(change("memory_failure", 5 * kPage, 6 * kPage, false)));
+}
+
+} // namespace
+} // namespace gmem
