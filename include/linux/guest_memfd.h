@@ -35,7 +35,11 @@ struct module;
  *         kvm->mmu_lock, client locks (e.g. iommufd's pages->mutex)
  *
  *   mmap_lock
- *     mapping->invalidate_lock (a fault on a guest_memfd mapping)
+ *     mapping->invalidate_lock
+ *
+ * The second order is reserved for the mmap fault handler, which is to
+ * check a page's state under the invalidate lock held for reading (it takes
+ * no lock yet): callbacks therefore never take mmap_lock.
  *
  * The invalidate lock is held for writing by everything that changes what
  * a page is or whether it exists: hole punch, conversion between shared and
@@ -163,7 +167,8 @@ struct guest_memfd_notifier;
  *	@range->reason): drop every mapping of them that the change makes
  *	invalid, and install none until the matching @invalidate_end.  Always
  *	followed by exactly one @invalidate_end with the same @range, and
- *	called on every client before the core changes anything.  Cannot
+ *	called on every client, in registration order, before the core
+ *	changes anything.  Cannot
  *	fail; may sleep.  Runs with the invalidate lock held, for writing
  *	except for %GUEST_MEMFD_REASON_MEMORY_FAILURE (for reading, so it can
  *	run concurrently with another memory-failure range).
