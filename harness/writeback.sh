@@ -56,8 +56,11 @@ last_touching() { # path -> last patch (in series order) that changes it
 
 rule_for() { # path -> patch whose patterns in the series file match it
 	local f=$1 patch pats pat
+	local -a list
 	while read -r patch pats; do
-		for pat in $pats; do
+		# Split without pathname expansion: the patterns are for [[ ]].
+		read -r -a list <<<"$pats"
+		for pat in ${list[@]+"${list[@]}"}; do
 			# shellcheck disable=SC2053
 			if [[ $f == $pat ]]; then
 				echo "$patch"
@@ -65,6 +68,17 @@ rule_for() { # path -> patch whose patterns in the series file match it
 			fi
 		done
 	done < <(series_entries)
+}
+
+# Every path that differs from the assembled HEAD, NUL-separated, as
+# "XY path" status entries. Untracked files are listed even when a
+# .gitignore hides them (Debian's tarball ignores "/*" at the top), except
+# what tools leave behind in a source tree.
+changed_paths() {
+	git status --porcelain=v1 -z -uall --no-renames
+	git ls-files -z --others --ignored --exclude-standard |
+		grep -zvE '(^|/)(__pycache__/|[^/]*\.(pyc|o|orig|rej|swp)$|[^/]*~$)' |
+		while IFS= read -r -d '' f; do printf '?? %s\0' "$f"; done
 }
 
 declare -A edits # patch -> space-separated upstream paths
@@ -101,11 +115,11 @@ while IFS= read -r -d '' entry; do
 	fi
 	log "writeback: $f -> $target"
 	edits[$target]="${edits[$target]:-} $f"
-done < <(git status --porcelain=v1 -z -uall --no-renames)
+done < <(changed_paths)
 
 idx=$(mktemp "$GMEM_CACHE/index.XXXXXX")
 trap 'rm -f "$idx"' EXIT
-for patch in "${!edits[@]}"; do
+for patch in ${edits[@]+"${!edits[@]}"}; do
 	c=${pcommit[$patch]}
 	GIT_INDEX_FILE=$idx git read-tree "$c"
 	for f in ${edits[$patch]}; do
