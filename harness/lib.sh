@@ -31,8 +31,11 @@ repo_kernel_files() {
 	done) | sort -u
 }
 
+# Root of the kernel and kselftest builds.
+build_root() { echo "${GMEM_BUILD_ROOT:-$GMEM_CACHE/build}"; }
+
 # Kernel build output directory of one config.
-kbuild_dir() { echo "${GMEM_BUILD_ROOT:-$GMEM_CACHE/build}/$1"; }
+kbuild_dir() { echo "$(build_root)/$1"; }
 
 # Where kselftests are built.
-selftests_dir() { echo "${GMEM_BUILD_ROOT:-$GMEM_CACHE/build}/selftests"; }
+selftests_dir() { echo "$(build_root)/selftests"; }
