@@ -7,7 +7,7 @@
 # is checked in the result, so a dependency that silently drops an option
 # fails the build instead of a test much later.
 #
-# Usage: build-kernel.sh [CONFIG] [--no-assemble]
+# Usage: build-kernel.sh [CONFIG] [--no-assemble] [--config-only]
 # Output: $GMEM_CACHE/build/CONFIG/ (bzImage at arch/x86/boot/bzImage,
 #         UAPI headers under usr/include)
 set -euo pipefail
@@ -15,9 +15,11 @@ set -euo pipefail
 
 name=test
 assemble=1
+config_only=0
 for a in "$@"; do
 	case "$a" in
 	--no-assemble) assemble=0 ;;
+	--config-only) config_only=1 ;;
 	-*) die "build-kernel: unknown option $a" ;;
 	*) name=$a ;;
 	esac
@@ -78,6 +80,7 @@ if [ "$(cat "$out/.gmem-config" 2>/dev/null)" != "$want" ] || [ ! -f "$out/.conf
 	echo "$want" >"$out/.gmem-config"
 fi
 
+[ $config_only = 1 ] && { log "build-kernel[$name]: $out/.config is ready"; exit 0; }
 log "build-kernel[$name]: building in $out"
 t0=$(date +%s)
 "${mk[@]}" bzImage
