@@ -36,16 +36,28 @@ struct module;
  *
  *   mmap_lock
  *     mapping->invalidate_lock
+ *       folio lock
+ *         mapping->i_mmap_rwsem
  *
- * The second order is reserved for the mmap fault handler, which is to
- * check a page's state under the invalidate lock held for reading (it takes
- * no lock yet): callbacks therefore never take mmap_lock.
+ * The second order is the mmap fault handler's: it checks a page's state
+ * and looks the page up under the invalidate lock held for reading, so that
+ * a conversion to private (which holds it for writing from before it
+ * unmaps the range until the state has changed) cannot race with a fault
+ * mapping the page.  Callbacks therefore never take mmap_lock.  A
+ * conversion to private takes the folio lock and i_mmap_rwsem (to unmap)
+ * under the invalidate lock, as truncation does.
+ *
+ * The shared/private state of a convertible file is written with the
+ * invalidate lock held for writing, between invalidate_begin and
+ * invalidate_end, and read without any lock (guest_memfd_is_private() is
+ * RCU-safe), so a client may read it under its own spinlock.
  *
  * The invalidate lock is held for writing by everything that changes what
  * a page is or whether it exists: hole punch, conversion between shared and
  * private, release of the file, and (un)registration of a notifier.  It is
- * held for reading by memory-failure handling, fallocate() allocation and
- * guest_memfd_get_pfn().  Every notifier callback runs under it.
+ * held for reading by memory-failure handling, fallocate() allocation,
+ * guest_memfd_get_pfn() and the mmap fault handler.  Every notifier
+ * callback runs under it.
  *
  * Callbacks must not take kvm->slots_lock, mmap_lock or the invalidate
  * lock, and must not register or unregister a notifier.  A client calls
@@ -65,6 +77,12 @@ struct module;
 #define GUEST_MEMFD_F_MMAP		BIT_ULL(0)
 /* The file's pages start out shared rather than private. */
 #define GUEST_MEMFD_F_INIT_SHARED	BIT_ULL(1)
+/*
+ * The file tracks each page's state (shared or private) and userspace
+ * converts pages in place with KVM_GMEM_CONVERT_SHARED/PRIVATE on the file.
+ * Implies GUEST_MEMFD_F_MMAP.
+ */
+#define GUEST_MEMFD_F_CONVERTIBLE	BIT_ULL(2)
 
 /**
  * enum guest_memfd_reason - why a range of a guest_memfd is invalidated

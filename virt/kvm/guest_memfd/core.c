@@ -11,22 +11,57 @@
 #include <linux/anon_inodes.h>
 #include <linux/backing-dev.h>
 #include <linux/falloc.h>
+#include <linux/folio_batch.h>
 #include <linux/fs.h>
 #include <linux/guest_memfd.h>
 #include <linux/init.h>
 #include <linux/magic.h>
+#include <linux/maple_tree.h>
 #include <linux/mempolicy.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pseudo_fs.h>
 #include <linux/pagemap.h>
+#include <linux/sched.h>
+#include <linux/string.h>
+#include <linux/swap.h>
+#include <linux/uaccess.h>
+#include <uapi/linux/kvm.h>
 
 #include "internal.h"
 
 static struct vfsmount *gmem_mnt;
 
+/* The entry of a range of shared pages in gmem_inode.shareability. */
+#define GMEM_SHARED	xa_mk_value(1)
+
+/*
+ * How often a conversion to private looks for unexpected page references,
+ * draining the per-CPU LRU batches (which hold a reference on folios just
+ * added to the page cache) before each new look.
+ */
+#define GMEM_CONVERT_REF_TRIES	4
+
+static bool gmem_is_convertible(struct inode *inode)
+{
+	return GMEM_I(inode)->flags & GUEST_MEMFD_F_CONVERTIBLE;
+}
+
 bool gmem_is_private(struct inode *inode, pgoff_t index)
 {
-	return !(GMEM_I(inode)->flags & GUEST_MEMFD_F_INIT_SHARED);
+	struct gmem_inode *gi = GMEM_I(inode);
+
+	if (!gmem_is_convertible(inode))
+		return !(gi->flags & GUEST_MEMFD_F_INIT_SHARED);
+
+	/*
+	 * Lockless: mtree_load() walks the tree under rcu_read_lock().  A
+	 * caller that must not act on a stale answer either holds the
+	 * invalidate lock or, like KVM, rechecks with its own invalidation
+	 * sequence, which every change of the tree bumps (the tree changes
+	 * only between invalidate_begin and invalidate_end).
+	 */
+	return !mtree_load(&gi->shareability, index);
 }
 
 static bool gmem_is_shared_mem(struct inode *inode, pgoff_t index)
@@ -208,7 +243,9 @@ static int gmem_release(struct inode *inode, struct file *file)
 
 static bool gmem_supports_mmap(struct inode *inode)
 {
-	return GMEM_I(inode)->flags & GUEST_MEMFD_F_MMAP;
+	/* A convertible file exists to be mapped where it is shared. */
+	return GMEM_I(inode)->flags & (GUEST_MEMFD_F_MMAP |
+				       GUEST_MEMFD_F_CONVERTIBLE);
 }
 
 static vm_fault_t gmem_fault_user_mapping(struct vm_fault *vmf)
@@ -220,10 +257,23 @@ static vm_fault_t gmem_fault_user_mapping(struct vm_fault *vmf)
 	if (((loff_t)vmf->pgoff << PAGE_SHIFT) >= i_size_read(inode))
 		return VM_FAULT_SIGBUS;
 
-	if (!gmem_is_shared_mem(inode, vmf->pgoff))
+	/*
+	 * Check the state and look the folio up under the invalidate lock,
+	 * so that a conversion to private (which holds it for writing) cannot
+	 * change the state in between.  The folio stays locked until the
+	 * caller has installed the PTE: a conversion that takes the
+	 * invalidate lock after this unlock waits for the folio lock and
+	 * unmaps the page again, see gmem_check_refs().
+	 */
+	filemap_invalidate_lock_shared(inode->i_mapping);
+
+	if (!gmem_is_shared_mem(inode, vmf->pgoff)) {
+		filemap_invalidate_unlock_shared(inode->i_mapping);
 		return VM_FAULT_SIGBUS;
+	}
 
 	folio = gmem_get_folio(inode, vmf->pgoff);
+	filemap_invalidate_unlock_shared(inode->i_mapping);
 	if (IS_ERR(folio)) {
 		if (PTR_ERR(folio) == -EAGAIN)
 			return VM_FAULT_RETRY;
@@ -289,6 +339,258 @@ static const struct vm_operations_struct gmem_vm_ops = {
 #endif
 };
 
+/*
+ * Find the pages of [@start, @end) whose state differs from the target:
+ * [*@first, *@last) spans all of them.  One step per range of the tree, not
+ * per page.  Returns false if no page changes.
+ */
+static bool gmem_changed_span(struct gmem_inode *gi, pgoff_t start,
+			      pgoff_t end, bool to_private, pgoff_t *first,
+			      pgoff_t *last)
+{
+	MA_STATE(mas, &gi->shareability, start, start);
+	pgoff_t index = start;
+	bool found = false;
+
+	while (index < end) {
+		bool shared;
+		pgoff_t next;
+
+		mas_set(&mas, index);
+		shared = mas_walk(&mas);
+		next = mas.last >= end - 1 ? end : mas.last + 1;
+
+		if (shared == to_private) {
+			if (!found)
+				*first = index;
+			found = true;
+			*last = next;
+		}
+		index = next;
+	}
+
+	return found;
+}
+
+/*
+ * A page going private must have no reference but the page cache's and
+ * the one taken here: anything else (a GUP pin, a pipe buffer) could keep
+ * accessing it after it became private.  Called with the invalidate lock
+ * held for writing and the range unmapped, so no new fault can map a page;
+ * a fault that checked the state before still holds the folio lock until
+ * its PTE is in place, so lock the folio and unmap it again if needed.
+ */
+static int gmem_check_refs(struct address_space *mapping, pgoff_t start,
+			   pgoff_t end, pgoff_t *error_index)
+{
+	struct folio_batch fbatch;
+	pgoff_t index = start;
+	int ret = 0;
+
+	folio_batch_init(&fbatch);
+	while (!ret && filemap_get_folios(mapping, &index, end - 1, &fbatch)) {
+		unsigned int i;
+
+		for (i = 0; i < folio_batch_count(&fbatch); i++) {
+			struct folio *folio = fbatch.folios[i];
+
+			folio_lock(folio);
+			if (folio_mapped(folio))
+				unmap_mapping_pages(mapping, folio->index,
+						    folio_nr_pages(folio), false);
+			/* The page cache's references plus fbatch's one. */
+			if (folio_ref_count(folio) > folio_nr_pages(folio) + 1) {
+				*error_index = max(folio->index, start);
+				ret = -EAGAIN;
+			}
+			folio_unlock(folio);
+			if (ret)
+				break;
+		}
+		folio_batch_release(&fbatch);
+		cond_resched();
+	}
+
+	return ret;
+}
+
+static int gmem_wait_for_refs(struct address_space *mapping, pgoff_t start,
+			      pgoff_t end, pgoff_t *error_index)
+{
+	int tries, ret;
+
+	for (tries = 1; ; tries++) {
+		ret = gmem_check_refs(mapping, start, end, error_index);
+		if (ret != -EAGAIN || tries == GMEM_CONVERT_REF_TRIES)
+			return ret;
+
+		/*
+		 * Folios are added to the LRU through per-CPU batches that
+		 * hold a reference until drained, and KVM's or compaction's
+		 * transient references go away by themselves: drain, give
+		 * them a tick, and look again from the page that failed.
+		 */
+		lru_add_drain_all();
+		if (tries > 1)
+			schedule_timeout_uninterruptible(1);
+		start = *error_index;
+	}
+}
+
+/**
+ * gmem_convert() - Convert pages of a guest_memfd between shared and private
+ * @inode: the guest_memfd's inode, created with GUEST_MEMFD_F_CONVERTIBLE
+ * @start: first page index
+ * @end: page index after the last page, at most the file's size in pages
+ * @to_private: convert to private rather than to shared
+ * @error_index: output, on failure: the first page that failed
+ *
+ * All or nothing.  Only the span of pages whose state changes is notified
+ * (nothing if no page changes): prepare, the core's checks (to private:
+ * unmap from every host page table, then no unexpected page reference),
+ * invalidate_begin, the change, invalidate_end.
+ *
+ * Context: May sleep.  Takes the invalidate lock for writing.
+ * Return: 0; -ENOMEM; -EAGAIN if a page going private has references beyond
+ * the file's; or the errno with which a client's prepare refused.
+ */
+int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
+		 bool to_private, pgoff_t *error_index)
+{
+	MA_STATE(mas, &GMEM_I(inode)->shareability, 0, 0);
+	enum guest_memfd_reason reason = to_private ?
+		GUEST_MEMFD_REASON_CONVERT_PRIVATE :
+		GUEST_MEMFD_REASON_CONVERT_SHARED;
+	void *entry = to_private ? NULL : GMEM_SHARED;
+	struct address_space *mapping = inode->i_mapping;
+	struct gmem_inode *gi = GMEM_I(inode);
+	struct guest_memfd_range range;
+	pgoff_t first, last, lo, hi;
+	int r = 0;
+
+	*error_index = start;
+
+	filemap_invalidate_lock(mapping);
+
+	if (!gmem_changed_span(gi, start, end, to_private, &first, &last))
+		goto out_unlock;
+
+	/*
+	 * Keep one entry per maximal range of shared pages: a new shared
+	 * range absorbs the shared ranges next to it.  (Gaps, i.e. private
+	 * ranges, are merged by the tree itself.)
+	 */
+	lo = first;
+	hi = last - 1;
+	if (!to_private) {
+		if (lo) {
+			mas_set(&mas, lo - 1);
+			if (mas_walk(&mas))
+				lo = mas.index;
+		}
+		mas_set(&mas, hi + 1);
+		if (mas_walk(&mas))
+			hi = mas.last;
+	}
+
+	/* Nothing may fail between invalidate_begin and invalidate_end. */
+	mas_set_range(&mas, lo, hi);
+	r = mas_preallocate(&mas, entry, GFP_KERNEL_ACCOUNT);
+	if (r)
+		goto out_unlock;
+
+	guest_memfd_range_init(&range, first, last, reason, NULL);
+	r = gmem_notify_prepare(gi, &range, error_index);
+	if (r)
+		goto out_free;
+
+	if (to_private) {
+		/* Every process's mappings, not only the caller's. */
+		unmap_mapping_pages(mapping, first, last - first, false);
+		r = gmem_wait_for_refs(mapping, first, last, error_index);
+		if (r) {
+			gmem_notify_abort(gi, &range);
+			goto out_free;
+		}
+	}
+
+	gmem_notify_begin(gi, &range);
+	mas_store_prealloc(&mas, entry);
+	gmem_notify_end(gi, &range);
+	goto out_unlock;
+
+out_free:
+	mas_destroy(&mas);
+out_unlock:
+	filemap_invalidate_unlock(mapping);
+
+	return r;
+}
+
+static int gmem_convert_check(const struct kvm_gmem_convert *args,
+			      loff_t file_size)
+{
+	if (args->flags || memchr_inv(args->reserved, 0, sizeof(args->reserved)))
+		return -EINVAL;
+
+	if (!PAGE_ALIGNED(args->offset) || !PAGE_ALIGNED(args->size) ||
+	    !args->size)
+		return -EINVAL;
+
+	if (args->offset + args->size < args->offset)
+		return -EINVAL;
+
+	if (args->offset + args->size > file_size)
+		return -EINVAL;
+
+	return 0;
+}
+
+static long gmem_ioctl_convert(struct file *file, bool to_private,
+			       struct kvm_gmem_convert __user *uarg)
+{
+	struct inode *inode = file_inode(file);
+	struct kvm_gmem_convert args;
+	pgoff_t error_index;
+	u64 error_offset;
+	int r;
+
+	if (!gmem_is_convertible(inode))
+		return -EOPNOTSUPP;
+
+	if (copy_from_user(&args, uarg, sizeof(args)))
+		return -EFAULT;
+
+	r = gmem_convert_check(&args, i_size_read(inode));
+	if (r) {
+		error_offset = args.offset;
+	} else {
+		r = gmem_convert(inode, args.offset >> PAGE_SHIFT,
+				 (args.offset + args.size) >> PAGE_SHIFT,
+				 to_private, &error_index);
+		error_offset = (u64)error_index << PAGE_SHIFT;
+	}
+
+	if (r && put_user(error_offset, &uarg->error_offset))
+		return -EFAULT;
+
+	return r;
+}
+
+static long gmem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	void __user *argp = (void __user *)arg;
+
+	switch (cmd) {
+	case KVM_GMEM_CONVERT_SHARED:
+		return gmem_ioctl_convert(file, false, argp);
+	case KVM_GMEM_CONVERT_PRIVATE:
+		return gmem_ioctl_convert(file, true, argp);
+	default:
+		return -ENOTTY;
+	}
+}
+
 static int gmem_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	if (!gmem_supports_mmap(file_inode(file)))
@@ -309,6 +611,8 @@ static const struct file_operations gmem_fops = {
 	.open		= generic_file_open,
 	.release	= gmem_release,
 	.fallocate	= gmem_fallocate,
+	.unlocked_ioctl	= gmem_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
 };
 
 /*
@@ -386,6 +690,10 @@ static const struct inode_operations gmem_iops = {
  * the file visible (e.g. installs a file descriptor).
  *
  * Context: May sleep.
+ * A file created with %GUEST_MEMFD_F_CONVERTIBLE starts out private, or
+ * shared with %GUEST_MEMFD_F_INIT_SHARED, and userspace converts its pages
+ * with the KVM_GMEM_CONVERT_SHARED and KVM_GMEM_CONVERT_PRIVATE ioctls.
+ *
  * Return: the new file, or an ERR_PTR(): -EINVAL for bad @ops, @size or
  * @flags, -ENOENT if @module is going away, -ENOMEM.
  */
@@ -402,7 +710,8 @@ struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 		return ERR_PTR(-EINVAL);
 
 	if (size <= 0 || !PAGE_ALIGNED(size) ||
-	    (flags & ~(GUEST_MEMFD_F_MMAP | GUEST_MEMFD_F_INIT_SHARED)))
+	    (flags & ~(GUEST_MEMFD_F_MMAP | GUEST_MEMFD_F_INIT_SHARED |
+		       GUEST_MEMFD_F_CONVERTIBLE)))
 		return ERR_PTR(-EINVAL);
 
 	if (!try_module_get(module))
@@ -438,6 +747,18 @@ struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 	WARN_ON_ONCE(!mapping_unevictable(inode->i_mapping));
 
 	GMEM_I(inode)->flags = flags;
+
+	if ((flags & GUEST_MEMFD_F_CONVERTIBLE) &&
+	    (flags & GUEST_MEMFD_F_INIT_SHARED)) {
+		MA_STATE(mas, &GMEM_I(inode)->shareability, 0,
+			 (size >> PAGE_SHIFT) - 1);
+
+		filemap_invalidate_lock(inode->i_mapping);
+		err = mas_store_gfp(&mas, GMEM_SHARED, GFP_KERNEL_ACCOUNT);
+		filemap_invalidate_unlock(inode->i_mapping);
+		if (err)
+			goto err_inode;
+	}
 
 	file = alloc_file_pseudo(inode, gmem_mnt, name, O_RDWR, &gmem_fops);
 	if (IS_ERR(file)) {
@@ -506,6 +827,13 @@ EXPORT_SYMBOL_NS_GPL(guest_memfd_flags, "GUEST_MEMFD");
  * @file: a guest_memfd
  * @index: page index in @file
  *
+ * Lockless (RCU): callable in any context, e.g. under a spinlock.  The
+ * state can change as soon as this returns unless the caller holds the
+ * invalidate lock; a caller that maps pages rechecks instead, with an
+ * invalidation sequence its notifier bumps (conversions change the state
+ * between invalidate_begin and invalidate_end).  The caller holds a
+ * reference on @file.
+ *
  * Return: true if the page at @index is private to the guest.
  */
 bool guest_memfd_is_private(struct file *file, pgoff_t index)
@@ -558,6 +886,10 @@ static struct inode *gmem_alloc_inode(struct super_block *sb)
 	mpol_shared_policy_init(&gi->policy, NULL);
 
 	gmem_notifier_init_inode(gi);
+	/* Written under the invalidate lock, read under RCU. */
+	mt_init_flags(&gi->shareability, MT_FLAGS_LOCK_EXTERN | MT_FLAGS_USE_RCU);
+	mt_set_external_lock(&gi->shareability,
+			     &gi->vfs_inode.i_data.invalidate_lock);
 	gi->flags = 0;
 	gi->owner_ops = NULL;
 	gi->owner_module = NULL;
@@ -570,6 +902,11 @@ static void gmem_destroy_inode(struct inode *inode)
 	WARN_ON_ONCE(!list_empty(&GMEM_I(inode)->notifiers));
 
 	mpol_free_shared_policy(&GMEM_I(inode)->policy);
+
+	/* RCU readers may still walk it: nodes are freed after a grace period. */
+	filemap_invalidate_lock(inode->i_mapping);
+	__mt_destroy(&GMEM_I(inode)->shareability);
+	filemap_invalidate_unlock(inode->i_mapping);
 
 	/*
 	 * The page cache is gone (evict() truncated it before calling here),

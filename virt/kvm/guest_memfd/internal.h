@@ -3,6 +3,7 @@
 #define __GUEST_MEMFD_INTERNAL_H
 
 #include <linux/fs.h>
+#include <linux/maple_tree.h>
 #include <linux/guest_memfd.h>
 #include <linux/mempolicy.h>
 #include <linux/spinlock.h>
@@ -38,6 +39,18 @@ struct gmem_inode {
 
 	u64 flags;
 
+	/*
+	 * Which pages are shared with the host, for files created with
+	 * GUEST_MEMFD_F_CONVERTIBLE: an entry (xa_mk_value(1)) covers each
+	 * maximal range of shared pages, a gap means private.  Its size grows
+	 * with the number of distinct ranges, not with the number of pages.
+	 * Written with the invalidate lock held for writing (the tree's
+	 * external lock); read under RCU without any lock, e.g. by KVM under
+	 * mmu_lock, which is why it changes only between invalidate_begin and
+	 * invalidate_end.
+	 */
+	struct maple_tree shareability;
+
 	/* The creator's callbacks and the module they live in. */
 	const struct guest_memfd_owner_ops *owner_ops;
 	struct module *owner_module;
@@ -55,6 +68,8 @@ static __always_inline struct gmem_inode *GMEM_I(struct inode *inode)
 }
 
 bool gmem_is_private(struct inode *inode, pgoff_t index);
+int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
+		 bool to_private, pgoff_t *error_index);
 struct folio *gmem_get_folio(struct inode *inode, pgoff_t index);
 
 void gmem_notifier_init_inode(struct gmem_inode *gi);

@@ -649,6 +649,86 @@ static void gmem_unregister_race_test(struct kunit *test)
 	__fput_sync(file);
 }
 
+/*
+ * Conversion: one notification per conversion, shrunk to the pages whose
+ * state changes, none when nothing changes; a prepare refusal or an extra
+ * page reference (to private) changes nothing.
+ */
+static void gmem_convert_test(struct kunit *test)
+{
+	struct kt_log *log = kt_log_new(test);
+	pgoff_t error_index = 0;
+	struct kt_client a;
+	struct folio *folio;
+	struct inode *inode;
+	struct file *file;
+	pgoff_t i;
+
+	kt_client_init(&a, log, 1, &kt_ops);
+	file = kt_create(test, GUEST_MEMFD_F_CONVERTIBLE);
+	inode = file_inode(file);
+	KUNIT_ASSERT_EQ(test, guest_memfd_register_notifier(file, &a.n), 0);
+
+	for (i = 0; i < KT_PAGES; i++)
+		KUNIT_EXPECT_TRUE(test, guest_memfd_is_private(file, i));
+
+	/* Pages 4 and 5 already shared: to shared of 2..8 notifies 2..8. */
+	KUNIT_EXPECT_EQ(test, gmem_convert(inode, 4, 6, false, &error_index), 0);
+	log->nr = 0;
+	KUNIT_EXPECT_EQ(test, gmem_convert(inode, 2, 8, false, &error_index), 0);
+	KUNIT_ASSERT_EQ(test, log->nr, 3);
+	kt_expect_event(test, log, 0, 1, KT_PREPARE, GUEST_MEMFD_REASON_CONVERT_SHARED, 2, 8);
+	kt_expect_event(test, log, 1, 1, KT_BEGIN, GUEST_MEMFD_REASON_CONVERT_SHARED, 2, 8);
+	kt_expect_event(test, log, 2, 1, KT_END, GUEST_MEMFD_REASON_CONVERT_SHARED, 2, 8);
+	for (i = 0; i < KT_PAGES; i++)
+		KUNIT_EXPECT_EQ(test, guest_memfd_is_private(file, i), i < 2 || i >= 8);
+
+	/* Nothing changes, nothing is notified. */
+	log->nr = 0;
+	KUNIT_EXPECT_EQ(test, gmem_convert(inode, 3, 7, false, &error_index), 0);
+	KUNIT_EXPECT_EQ(test, gmem_convert(inode, 10, 12, true, &error_index), 0);
+	KUNIT_EXPECT_EQ(test, log->nr, 0);
+
+	/* To private of 0..16 only concerns the shared span 2..8. */
+	a.refuse = -EBUSY;
+	a.refuse_index = 5;
+	KUNIT_EXPECT_EQ(test, gmem_convert(inode, 0, KT_PAGES, true, &error_index),
+			-EBUSY);
+	KUNIT_EXPECT_EQ(test, error_index, 5UL);
+	KUNIT_ASSERT_EQ(test, log->nr, 1);
+	kt_expect_event(test, log, 0, 1, KT_REFUSE, GUEST_MEMFD_REASON_CONVERT_PRIVATE, 2, 8);
+	for (i = 0; i < KT_PAGES; i++)
+		KUNIT_EXPECT_EQ(test, guest_memfd_is_private(file, i), i < 2 || i >= 8);
+
+	/* An extra reference on page 6 refuses with -EAGAIN, after prepare. */
+	a.refuse = 0;
+	log->nr = 0;
+	KUNIT_ASSERT_EQ(test, kt_allocate(file, 6, 7), 0);
+	folio = filemap_get_folio(file->f_mapping, 6);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
+	KUNIT_EXPECT_EQ(test, gmem_convert(inode, 0, KT_PAGES, true, &error_index),
+			-EAGAIN);
+	KUNIT_EXPECT_EQ(test, error_index, 6UL);
+	KUNIT_ASSERT_EQ(test, log->nr, 2);
+	kt_expect_event(test, log, 0, 1, KT_PREPARE, GUEST_MEMFD_REASON_CONVERT_PRIVATE, 2, 8);
+	kt_expect_event(test, log, 1, 1, KT_ABORT, GUEST_MEMFD_REASON_CONVERT_PRIVATE, 2, 8);
+	KUNIT_EXPECT_FALSE(test, guest_memfd_is_private(file, 6));
+	folio_put(folio);
+
+	/* Without it, the conversion goes through; the page stays. */
+	log->nr = 0;
+	KUNIT_EXPECT_EQ(test, gmem_convert(inode, 0, KT_PAGES, true, &error_index), 0);
+	KUNIT_ASSERT_EQ(test, log->nr, 3);
+	kt_expect_event(test, log, 1, 1, KT_BEGIN, GUEST_MEMFD_REASON_CONVERT_PRIVATE, 2, 8);
+	kt_expect_event(test, log, 2, 1, KT_END, GUEST_MEMFD_REASON_CONVERT_PRIVATE, 2, 8);
+	for (i = 0; i < KT_PAGES; i++)
+		KUNIT_EXPECT_TRUE(test, guest_memfd_is_private(file, i));
+	KUNIT_EXPECT_EQ(test, kt_nr_pages(file), 1UL);
+
+	guest_memfd_unregister_notifier(&a.n);
+	__fput_sync(file);
+}
+
 static struct kunit_case gmem_notifier_cases[] = {
 	KUNIT_CASE(gmem_register_test),
 	KUNIT_CASE(gmem_pairing_test),
@@ -656,6 +736,7 @@ static struct kunit_case gmem_notifier_cases[] = {
 	KUNIT_CASE(gmem_refuse_test),
 	KUNIT_CASE(gmem_release_test),
 	KUNIT_CASE(gmem_get_pfn_test),
+	KUNIT_CASE(gmem_convert_test),
 	KUNIT_CASE_SLOW(gmem_unregister_race_test),
 	{}
 };
