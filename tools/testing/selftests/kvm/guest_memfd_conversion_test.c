@@ -1,0 +1,516 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * In-place shared/private conversion of a guest_memfd file:
+ * KVM_GMEM_CONVERT_SHARED and KVM_GMEM_CONVERT_PRIVATE on the guest_memfd fd.
+ *
+ * The host sees a page's state through its mmap of the file: a shared page
+ * can be read and written, a private page raises SIGBUS, and a syscall that
+ * uses a private page as its buffer fails with EFAULT. Every test checks the
+ * state of every page afterwards, not just the ioctl's return value.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/falloc.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include "kvm_util.h"
+#include "test_util.h"
+#include "../../../../mm/gup_test.h"
+#include "kselftest_harness.h"
+
+#define NR_PAGES	16
+
+static sigjmp_buf sigbus_jmp;
+
+static void sigbus_handler(int sig)
+{
+	siglongjmp(sigbus_jmp, 1);
+}
+
+/*
+ * Touch one byte of @p, writing @val if @write: true if the host could,
+ * false if it got SIGBUS (the page is private).
+ */
+static bool host_access(volatile uint8_t *p, bool write, uint8_t val)
+{
+	struct sigaction sa = { .sa_handler = sigbus_handler }, old;
+	bool ok = true;
+
+	sigaction(SIGBUS, &sa, &old);
+	if (sigsetjmp(sigbus_jmp, 1) == 0) {
+		if (write)
+			*p = val;
+		else
+			(void)*p;
+	} else {
+		ok = false;
+	}
+	sigaction(SIGBUS, &old, NULL);
+	return ok;
+}
+
+static int gmem_convert(int fd, unsigned long cmd, uint64_t offset,
+			uint64_t size, uint64_t *error_offset)
+{
+	struct kvm_gmem_convert args = {
+		.offset = offset,
+		.size = size,
+		.error_offset = 0xdead,
+	};
+	int r = ioctl(fd, cmd, &args);
+
+	if (error_offset)
+		*error_offset = args.error_offset;
+	return r ? -errno : 0;
+}
+
+static bool conversion_supported(unsigned long vm_type)
+{
+	return (kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(vm_type)) &&
+	       kvm_has_cap(KVM_CAP_GUEST_MEMFD_CONVERT);
+}
+
+FIXTURE(conversion) {
+	struct kvm_vm *vm;
+	size_t page;
+	size_t size;
+	int fd;
+	uint8_t *mem;
+	/* What every page must be, checked by check_states(). */
+	bool shared[NR_PAGES];
+};
+
+FIXTURE_VARIANT(conversion) {
+	bool init_shared;
+};
+
+FIXTURE_VARIANT_ADD(conversion, init_private) {
+	.init_shared = false,
+};
+
+FIXTURE_VARIANT_ADD(conversion, init_shared) {
+	.init_shared = true,
+};
+
+FIXTURE_SETUP(conversion)
+{
+	uint64_t flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE;
+	int i;
+
+	self->fd = -1;
+	self->mem = MAP_FAILED;
+	self->vm = NULL;
+	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
+		SKIP(return, "KVM_X86_SW_PROTECTED_VM or KVM_CAP_GUEST_MEMFD_CONVERT not supported");
+
+	self->page = getpagesize();
+	self->size = NR_PAGES * self->page;
+	self->vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	ASSERT_TRUE(vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD_FLAGS) &
+		    GUEST_MEMFD_FLAG_CONVERTIBLE);
+	if (variant->init_shared)
+		flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
+	self->fd = __vm_create_guest_memfd(self->vm, self->size, flags);
+	ASSERT_GE(self->fd, 0);
+	self->mem = mmap(NULL, self->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 self->fd, 0);
+	ASSERT_NE(self->mem, MAP_FAILED);
+	for (i = 0; i < NR_PAGES; i++)
+		self->shared[i] = variant->init_shared;
+}
+
+FIXTURE_TEARDOWN(conversion)
+{
+	if (self->mem != MAP_FAILED)
+		munmap(self->mem, self->size);
+	if (self->fd >= 0)
+		close(self->fd);
+	if (self->vm)
+		kvm_vm_free(self->vm);
+}
+
+#define page_ptr(i)	(self->mem + (size_t)(i) * self->page)
+
+/* Read every page; each must be accessible exactly when it is shared. */
+#define check_states()							\
+	do {								\
+		for (int __i = 0; __i < NR_PAGES; __i++) {		\
+			ASSERT_EQ(self->shared[__i],			\
+				  host_access(page_ptr(__i), false, 0))	\
+				TH_LOG("page %d should be %s", __i,	\
+				       self->shared[__i] ? "shared" : "private"); \
+		}							\
+	} while (0)
+
+#define set_states(first, n, val)					\
+	do {								\
+		for (int __i = (first); __i < (first) + (n); __i++)	\
+			self->shared[__i] = (val);			\
+	} while (0)
+
+#define to_shared(first, n)						\
+	gmem_convert(self->fd, KVM_GMEM_CONVERT_SHARED,			\
+		     (uint64_t)(first) * self->page,			\
+		     (uint64_t)(n) * self->page, NULL)
+#define to_private(first, n)						\
+	gmem_convert(self->fd, KVM_GMEM_CONVERT_PRIVATE,		\
+		     (uint64_t)(first) * self->page,			\
+		     (uint64_t)(n) * self->page, NULL)
+
+TEST_F(conversion, initial_state)
+{
+	check_states();
+}
+
+/* Converting one page flips that page and no other, both ways. */
+TEST_F(conversion, per_page_precision)
+{
+	int i;
+
+	for (i = 0; i < NR_PAGES; i += 5) {
+		if (self->shared[i]) {
+			ASSERT_EQ(0, to_private(i, 1));
+			self->shared[i] = false;
+		} else {
+			ASSERT_EQ(0, to_shared(i, 1));
+			self->shared[i] = true;
+		}
+		check_states();
+	}
+	for (i = 0; i < NR_PAGES; i += 5) {
+		if (self->shared[i]) {
+			ASSERT_EQ(0, to_private(i, 1));
+		} else {
+			ASSERT_EQ(0, to_shared(i, 1));
+		}
+		self->shared[i] = !self->shared[i];
+		check_states();
+	}
+}
+
+/* Converting a range part of which is already in the target state is fine. */
+TEST_F(conversion, partly_in_target_state)
+{
+	ASSERT_EQ(0, to_shared(2, 2));
+	set_states(2, 2, true);
+	ASSERT_EQ(0, to_shared(0, 8));
+	set_states(0, 8, true);
+	check_states();
+	ASSERT_EQ(0, to_private(4, 2));
+	set_states(4, 2, false);
+	ASSERT_EQ(0, to_private(3, 6));
+	set_states(3, 6, false);
+	check_states();
+}
+
+/* Conversion works on pages that were never allocated. */
+TEST_F(conversion, before_allocation)
+{
+	/* No page has been touched or fallocate()d yet. */
+	ASSERT_EQ(0, to_shared(4, 4));
+	ASSERT_EQ(0, to_private(6, 1));
+	set_states(4, 4, true);
+	self->shared[6] = false;
+	check_states();
+}
+
+/* One conversion over allocated and unallocated pages. */
+TEST_F(conversion, mixed_allocated_and_unallocated)
+{
+	ASSERT_EQ(0, fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, 4 * self->page));
+	ASSERT_EQ(0, fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 8 * self->page,
+			       2 * self->page));
+	ASSERT_EQ(0, to_shared(0, NR_PAGES));
+	set_states(0, NR_PAGES, true);
+	check_states();
+	ASSERT_EQ(0, to_private(2, 10));
+	set_states(2, 10, false);
+	check_states();
+}
+
+/* Data written while shared survives a round trip through private. */
+TEST_F(conversion, contents_preserved)
+{
+	int i;
+
+	ASSERT_EQ(0, to_shared(0, NR_PAGES));
+	for (i = 0; i < NR_PAGES; i++)
+		memset(page_ptr(i), 0x30 + i, self->page);
+	ASSERT_EQ(0, to_private(0, NR_PAGES));
+	ASSERT_EQ(0, to_shared(0, NR_PAGES));
+	for (i = 0; i < NR_PAGES; i++) {
+		ASSERT_EQ(page_ptr(i)[0], 0x30 + i);
+		ASSERT_EQ(page_ptr(i)[self->page - 1], 0x30 + i);
+	}
+}
+
+/* A hole punch keeps the state; a later fault gets a zeroed page in it. */
+TEST_F(conversion, hole_punch_keeps_state)
+{
+	ASSERT_EQ(0, to_shared(3, 1));
+	ASSERT_EQ(0, to_private(4, 1));
+	self->shared[3] = true;
+	self->shared[4] = false;
+	memset(page_ptr(3), 0x5a, self->page);
+
+	ASSERT_EQ(0, fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       3 * self->page, 2 * self->page));
+	check_states();
+	ASSERT_EQ(0, page_ptr(3)[0]);
+	ASSERT_EQ(0, page_ptr(3)[self->page - 1]);
+}
+
+/* A private page used as a syscall's buffer makes the syscall fail. */
+TEST_F(conversion, private_page_as_buffer_is_efault)
+{
+	int pipefd[2];
+
+	ASSERT_EQ(0, to_private(1, 1));
+	ASSERT_EQ(0, to_shared(2, 1));
+	ASSERT_EQ(0, pipe(pipefd));
+	ASSERT_EQ(-1, write(pipefd[1], page_ptr(1), 64));
+	ASSERT_EQ(EFAULT, errno);
+	ASSERT_EQ(64, write(pipefd[1], page_ptr(2), 64));
+	ASSERT_EQ(-1, read(pipefd[0], page_ptr(1), 64));
+	ASSERT_EQ(EFAULT, errno);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+/*
+ * To-private unmaps the page from every process: a child that faulted it in
+ * through the inherited mapping gets SIGBUS afterwards.
+ */
+TEST_F(conversion, fork_unmaps_every_process)
+{
+	int to_child[2], to_parent[2], status;
+	pid_t pid;
+	char c;
+
+	ASSERT_EQ(0, to_shared(0, NR_PAGES));
+	set_states(0, NR_PAGES, true);
+	ASSERT_EQ(0, pipe(to_child));
+	ASSERT_EQ(0, pipe(to_parent));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		/* Fault the pages in, let the parent convert, look again. */
+		for (int i = 0; i < NR_PAGES; i++)
+			if (!host_access(page_ptr(i), true, 0x11))
+				_exit(10);
+		if (write(to_parent[1], "r", 1) != 1 || read(to_child[0], &c, 1) != 1)
+			_exit(11);
+		for (int i = 0; i < NR_PAGES; i++)
+			if (host_access(page_ptr(i), false, 0) != (i < 8))
+				_exit(20 + i);
+		_exit(0);
+	}
+	ASSERT_EQ(1, read(to_parent[0], &c, 1));
+	ASSERT_EQ(0, to_private(8, 8));
+	set_states(8, 8, false);
+	ASSERT_EQ(1, write(to_child[1], "c", 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	check_states();
+}
+
+/*
+ * A long-term pin on a page going private refuses the whole conversion with
+ * EAGAIN and error_offset at that page, changing nothing; after unpinning,
+ * the same conversion succeeds.
+ */
+TEST_F(conversion, longterm_pin_refuses_to_private)
+{
+	struct pin_longterm_test pin = { 0 };
+	uint64_t error_offset;
+	int gup;
+
+	gup = open("/sys/kernel/debug/gup_test", O_RDWR);
+	if (gup < 0)
+		SKIP(return, "no /sys/kernel/debug/gup_test (CONFIG_GUP_TEST)");
+	ASSERT_EQ(0, to_shared(0, NR_PAGES));
+	set_states(0, NR_PAGES, true);
+	memset(self->mem, 0x77, self->size);
+
+	pin.addr = (uintptr_t)page_ptr(6);
+	pin.size = self->page;
+	pin.flags = PIN_LONGTERM_TEST_FLAG_USE_WRITE;
+	ASSERT_EQ(0, ioctl(gup, PIN_LONGTERM_TEST_START, &pin));
+
+	ASSERT_EQ(-EAGAIN, gmem_convert(self->fd, KVM_GMEM_CONVERT_PRIVATE, 0,
+					self->size, &error_offset));
+	ASSERT_EQ(6 * self->page, error_offset);
+	check_states();
+	ASSERT_EQ(0x77, page_ptr(6)[0]);
+	/* A range that does not contain the pinned page converts. */
+	ASSERT_EQ(0, to_private(7, 9));
+	set_states(7, 9, false);
+	check_states();
+
+	ASSERT_EQ(0, ioctl(gup, PIN_LONGTERM_TEST_STOP));
+	close(gup);
+	ASSERT_EQ(0, to_private(0, NR_PAGES));
+	set_states(0, NR_PAGES, false);
+	check_states();
+}
+
+/* A page reference held by a pipe (vmsplice) refuses to-private too. */
+TEST_F(conversion, vmsplice_reference_refuses_to_private)
+{
+	struct iovec iov;
+	uint64_t error_offset;
+	int pipefd[2];
+	char buf[64];
+
+	ASSERT_EQ(0, to_shared(0, NR_PAGES));
+	set_states(0, NR_PAGES, true);
+	memset(page_ptr(3), 0x42, self->page);
+	ASSERT_EQ(0, pipe(pipefd));
+	iov.iov_base = page_ptr(3);
+	iov.iov_len = self->page;
+	ASSERT_EQ((ssize_t)self->page, vmsplice(pipefd[1], &iov, 1, 0));
+
+	ASSERT_EQ(-EAGAIN, gmem_convert(self->fd, KVM_GMEM_CONVERT_PRIVATE,
+					2 * self->page, 4 * self->page,
+					&error_offset));
+	ASSERT_EQ(3 * self->page, error_offset);
+	check_states();
+
+	/* Drain the pipe: the reference goes, the conversion succeeds. */
+	close(pipefd[1]);
+	while (read(pipefd[0], buf, sizeof(buf)) > 0)
+		ASSERT_EQ(0x42, buf[0]);
+	close(pipefd[0]);
+	ASSERT_EQ(0, to_private(2, 4));
+	set_states(2, 4, false);
+	check_states();
+}
+
+/* Every row of the errno table: nothing may change on any of them. */
+TEST_F(conversion, invalid_arguments)
+{
+	struct kvm_gmem_convert args;
+	unsigned long cmds[] = { KVM_GMEM_CONVERT_SHARED, KVM_GMEM_CONVERT_PRIVATE };
+	int c, i;
+
+	for (c = 0; c < 2; c++) {
+		unsigned long cmd = cmds[c];
+
+		/* flags must be 0 */
+		args = (struct kvm_gmem_convert){ .size = self->page, .flags = 1 };
+		ASSERT_EQ(-1, ioctl(self->fd, cmd, &args));
+		ASSERT_EQ(EINVAL, errno);
+		/* every reserved word must be 0 */
+		for (i = 0; i < 4; i++) {
+			args = (struct kvm_gmem_convert){ .size = self->page };
+			args.reserved[i] = 1;
+			ASSERT_EQ(-1, ioctl(self->fd, cmd, &args));
+			ASSERT_EQ(EINVAL, errno);
+		}
+		/* offset and size page aligned, size non-zero */
+		ASSERT_EQ(-EINVAL, gmem_convert(self->fd, cmd, 1, self->page, NULL));
+		ASSERT_EQ(-EINVAL, gmem_convert(self->fd, cmd, 0, self->page + 1, NULL));
+		ASSERT_EQ(-EINVAL, gmem_convert(self->fd, cmd, 0, 0, NULL));
+		/* no overflow of offset + size */
+		ASSERT_EQ(-EINVAL, gmem_convert(self->fd, cmd, -(uint64_t)self->page,
+						2 * self->page, NULL));
+		/* within the file */
+		ASSERT_EQ(-EINVAL, gmem_convert(self->fd, cmd, self->size, self->page, NULL));
+		ASSERT_EQ(-EINVAL, gmem_convert(self->fd, cmd, self->size - self->page,
+						2 * self->page, NULL));
+		/* a readable, writable argument */
+		ASSERT_EQ(-1, ioctl(self->fd, cmd, NULL));
+		ASSERT_EQ(EFAULT, errno);
+		check_states();
+	}
+}
+
+/* A whole-range error reports error_offset = offset. */
+TEST_F(conversion, whole_range_error_offset)
+{
+	uint64_t error_offset;
+
+	ASSERT_EQ(-EINVAL, gmem_convert(self->fd, KVM_GMEM_CONVERT_SHARED,
+					2 * self->page, self->size, &error_offset));
+	ASSERT_EQ(2 * self->page, error_offset);
+}
+
+/* A guest_memfd without GUEST_MEMFD_FLAG_CONVERTIBLE refuses both ioctls. */
+TEST(not_convertible)
+{
+	struct kvm_vm *vm;
+	unsigned long types = kvm_check_cap(KVM_CAP_VM_TYPES);
+	int fd;
+
+	if (!kvm_has_cap(KVM_CAP_GUEST_MEMFD_CONVERT))
+		SKIP(return, "KVM_CAP_GUEST_MEMFD_CONVERT not supported");
+	for (unsigned long type = 0; type < BITS_PER_LONG; type++) {
+		if (!(types & BIT(type)) || (type != KVM_X86_DEFAULT_VM &&
+					     type != KVM_X86_SW_PROTECTED_VM))
+			continue;
+		vm = vm_create_barebones_type(type);
+		fd = __vm_create_guest_memfd(vm, getpagesize(), GUEST_MEMFD_FLAG_MMAP);
+		ASSERT_GE(fd, 0);
+		ASSERT_EQ(-EOPNOTSUPP, gmem_convert(fd, KVM_GMEM_CONVERT_SHARED, 0,
+						    getpagesize(), NULL));
+		ASSERT_EQ(-EOPNOTSUPP, gmem_convert(fd, KVM_GMEM_CONVERT_PRIVATE, 0,
+						    getpagesize(), NULL));
+		close(fd);
+		kvm_vm_free(vm);
+	}
+}
+
+/*
+ * Private-memory VM types: CONVERTIBLE is reported, implies MMAP, and
+ * INIT_SHARED implies CONVERTIBLE (7.3 refuses INIT_SHARED there).
+ */
+TEST(flag_implications)
+{
+	struct kvm_vm *vm;
+	uint64_t flags;
+	uint8_t *p;
+	int fd;
+
+	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
+		SKIP(return, "KVM_X86_SW_PROTECTED_VM or KVM_CAP_GUEST_MEMFD_CONVERT not supported");
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	flags = vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_FLAGS);
+	ASSERT_TRUE(flags & GUEST_MEMFD_FLAG_CONVERTIBLE);
+	ASSERT_TRUE(flags & GUEST_MEMFD_FLAG_INIT_SHARED);
+
+	/* CONVERTIBLE alone: mappable, converts, starts private. */
+	fd = __vm_create_guest_memfd(vm, getpagesize(), GUEST_MEMFD_FLAG_CONVERTIBLE);
+	ASSERT_GE(fd, 0);
+	p = mmap(NULL, getpagesize(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_FALSE(host_access(p, false, 0));
+	ASSERT_EQ(0, gmem_convert(fd, KVM_GMEM_CONVERT_SHARED, 0,
+				  getpagesize(), NULL));
+	ASSERT_TRUE(host_access(p, true, 1));
+	munmap(p, getpagesize());
+	close(fd);
+
+	/* INIT_SHARED alone: convertible and starts shared. */
+	fd = __vm_create_guest_memfd(vm, getpagesize(), GUEST_MEMFD_FLAG_INIT_SHARED);
+	ASSERT_GE(fd, 0);
+	p = mmap(NULL, getpagesize(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_TRUE(host_access(p, true, 1));
+	ASSERT_EQ(0, gmem_convert(fd, KVM_GMEM_CONVERT_PRIVATE, 0,
+				  getpagesize(), NULL));
+	ASSERT_FALSE(host_access(p, false, 0));
+	munmap(p, getpagesize());
+	close(fd);
+	kvm_vm_free(vm);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Guest-driven in-place conversion: a KVM_X86_SW_PROTECTED_VM whose data
+ * lives in one convertible guest_memfd asks for conversions with the
+ * MAP_GPA_RANGE hypercall, and the VMM side flips the pages in place with
+ * KVM_GMEM_CONVERT_SHARED / KVM_GMEM_CONVERT_PRIVATE: same pages, no second
+ * backing. The guest checks what it reads after every conversion (contents
+ * are preserved for SW-protected VMs), and the host checks through its mmap
+ * of the file that shared pages hold the guest's data and private pages
+ * raise SIGBUS. Each vCPU works on a region of its own, concurrently.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include <linux/kvm_para.h>
+
+#include "kvm_util.h"
+#include "processor.h"
+#include "test_util.h"
+#include "kselftest_harness.h"
+
+#define DATA_SLOT		10
+#define DATA_GPA		((u64)1 << 32)
+#define PAGES_PER_VCPU		32
+#define REGION_SIZE		(PAGES_PER_VCPU * PAGE_SIZE)
+#define ROUNDS			6
+#define MAX_VCPUS		4
+
+enum {
+	SYNC_CHECK_SHARED = 1,	/* args: gpa, size, old pattern, new pattern */
+	SYNC_CHECK_PRIVATE,	/* args: region base */
+};
+
+/* The sub-range of its region a vCPU converts in round @r. */
+static u64 round_offset(int r)
+{
+	return ((r * 7) % (PAGES_PER_VCPU / 2)) * PAGE_SIZE;
+}
+
+static u64 round_size(int r)
+{
+	return (1 + (r * 5) % (PAGES_PER_VCPU / 2)) * PAGE_SIZE;
+}
+
+static void guest_check(u64 gpa, u64 size, u8 pattern)
+{
+	u8 *p = (u8 *)gpa;
+	u64 i;
+
+	for (i = 0; i < size; i += 512)
+		__GUEST_ASSERT(p[i] == pattern,
+			       "gpa 0x%lx: expected 0x%x, read 0x%x",
+			       gpa + i, pattern, p[i]);
+}
+
+static void guest_code(u64 base)
+{
+	int r;
+
+	for (r = 0; r < ROUNDS; r++) {
+		u8 mine = 0x10 + r, host = 0x80 + r;
+		u64 gpa = base + round_offset(r), size = round_size(r);
+
+		/* The whole region is private: write it. */
+		memset((void *)base, mine, REGION_SIZE);
+
+		kvm_hypercall_map_gpa_range(gpa, size, KVM_MAP_GPA_RANGE_DECRYPTED);
+		/* In place: the shared pages still hold what was written. */
+		guest_check(base, REGION_SIZE, mine);
+		GUEST_SYNC5(SYNC_CHECK_SHARED, gpa, size, mine, host);
+		/* The host's writes through its mmap are what the guest sees. */
+		guest_check(gpa, size, host);
+
+		kvm_hypercall_map_gpa_range(gpa, size, KVM_MAP_GPA_RANGE_ENCRYPTED);
+		guest_check(gpa, size, host);
+		GUEST_SYNC2(SYNC_CHECK_PRIVATE, base);
+	}
+	GUEST_DONE();
+}
+
+static int gmem_fd;
+static u8 *gmem_mem;
+static bool run_vcpus;
+
+static __thread sigjmp_buf sigbus_jmp;
+
+static void sigbus_handler(int sig)
+{
+	siglongjmp(sigbus_jmp, 1);
+}
+
+/* Read one byte through the host mapping; false on SIGBUS. */
+static bool host_read(u64 gpa, u8 *val)
+{
+	volatile u8 *p = gmem_mem + (gpa - DATA_GPA);
+
+	if (sigsetjmp(sigbus_jmp, 1))
+		return false;
+	*val = *p;
+	return true;
+}
+
+static int convert(u64 gpa, u64 size, bool private)
+{
+	struct kvm_gmem_convert args = {
+		.offset = gpa - DATA_GPA,
+		.size = size,
+	};
+	int r, tries = 0;
+
+	/* EAGAIN is documented as retryable (transient page references). */
+	do {
+		r = ioctl(gmem_fd, private ? KVM_GMEM_CONVERT_PRIVATE :
+					     KVM_GMEM_CONVERT_SHARED, &args);
+	} while (r && errno == EAGAIN && ++tries < 100);
+	return r ? -errno : 0;
+}
+
+static void handle_map_gpa_range(struct kvm_vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	u64 gpa = run->hypercall.args[0];
+	u64 size = run->hypercall.args[1] * PAGE_SIZE;
+	bool private = run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED;
+	int r;
+
+	TEST_ASSERT_EQ(run->hypercall.nr, KVM_HC_MAP_GPA_RANGE);
+	r = convert(gpa, size, private);
+	TEST_ASSERT(!r, "convert gpa 0x%lx size 0x%lx to %s: %s", gpa, size,
+		    private ? "private" : "shared", strerror(-r));
+	run->hypercall.ret = 0;
+}
+
+static void check_shared(u64 base, u64 gpa, u64 size, u8 old, u8 new)
+{
+	u64 a;
+	u8 v;
+
+	for (a = base; a < base + REGION_SIZE; a += PAGE_SIZE) {
+		bool shared = a >= gpa && a < gpa + size;
+
+		TEST_ASSERT_EQ(host_read(a, &v), shared);
+		if (!shared)
+			continue;
+		TEST_ASSERT(v == old, "host read 0x%x at gpa 0x%lx, guest wrote 0x%x",
+			    v, a, old);
+		memset(gmem_mem + (a - DATA_GPA), new, PAGE_SIZE);
+	}
+}
+
+static void check_private(u64 base)
+{
+	u64 a;
+	u8 v;
+
+	for (a = base; a < base + REGION_SIZE; a += PAGE_SIZE)
+		TEST_ASSERT(!host_read(a, &v), "gpa 0x%lx readable while private", a);
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct kvm_vcpu *vcpu = arg;
+	struct kvm_run *run = vcpu->run;
+	struct ucall uc;
+
+	while (!READ_ONCE(run_vcpus))
+		;
+	for (;;) {
+		vcpu_run(vcpu);
+		if (run->exit_reason == KVM_EXIT_HYPERCALL) {
+			handle_map_gpa_range(vcpu);
+			continue;
+		}
+		if (run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+			/*
+			 * Not expected (KVM derives the access from the
+			 * file's state for SW-protected VMs), but legal: do
+			 * what the fault asks for and retry.
+			 */
+			TEST_ASSERT(!convert(run->memory_fault.gpa, run->memory_fault.size,
+					     run->memory_fault.flags &
+					     KVM_MEMORY_EXIT_FLAG_PRIVATE),
+				    "convert for KVM_EXIT_MEMORY_FAULT");
+			continue;
+		}
+		TEST_ASSERT(run->exit_reason == KVM_EXIT_IO, "exit reason %u (%s)",
+			    run->exit_reason, exit_reason_str(run->exit_reason));
+		switch (get_ucall(vcpu, &uc)) {
+		case UCALL_ABORT:
+			REPORT_GUEST_ASSERT(uc);
+		case UCALL_SYNC:
+			if (uc.args[0] == SYNC_CHECK_SHARED)
+				check_shared(uc.args[1] & ~(u64)(REGION_SIZE - 1),
+					     uc.args[1], uc.args[2], uc.args[3], uc.args[4]);
+			else
+				check_private(uc.args[1]);
+			break;
+		case UCALL_DONE:
+			return NULL;
+		default:
+			TEST_FAIL("unknown ucall %lu", uc.cmd);
+		}
+	}
+}
+
+static void run_test(int nr_vcpus)
+{
+	const struct vm_shape shape = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+	struct sigaction sa = { .sa_handler = sigbus_handler };
+	struct kvm_vcpu *vcpus[MAX_VCPUS];
+	pthread_t threads[MAX_VCPUS];
+	u64 size = (u64)nr_vcpus * REGION_SIZE;
+	struct kvm_vm *vm;
+	int i;
+
+	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
+	TEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD_CONVERT));
+
+	sigaction(SIGBUS, &sa, NULL);
+	vm = __vm_create_with_vcpus(shape, nr_vcpus, 0, guest_code, vcpus);
+	vm_enable_cap(vm, KVM_CAP_EXIT_HYPERCALL, BIT(KVM_HC_MAP_GPA_RANGE));
+
+	/* Private at first; the slot's memory is the file, nothing else. */
+	gmem_fd = vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_MMAP |
+					GUEST_MEMFD_FLAG_CONVERTIBLE);
+	gmem_mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, gmem_fd);
+	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
+				   size, gmem_mem, gmem_fd, 0);
+	/* No KVM_SET_MEMORY_ATTRIBUTES: the file says what is private. */
+
+	for (i = 0; i < nr_vcpus; i++) {
+		u64 base = DATA_GPA + i * REGION_SIZE;
+
+		vcpu_args_set(vcpus[i], 1, base);
+		virt_map(vm, base, base, PAGES_PER_VCPU);
+		pthread_create(&threads[i], NULL, vcpu_thread, vcpus[i]);
+	}
+	WRITE_ONCE(run_vcpus, true);
+	for (i = 0; i < nr_vcpus; i++)
+		pthread_join(threads[i], NULL);
+
+	kvm_vm_free(vm);
+	munmap(gmem_mem, size);
+	close(gmem_fd);
+}
+
+TEST(one_vcpu)
+{
+	run_test(1);
+}
+
+TEST(four_vcpus)
+{
+	run_test(4);
+}
+
+TEST_HARNESS_MAIN
