@@ -444,6 +444,40 @@ TEST_F(conversion, whole_range_error_offset)
 	ASSERT_EQ(2 * self->page, error_offset);
 }
 
+/*
+ * The file owns the state of the GFNs it backs: KVM_SET_MEMORY_ATTRIBUTES
+ * on them fails with EPERM and changes nothing; GFNs outside stay usable.
+ */
+TEST_F(conversion, set_memory_attributes_refused)
+{
+	const uint64_t gpa = 1ULL << 32;
+	struct kvm_memory_attributes attr = {
+		.address = gpa,
+		.size = self->size,
+		.attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE,
+	};
+
+	ASSERT_EQ(0, __vm_set_user_memory_region2(self->vm, 1, KVM_MEM_GUEST_MEMFD,
+						  gpa, self->size, self->mem,
+						  self->fd, 0));
+	ASSERT_EQ(-1, ioctl(self->vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &attr));
+	ASSERT_EQ(EPERM, errno);
+	attr.address = gpa + self->size - self->page;
+	attr.size = 2 * self->page;
+	ASSERT_EQ(-1, ioctl(self->vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &attr));
+	ASSERT_EQ(EPERM, errno);
+	attr.address = gpa + self->size;
+	attr.size = self->page;
+	ASSERT_EQ(0, ioctl(self->vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &attr));
+	check_states();
+	/* Conversion still works with the memslot bound. */
+	ASSERT_EQ(0, to_shared(0, 1));
+	self->shared[0] = true;
+	ASSERT_EQ(0, to_private(1, 1));
+	self->shared[1] = false;
+	check_states();
+}
+
 /* A guest_memfd without GUEST_MEMFD_FLAG_CONVERTIBLE refuses both ioctls. */
 TEST(not_convertible)
 {
