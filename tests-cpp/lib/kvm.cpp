@@ -178,8 +178,6 @@ Result<Mapping> GuestMemfd::map(uint64_t offset, uint64_t len, int prot) const
 	return Mapping::map(fd_.get(), len, prot, MAP_SHARED, static_cast<off_t>(offset));
 }
 
-} // namespace gmem
-
 #ifdef KVM_GMEM_CONVERT_SHARED
 namespace {
 
@@ -208,3 +206,5 @@ Result<void> GuestMemfd::convert_private(uint64_t offset, uint64_t len) const
 		       len);
 }
 #endif
+
+} // namespace gmem

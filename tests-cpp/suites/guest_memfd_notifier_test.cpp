@@ -4,6 +4,7 @@
 // the CONFIG_GUEST_MEMFD_TEST mock client: hole punch, release, memory
 // failure and a prepare refusal (which must leave the file unchanged).
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include "gmem/kvm.h"
 #include "testing/gmem_test_client.h"
+#include "testing/host_access.h"
 #include "testing/matchers.h"
 
 namespace gmem {
@@ -32,20 +34,29 @@ constexpr uint64_t kSize = 16 * kPage;
 
 class GuestMemfdNotifierTest : public ::testing::Test {
 protected:
+	// The default VM offers MMAP|INIT_SHARED: host writes can show that a
+	// refused change left the contents alone.
 	void SetUp() override
+	{
+		Open(KVM_X86_DEFAULT_VM, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+	}
+
+	// A VM of @type and a guest_memfd of kSize with @flags, or a skip.
+	void Open(unsigned long type, uint64_t flags, long need_cap = 0)
 	{
 		auto kvm = Kvm::open();
 		if (!kvm)
 			GTEST_SKIP() << kvm.error().message();
 		if (access(MockClient::kPath, F_OK) != 0)
 			GTEST_SKIP() << MockClient::kPath << " missing (CONFIG_GUEST_MEMFD_TEST)";
-		auto vm = kvm->create_vm(0);
+		if (!kvm->supports_vm_type(type))
+			GTEST_SKIP() << vm_type_name(type) << " not supported";
+		if (need_cap && kvm->check_extension(need_cap) <= 0)
+			GTEST_SKIP() << "capability " << need_cap << " not supported";
+		auto vm = kvm->create_vm(type);
 		ASSERT_THAT(vm, Succeeds());
 		vm_.emplace(std::move(vm).value());
-		// The default VM offers MMAP|INIT_SHARED: host writes can show
-		// that a refused change left the contents alone.
-		auto g = vm_->create_guest_memfd(kSize, GUEST_MEMFD_FLAG_MMAP |
-								GUEST_MEMFD_FLAG_INIT_SHARED);
+		auto g = vm_->create_guest_memfd(kSize, flags);
 		ASSERT_THAT(g, Succeeds());
 		gmem_.emplace(std::move(g).value());
 	}
@@ -249,6 +260,82 @@ TEST_F(GuestMemfdNotifierTest, MemoryFailureNotifiesThePoisonedPage)
 		ASSERT_EQ(WEXITSTATUS(status), 0);
 	EXPECT_THAT(log_of(c),
 		    ElementsAreArray(change("memory_failure", 5 * kPage, 6 * kPage, false)));
+}
+
+// Conversions, on a convertible file of a SW-protected VM (starts private).
+class GuestMemfdConversionNotifierTest : public GuestMemfdNotifierTest {
+protected:
+	void SetUp() override
+	{
+		Open(KVM_X86_SW_PROTECTED_VM, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE,
+		     KVM_CAP_GUEST_MEMFD_CONVERT);
+	}
+};
+
+// Each direction is one prepare/begin/end of the requested range.
+TEST_F(GuestMemfdConversionNotifierTest, EachConversionIsNotifiedOnce)
+{
+	MockClient c = attached_client();
+	ASSERT_THAT(gmem_->convert_shared(2 * kPage, 4 * kPage), Succeeds());
+	ASSERT_THAT(gmem_->convert_private(3 * kPage, 2 * kPage), Succeeds());
+	std::vector<Event> want = change("convert_shared", 2 * kPage, 6 * kPage);
+	for (auto &e : change("convert_private", 3 * kPage, 5 * kPage))
+		want.push_back(e);
+	EXPECT_THAT(log_of(c), ElementsAreArray(want));
+}
+
+// The notified span is the requested one shrunk to the first and last page
+// that change; pages in between that are already in the target state are
+// included. A conversion that changes nothing is not notified.
+TEST_F(GuestMemfdConversionNotifierTest, SpanShrinksToThePagesThatChange)
+{
+	ASSERT_THAT(gmem_->convert_shared(4 * kPage, 2 * kPage), Succeeds());
+	ASSERT_THAT(gmem_->convert_shared(8 * kPage, 1 * kPage), Succeeds());
+	MockClient c = attached_client();
+	// Pages 0-3 change, 4-5 are already shared, 6-7 change, 8 is already
+	// shared: the span is pages 0-7.
+	ASSERT_THAT(gmem_->convert_shared(0, 9 * kPage), Succeeds());
+	// Pages 4-8 are all shared now: no notification at all.
+	ASSERT_THAT(gmem_->convert_shared(4 * kPage, 5 * kPage), Succeeds());
+	EXPECT_THAT(log_of(c), ElementsAreArray(change("convert_shared", 0, 8 * kPage)));
+}
+
+// A refusing prepare fails the conversion with its errno and blamed page
+// as error_offset; no page changes state.
+TEST_F(GuestMemfdConversionNotifierTest, RefusedConversionChangesNothing)
+{
+	auto m = gmem_->map(0, kSize);
+	ASSERT_THAT(m, Succeeds());
+	MockClient c = attached_client();
+	ASSERT_THAT(c.refuse(EBUSY, 3 * kPage), Succeeds());
+	auto r = gmem_->convert_shared(0, 8 * kPage);
+	ASSERT_THAT(r, FailsWithErrno(EBUSY));
+	EXPECT_EQ(r.error().error_offset.value_or(~0ULL), 3 * kPage);
+	EXPECT_THAT(log_of(c),
+		    ElementsAre(refused("convert_shared", 0, 8 * kPage, EBUSY, 3 * kPage)));
+	for (uint64_t i = 0; i < kSize / kPage; i++)
+		EXPECT_FALSE(::gmem::testing::host_touch(m->data() + i * kPage)) << "page " << i;
+}
+
+// When the core itself refuses a to-private conversion (a page is still
+// referenced), clients that agreed in prepare get abort, and no begin.
+TEST_F(GuestMemfdConversionNotifierTest, CoreRefusalAbortsClients)
+{
+	ASSERT_THAT(gmem_->convert_shared(0, kSize), Succeeds());
+	auto m = gmem_->map(0, kSize);
+	ASSERT_THAT(m, Succeeds());
+	int p[2];
+	ASSERT_EQ(pipe(p), 0);
+	UniqueFd rd(p[0]), wr(p[1]);
+	iovec iov{ m->data() + 2 * kPage, kPage };
+	ASSERT_EQ(vmsplice(wr.get(), &iov, 1, 0), static_cast<ssize_t>(kPage));
+	MockClient c = attached_client();
+
+	auto r = gmem_->convert_private(0, 4 * kPage);
+	ASSERT_THAT(r, FailsWithErrno(EAGAIN));
+	EXPECT_EQ(r.error().error_offset.value_or(~0ULL), 2 * kPage);
+	EXPECT_THAT(log_of(c), ElementsAre(ev("prepare", "convert_private", 0, 4 * kPage),
+					   ev("abort", "convert_private", 0, 4 * kPage)));
 }
 
 } // namespace
