@@ -3,8 +3,9 @@
 #
 # README command 1 (the main job): from a fresh Debian 12 as root, install
 # what is needed, build and boot the patched kernel under QEMU and run the
-# demo inside it. Until the mini-VMM demo exists, the guest prints what the
-# kernel reports about guest_memfd, iommufd and the VM types it supports.
+# demo inside it: gmem-info (what the kernel reports about guest_memfd,
+# iommufd and its VM types), then gmem-demo, a mini-VMM whose guest converts
+# its memory between private and shared in place.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 t0=$(date +%s)
@@ -22,13 +23,22 @@ step 2 "fetching Linux 7.3, applying the series, building the kernel (cold: ~8 m
 cmake -S "$REPO_DIR" -B "$REPO_DIR/build" -G Ninja -DGMEM_CACHE="$GMEM_CACHE" \
 	-DGMEM_KTREE="$(ktree)" -DGMEM_BUILD_ROOT="$(build_root)" >"$logdir/cmake.log" 2>&1 ||
 	fail 2 "cmake configure" "$logdir/cmake.log"
-"$HARNESS_DIR/progress.sh" "$logdir/build.log" cmake --build "$REPO_DIR/build" --target gmem-info ||
+"$HARNESS_DIR/progress.sh" "$logdir/build.log" cmake --build "$REPO_DIR/build" --target gmem-info --target gmem-demo ||
 	fail 2 "building the kernel and the demo" "$logdir/build.log"
 
 step 3 "booting the patched kernel under QEMU (TCG) and running the demo"
+# One boot: gmem-info, then the demo; the exit status is the demo's.
+cat >"$logdir/demo-in-guest.sh" <<'SH'
+#!/bin/sh
+./gmem-info
+echo
+exec ./gmem-demo
+SH
+chmod +x "$logdir/demo-in-guest.sh"
 set +e
 "$HARNESS_DIR/guest-run.sh" --results "$REPO_DIR/build/demo-run" --fail-on-splat \
-	-- "$REPO_DIR/build/gmem-info"
+	--file "$REPO_DIR/build/gmem-info" --file "$REPO_DIR/build/gmem-demo" \
+	-- "$logdir/demo-in-guest.sh"
 rc=$?
 set -e
 [ $rc = 0 ] || fail 3 "the demo exited with status $rc" "$REPO_DIR/build/demo-run/console.log"

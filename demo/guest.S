@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause */
+/*
+ * The demo's guest: 32-bit protected mode, flat segments, no paging. The
+ * VMM copies the bytes between demo_guest_start and demo_guest_end to
+ * GUEST_CODE_GPA and starts the vCPU there with ESP = GUEST_STACK_GPA.
+ *
+ * It talks to the VMM through two channels:
+ *  - "out" to STEP_PORT with the step number in AL: the VMM checks and
+ *    reports what the step did;
+ *  - the KVM_HC_MAP_GPA_RANGE hypercall (vmmcall: RAX = 12, RBX = GPA,
+ *    RCX = pages, RDX = attributes, bit 4 set for private), which the VMM
+ *    turns into an in-place conversion of the guest_memfd.
+ * Any failure it sees itself goes to FAIL_PORT with a code in AL.
+ */
+#define DATA_GPA	0x100000
+#define DATA_PAGES	16
+#define SHARED_PAGES	4
+#define STEP_PORT	0xe0
+#define FAIL_PORT	0xe1
+#define HC_MAP_GPA	12
+#define ENCRYPTED	0x10
+#define SECRET		0x31565250	/* "PRV1" */
+
+	.section .rodata
+	.globl demo_guest_start, demo_guest_end, demo_guest_message
+	.code32
+demo_guest_start:
+	/* Step 1: fill all data pages, still private, with the secret. */
+	mov	$DATA_GPA, %edi
+	mov	$(DATA_PAGES * 4096 / 4), %ecx
+	mov	$SECRET, %eax
+	cld
+	rep stosl
+	mov	$1, %al
+	outb	%al, $STEP_PORT
+
+	/* Step 2: ask for the first pages to be shared. */
+	mov	$HC_MAP_GPA, %eax
+	mov	$DATA_GPA, %ebx
+	mov	$SHARED_PAGES, %ecx
+	xor	%edx, %edx
+	vmmcall
+	test	%eax, %eax
+	jnz	fail_hypercall
+	/* In place: the shared page still holds the secret. */
+	cmpl	$SECRET, DATA_GPA + 8
+	jne	fail_contents
+	mov	$2, %al
+	outb	%al, $STEP_PORT
+
+	/* Step 3: write a message into the shared page for the VMM. */
+	mov	$DATA_GPA, %edi
+	call	1f
+1:	pop	%esi
+	add	$(message - 1b), %esi
+	mov	$(message_end - message), %ecx
+	rep movsb
+	mov	$3, %al
+	outb	%al, $STEP_PORT
+
+	/* Step 4: make the pages private again. */
+	mov	$HC_MAP_GPA, %eax
+	mov	$DATA_GPA, %ebx
+	mov	$SHARED_PAGES, %ecx
+	mov	$ENCRYPTED, %edx
+	vmmcall
+	test	%eax, %eax
+	jnz	fail_hypercall
+	/* Still the same page: the message is there, now private. */
+	cmpl	$0x6c6c6548, DATA_GPA	/* "Hell" */
+	jne	fail_contents
+	mov	$4, %al
+	outb	%al, $STEP_PORT
+
+	/* Step 5: done. */
+	hlt
+
+fail_hypercall:
+	mov	$1, %al
+	outb	%al, $FAIL_PORT
+	hlt
+fail_contents:
+	mov	$2, %al
+	outb	%al, $FAIL_PORT
+	hlt
+
+message:
+demo_guest_message:
+	.asciz	"Hello from the guest, through the same pages it keeps private."
+message_end:
+demo_guest_end:
+	.section .note.GNU-stack, "", @progbits
