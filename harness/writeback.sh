@@ -81,7 +81,7 @@ changed_paths() {
 		while IFS= read -r -d '' f; do printf '?? %s\0' "$f"; done
 }
 
-declare -A edits # patch -> space-separated upstream paths
+declare -A edits=() # patch -> space-separated upstream paths
 nnew=0
 while IFS= read -r -d '' entry; do
 	st=${entry:0:2}
