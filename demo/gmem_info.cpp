@@ -25,9 +25,7 @@ std::string flag_names(uint64_t flags)
 	};
 	add(GUEST_MEMFD_FLAG_MMAP, "MMAP");
 	add(GUEST_MEMFD_FLAG_INIT_SHARED, "INIT_SHARED");
-#ifdef GUEST_MEMFD_FLAG_CONVERTIBLE
 	add(GUEST_MEMFD_FLAG_CONVERTIBLE, "CONVERTIBLE");
-#endif
 	if (flags)
 		s += (s.empty() ? "0x" : "|0x") + std::to_string(flags);
 	return s.empty() ? "none" : s;

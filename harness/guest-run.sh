@@ -60,7 +60,7 @@ results=$(cd "$results" && pwd)
 # Fresh run directory: stale output must never be mistaken for this run's.
 find "$results" -mindepth 1 -delete
 
-put() { # copy a file into the run directory (hard link when possible)
+put() { # copy a file into the run directory
 	local src=$1 dst="$results/$(basename "$1")"
 	[ -e "$src" ] || die "guest-run: no such file $src"
 	cp -rL "$src" "$dst"
@@ -70,7 +70,7 @@ for f in "${files[@]}"; do put "$f"; done
 if [ $# -gt 0 ]; then
 	prog=$1
 	shift
-	[ -x "$prog" ] || prog=$(command -v "$prog") || die "guest-run: $1 not found"
+	[ -x "$prog" ] || prog=$(command -v "$prog") || die "guest-run: program not found"
 	put "$prog"
 	{
 		echo "# written by guest-run.sh"

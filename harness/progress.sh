@@ -13,7 +13,7 @@ shift
 "$@" >"$logf" 2>&1 &
 pid=$!
 kdir=$(kbuild_dir test)
-want=$(cat "$kdir/.gmem-objcount" 2>/dev/null || echo 2600)
+want=$(cat "$kdir/.gmem-objcount" 2>/dev/null || echo 1600)
 start=$(date +%s)
 tty=0
 [ -t 2 ] && tty=1

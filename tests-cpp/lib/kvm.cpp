@@ -178,7 +178,6 @@ Result<Mapping> GuestMemfd::map(uint64_t offset, uint64_t len, int prot) const
 	return Mapping::map(fd_.get(), len, prot, MAP_SHARED, static_cast<off_t>(offset));
 }
 
-#ifdef KVM_GMEM_CONVERT_SHARED
 namespace {
 
 Result<void> convert(int fd, unsigned long cmd, const char *name, uint64_t offset, uint64_t len)
@@ -205,6 +204,5 @@ Result<void> GuestMemfd::convert_private(uint64_t offset, uint64_t len) const
 	return convert(fd_.get(), KVM_GMEM_CONVERT_PRIVATE, "KVM_GMEM_CONVERT_PRIVATE", offset,
 		       len);
 }
-#endif
 
 } // namespace gmem

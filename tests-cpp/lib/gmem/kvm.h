@@ -57,14 +57,12 @@ public:
 	Result<void> punch_hole(uint64_t offset, uint64_t len) const;
 	// mmap() a range shared (needs GUEST_MEMFD_FLAG_MMAP).
 	Result<Mapping> map(uint64_t offset, uint64_t len, int prot = PROT_READ | PROT_WRITE) const;
-#ifdef KVM_GMEM_CONVERT_SHARED
 	// In-place conversion of [offset, offset + len): all or nothing. On
 	// failure the error carries the kernel's error_offset (the first
 	// offending page). EAGAIN is retryable: a page going private still
 	// had references beyond guest_memfd's own.
 	Result<void> convert_shared(uint64_t offset, uint64_t len) const;
 	Result<void> convert_private(uint64_t offset, uint64_t len) const;
-#endif
 	// Closes the file; the kernel releases it when the last reference goes.
 	void close()
 	{
