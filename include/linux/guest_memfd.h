@@ -29,7 +29,7 @@ struct module;
  * This is the one place that lists the locks around guest_memfd; code that
  * adds a lock to the picture extends this list.  Outer locks first::
  *
- *   kvm->slots_lock
+ *   kvm->slots_lock, iommufd's io_pagetable rwsems
  *     mapping->invalidate_lock ("the invalidate lock", an rw_semaphore)
  *       guest_memfd_notifier callbacks (a lockdep map, see below)
  *         kvm->mmu_lock, client locks (e.g. iommufd's pages->mutex)
@@ -112,8 +112,13 @@ struct module;
  *	two of these may run concurrently, for different ranges.  No prepare
  *	step.
  * @GUEST_MEMFD_REASON_ALLOCATE: pages of the range were allocated
- *	(fallocate()).  Nothing was mapped there before; a client that mirrors
- *	allocated pages maps them at invalidate_end.  Not sent yet.
+ *	(fallocate(); the range is the one requested, or the part of it done
+ *	before an error, and may include pages that existed already).
+ *	Nothing was mapped there before; a client that mirrors allocated
+ *	pages maps them at invalidate_end.  Sent with the invalidate lock held
+ *	for reading, like %GUEST_MEMFD_REASON_MEMORY_FAILURE.  Pages allocated
+ *	by a fault on a user mapping or by guest_memfd_get_pfn() are not
+ *	notified.  No prepare step.
  * @GUEST_MEMFD_REASON_POPULATE: the owner wrote initial contents into pages
  *	of the range (e.g. a confidential guest's launch image).  Not sent yet.
  */
@@ -258,6 +263,10 @@ unsigned long guest_memfd_read_begin(struct guest_memfd_notifier *n);
 bool guest_memfd_read_retry(struct guest_memfd_notifier *n, unsigned long seq);
 int guest_memfd_get_pfn(struct guest_memfd_notifier *n, pgoff_t index,
 			unsigned int flags, unsigned long *pfn);
+void guest_memfd_lock(struct guest_memfd_notifier *n);
+void guest_memfd_unlock(struct guest_memfd_notifier *n);
+int guest_memfd_get_pfn_locked(struct guest_memfd_notifier *n, pgoff_t index,
+			       unsigned int flags, unsigned long *pfn);
 
 struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 				void *priv, struct module *module,
@@ -297,6 +306,21 @@ static inline bool guest_memfd_read_retry(struct guest_memfd_notifier *n,
 static inline int guest_memfd_get_pfn(struct guest_memfd_notifier *n,
 				      pgoff_t index, unsigned int flags,
 				      unsigned long *pfn)
+{
+	return -EINVAL;
+}
+
+static inline void guest_memfd_lock(struct guest_memfd_notifier *n)
+{
+}
+
+static inline void guest_memfd_unlock(struct guest_memfd_notifier *n)
+{
+}
+
+static inline int guest_memfd_get_pfn_locked(struct guest_memfd_notifier *n,
+					     pgoff_t index, unsigned int flags,
+					     unsigned long *pfn)
 {
 	return -EINVAL;
 }

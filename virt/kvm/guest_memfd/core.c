@@ -99,6 +99,16 @@ struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
 	mpol_cond_put(policy);
 
 	/*
+	 * Clients map folios without pinning them, so nothing may drop one
+	 * but a notified truncation: a clean, unmapped page cache folio is
+	 * fair game for invalidate_mapping_pages() (drop_caches), unevictable
+	 * mapping or not.  A dirty one is not, and with no writeback it stays
+	 * dirty until it is truncated.
+	 */
+	if (!IS_ERR(folio) && !folio_test_dirty(folio))
+		folio_mark_dirty(folio);
+
+	/*
 	 * External interfaces like kvm_gmem_get_pfn() support dealing
 	 * with hugepages to a degree, but internally, guest_memfd currently
 	 * assumes that all folios are order-0 and handling would need
@@ -183,6 +193,16 @@ static long gmem_allocate(struct inode *inode, loff_t offset, loff_t len)
 			break;
 
 		cond_resched();
+	}
+
+	/* Clients that mirror allocated pages map what is there now. */
+	if (index > start) {
+		struct guest_memfd_range range;
+
+		guest_memfd_range_init(&range, start, min(index, end),
+				       GUEST_MEMFD_REASON_ALLOCATE, NULL);
+		gmem_notify_begin(GMEM_I(inode), &range);
+		gmem_notify_end(GMEM_I(inode), &range);
 	}
 
 	filemap_invalidate_unlock_shared(mapping);

@@ -45,13 +45,14 @@ static void gmem_assert_held(struct gmem_inode *gi, bool write)
 }
 
 /*
- * Memory failure runs with the invalidate lock held for reading, so two of
- * them (on different folios) may notify concurrently; everything else holds
- * it for writing.
+ * Memory failure and allocation run with the invalidate lock held for
+ * reading, so two of them (on different ranges) may notify concurrently;
+ * everything else holds it for writing.
  */
 static bool gmem_reason_shared_lock(enum guest_memfd_reason reason)
 {
-	return reason == GUEST_MEMFD_REASON_MEMORY_FAILURE;
+	return reason == GUEST_MEMFD_REASON_MEMORY_FAILURE ||
+	       reason == GUEST_MEMFD_REASON_ALLOCATE;
 }
 
 void gmem_notifier_init_inode(struct gmem_inode *gi)
@@ -337,77 +338,90 @@ bool guest_memfd_read_retry(struct guest_memfd_notifier *n, unsigned long seq)
 EXPORT_SYMBOL_NS_GPL(guest_memfd_read_retry, "GUEST_MEMFD");
 
 /**
- * guest_memfd_get_pfn() - Look up the PFN of a page of a guest_memfd
+ * guest_memfd_lock() - Hold a guest_memfd's pages and their state
+ * @n: the client's registered notifier
+ *
+ * Takes the file's invalidate lock for reading: until guest_memfd_unlock(),
+ * no page changes state or leaves the file, the file is not released and no
+ * notifier is registered or unregistered.  Pages may still be allocated
+ * (%GUEST_MEMFD_REASON_ALLOCATE) and memory failures notified.  For a client
+ * that fills a mapping from scratch under its own lock: take this first,
+ * then the client lock, and look PFNs up with guest_memfd_get_pfn_locked();
+ * no guest_memfd_read_begin() protocol is needed.
+ *
+ * Context: May sleep.  Not from a callback, nor with a lock that a callback
+ * takes.
+ */
+void guest_memfd_lock(struct guest_memfd_notifier *n)
+{
+	filemap_invalidate_lock_shared(n->inode->i_mapping);
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_lock, "GUEST_MEMFD");
+
+/**
+ * guest_memfd_unlock() - Undo guest_memfd_lock()
+ * @n: the client's registered notifier
+ */
+void guest_memfd_unlock(struct guest_memfd_notifier *n)
+{
+	filemap_invalidate_unlock_shared(n->inode->i_mapping);
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_unlock, "GUEST_MEMFD");
+
+/**
+ * guest_memfd_get_pfn_locked() - Look up the PFN of a page, lock held
  * @n: the client's registered notifier
  * @index: page index in the file
- * @flags: exactly one of %GUEST_MEMFD_ACCESS_SHARED and
- *	%GUEST_MEMFD_ACCESS_PRIVATE, the access the client will make, and
- *	optionally %GUEST_MEMFD_GET_ALLOC to allocate a missing page
+ * @flags: as for guest_memfd_get_pfn(), except that both
+ *	%GUEST_MEMFD_ACCESS_SHARED and %GUEST_MEMFD_ACCESS_PRIVATE may be set,
+ *	to accept a page in either state (e.g. to allocate pages that are
+ *	about to become shared, from a prepare callback)
  * @pfn: output, the PFN
  *
- * No reference is left on the page: guest_memfd keeps it, and the client
- * must stop using @pfn when its invalidate_begin is called for a range that
- * contains @index.  Use the guest_memfd_read_begin() protocol to install it.
- * A page allocated here (or by fallocate()) is cleared before its PFN is
- * first returned.
+ * Like guest_memfd_get_pfn(), for a caller that holds the invalidate lock:
+ * under guest_memfd_lock(), or from a callback of @n.  The answer stays
+ * valid until the caller drops the lock or returns from the callback; a PFN
+ * kept beyond that is dropped by the client's next invalidate_begin that
+ * covers @index, as for guest_memfd_get_pfn().
  *
- * The PFN stays valid without a pin only because guest_memfd folios are
- * never migrated (->migrate_folio refuses) nor reclaimed (the mapping is
- * unevictable) and leave the file only through a notified truncation or the
- * inode's eviction.  Whoever changes that must notify clients first.
- *
- * Context: May sleep (takes the invalidate lock for reading).  Not from a
- * callback, nor with a lock that a callback takes.
- * Return: 0 and the PFN in *@pfn; -EINVAL for bad @flags or @index beyond
- * the end of the file; -EACCES if the page's state (shared or private) is
- * not the requested access; -ENOENT if the page is not allocated and
- * %GUEST_MEMFD_GET_ALLOC is not set; -ENODEV if the file was released;
- * -EHWPOISON if the page has a memory error; -ENOMEM.
+ * Context: May sleep (locks the folio, may allocate).
+ * Return: as for guest_memfd_get_pfn().
  */
-int guest_memfd_get_pfn(struct guest_memfd_notifier *n, pgoff_t index,
-			unsigned int flags, unsigned long *pfn)
+int guest_memfd_get_pfn_locked(struct guest_memfd_notifier *n, pgoff_t index,
+			       unsigned int flags, unsigned long *pfn)
 {
 	unsigned int access = flags & (GUEST_MEMFD_ACCESS_SHARED |
 				       GUEST_MEMFD_ACCESS_PRIVATE);
 	struct inode *inode = n->inode;
 	struct address_space *mapping = inode->i_mapping;
 	struct folio *folio;
-	bool want_private;
 	int ret = 0;
+
+	lockdep_assert_held(&mapping->invalidate_lock);
 
 	if (flags & ~(GUEST_MEMFD_ACCESS_SHARED | GUEST_MEMFD_ACCESS_PRIVATE |
 		      GUEST_MEMFD_GET_ALLOC))
 		return -EINVAL;
-	if (access != GUEST_MEMFD_ACCESS_SHARED &&
-	    access != GUEST_MEMFD_ACCESS_PRIVATE)
+	if (!access)
 		return -EINVAL;
 
-	filemap_invalidate_lock_shared(mapping);
+	if (GMEM_I(inode)->released)
+		return -ENODEV;
 
-	if (GMEM_I(inode)->released) {
-		ret = -ENODEV;
-		goto out_unlock;
-	}
+	if (index >= (i_size_read(inode) >> PAGE_SHIFT))
+		return -EINVAL;
 
-	if (index >= (i_size_read(inode) >> PAGE_SHIFT)) {
-		ret = -EINVAL;
-		goto out_unlock;
-	}
-
-	want_private = access == GUEST_MEMFD_ACCESS_PRIVATE;
-	if (gmem_is_private(inode, index) != want_private) {
-		ret = -EACCES;
-		goto out_unlock;
-	}
+	if (access != (GUEST_MEMFD_ACCESS_SHARED | GUEST_MEMFD_ACCESS_PRIVATE) &&
+	    gmem_is_private(inode, index) !=
+	    (access == GUEST_MEMFD_ACCESS_PRIVATE))
+		return -EACCES;
 
 	if (flags & GUEST_MEMFD_GET_ALLOC)
 		folio = gmem_get_folio(inode, index);
 	else
 		folio = filemap_lock_folio(mapping, index);
-	if (IS_ERR(folio)) {
-		ret = PTR_ERR(folio);
-		goto out_unlock;
-	}
+	if (IS_ERR(folio))
+		return PTR_ERR(folio);
 
 	if (folio_test_hwpoison(folio)) {
 		ret = -EHWPOISON;
@@ -424,8 +438,55 @@ int guest_memfd_get_pfn(struct guest_memfd_notifier *n, pgoff_t index,
 out_folio:
 	folio_unlock(folio);
 	folio_put(folio);
-out_unlock:
-	filemap_invalidate_unlock_shared(mapping);
+	return ret;
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_get_pfn_locked, "GUEST_MEMFD");
+
+/**
+ * guest_memfd_get_pfn() - Look up the PFN of a page of a guest_memfd
+ * @n: the client's registered notifier
+ * @index: page index in the file
+ * @flags: exactly one of %GUEST_MEMFD_ACCESS_SHARED and
+ *	%GUEST_MEMFD_ACCESS_PRIVATE, the access the client will make, and
+ *	optionally %GUEST_MEMFD_GET_ALLOC to allocate a missing page
+ * @pfn: output, the PFN
+ *
+ * No reference is left on the page: guest_memfd keeps it, and the client
+ * must stop using @pfn when its invalidate_begin is called for a range that
+ * contains @index.  Use the guest_memfd_read_begin() protocol to install it.
+ * A page allocated here (or by fallocate()) is cleared before its PFN is
+ * first returned.  Allocation here is not notified: the client asked for
+ * the page (compare fallocate(), which is).
+ *
+ * The PFN stays valid without a pin only because guest_memfd folios are
+ * never migrated (->migrate_folio refuses) nor reclaimed (the mapping is
+ * unevictable and every folio is dirty from its allocation on, so neither
+ * reclaim nor drop_caches' invalidation takes it) and leave the file only
+ * through a notified truncation or the inode's eviction.  Whoever changes
+ * that must notify clients first.
+ *
+ * Context: May sleep (takes the invalidate lock for reading).  Not from a
+ * callback, nor with a lock that a callback takes.
+ * Return: 0 and the PFN in *@pfn; -EINVAL for bad @flags or @index beyond
+ * the end of the file; -EACCES if the page's state (shared or private) is
+ * not the requested access; -ENOENT if the page is not allocated and
+ * %GUEST_MEMFD_GET_ALLOC is not set; -ENODEV if the file was released;
+ * -EHWPOISON if the page has a memory error; -ENOMEM.
+ */
+int guest_memfd_get_pfn(struct guest_memfd_notifier *n, pgoff_t index,
+			unsigned int flags, unsigned long *pfn)
+{
+	unsigned int access = flags & (GUEST_MEMFD_ACCESS_SHARED |
+				       GUEST_MEMFD_ACCESS_PRIVATE);
+	int ret;
+
+	if (access != GUEST_MEMFD_ACCESS_SHARED &&
+	    access != GUEST_MEMFD_ACCESS_PRIVATE)
+		return -EINVAL;
+
+	guest_memfd_lock(n);
+	ret = guest_memfd_get_pfn_locked(n, index, flags, pfn);
+	guest_memfd_unlock(n);
 	return ret;
 }
 EXPORT_SYMBOL_NS_GPL(guest_memfd_get_pfn, "GUEST_MEMFD");
