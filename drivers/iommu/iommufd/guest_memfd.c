@@ -1,0 +1,650 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * IOMMU_IOAS_MAP_FILE of a convertible guest_memfd: a mapping that pins
+ * nothing and mirrors the file.
+ *
+ * Every domain that maps such an area maps exactly the pages of its range
+ * that are shared with the host and allocated, each with a PAGE_SIZE IOPTE,
+ * taking PFNs from guest_memfd and never reading them back from a domain.
+ * guest_memfd's notifier keeps it so:
+ *
+ *  - conversion to private, hole punch, memory failure and release unmap the
+ *    pages in invalidate_begin, before the pages change (an IOMMU access to a
+ *    private page can be fatal on some hardware);
+ *  - conversion to shared allocates the pages in prepare, before the point
+ *    of no return, and maps them in invalidate_end, once they are shared;
+ *  - fallocate() maps the new pages in invalidate_end.
+ *
+ * invalidate_end cannot fail. A page that fails to map there stays unmapped
+ * in every domain (the safe direction), is recorded as pending with the
+ * errno, and is retried by the next notification, the next domain attached,
+ * or IOMMU_IOAS_MIRROR_STATUS with IOMMU_MIRROR_STATUS_RETRY.
+ *
+ * State, in iopt_pages_gmem and under pages->mutex: a bitmap of the pages
+ * mapped in every tracked domain (with no domain: of the pages that would
+ * be), and one of the pending pages. Unmapping only ever walks set bits, so
+ * it never meets a hole.
+ *
+ * Lock order: iopt rwsems -> guest_memfd's invalidate lock -> pages->mutex.
+ * Callbacks run under the invalidate lock and take only pages->mutex, never
+ * the iopt rwsems: the (area, domain) pairs to unmap come from
+ * pages->tracker. Paths that fill a domain take the invalidate lock for
+ * reading (guest_memfd_lock()) before pages->mutex, so that the state they
+ * read cannot change under them. pages->mutex gets its own lockdep class:
+ * user pages take mmap_lock under it, while guest_memfd takes the
+ * invalidate lock under mmap_lock (faults).
+ */
+#include <linux/bitmap.h>
+#include <linux/file.h>
+#include <linux/guest_memfd.h>
+#include <linux/highmem.h>
+#include <linux/iommu.h>
+#include <linux/iommufd.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+
+#include "io_pagetable.h"
+
+MODULE_IMPORT_NS("GUEST_MEMFD");
+
+static struct lock_class_key iopt_gmem_mutex_key;
+
+static struct iopt_pages *iopt_gmem_pages(struct guest_memfd_notifier *n)
+{
+	return container_of(n, struct iopt_pages, gmem.notifier);
+}
+
+static unsigned long iopt_gmem_iova(struct iopt_area *area,
+				    unsigned long index)
+{
+	return iopt_area_iova(area) +
+	       (index - iopt_area_index(area)) * PAGE_SIZE;
+}
+
+/* The PFN of a page that should be mapped, or an errno if it should not */
+static int iopt_gmem_lookup(struct iopt_pages *pages, unsigned long index,
+			    unsigned long *pfn)
+{
+	return guest_memfd_get_pfn_locked(&pages->gmem.notifier,
+					  pages->gmem.start + index,
+					  GUEST_MEMFD_ACCESS_SHARED, pfn);
+}
+
+static int iopt_gmem_map_one(struct iopt_pages *pages, struct iopt_area *area,
+			     struct iommu_domain *domain, unsigned long index,
+			     unsigned long pfn)
+{
+	int rc;
+
+	if (iommufd_should_fail())
+		return -ENOMEM;
+
+	rc = iommu_map(domain, iopt_gmem_iova(area, index), PFN_PHYS(pfn),
+		       PAGE_SIZE, area->iommu_prot, GFP_KERNEL_ACCOUNT);
+	if (!rc)
+		pages->gmem.iopte_adds++;
+	return rc;
+}
+
+static void iopt_gmem_unmap_run(struct iopt_pages *pages,
+				struct iopt_area *area,
+				struct iommu_domain *domain,
+				unsigned long index, unsigned long npages)
+{
+	size_t len = npages * PAGE_SIZE;
+
+	/* Every page of the run is mapped with its own PAGE_SIZE IOPTE */
+	WARN_ON_ONCE(iommu_unmap(domain, iopt_gmem_iova(area, index), len) !=
+		     len);
+	pages->gmem.iopte_removes += npages;
+}
+
+/* Unmap the pages below @end that are mapped, from one domain */
+static void iopt_gmem_unmap_below(struct iopt_pages *pages,
+				  struct iopt_area *area,
+				  struct iommu_domain *domain, unsigned long end)
+{
+	unsigned long rs = 0, re;
+
+	for_each_set_bitrange_from(rs, re, pages->gmem.mapped, end)
+		iopt_gmem_unmap_run(pages, area, domain, rs, re - rs);
+}
+
+/* Map every mapped page into one more domain; on failure undo it all */
+static int iopt_gmem_fill_track(struct iopt_pages *pages,
+				struct iopt_area *area,
+				struct iommu_domain *domain)
+{
+	unsigned long index;
+	unsigned long pfn;
+	int rc;
+
+	lockdep_assert_held(&pages->mutex);
+
+	for_each_set_bit(index, pages->gmem.mapped, pages->npages) {
+		/* Under the invalidate lock a set bit is a shared page */
+		rc = iopt_gmem_lookup(pages, index, &pfn);
+		if (WARN_ON_ONCE(rc))
+			goto err_unmap;
+		rc = iopt_gmem_map_one(pages, area, domain, index, pfn);
+		if (rc)
+			goto err_unmap;
+		cond_resched();
+	}
+	return 0;
+
+err_unmap:
+	iopt_gmem_unmap_below(pages, area, domain, index);
+	return rc;
+}
+
+/* Map one page into every tracked domain, or into none */
+static int iopt_gmem_map_index(struct iopt_pages *pages, unsigned long index,
+			       unsigned long pfn)
+{
+	struct iopt_pages_track *track;
+	struct iopt_pages_track *done;
+	int rc;
+
+	list_for_each_entry(track, &pages->tracker, elm) {
+		rc = iopt_gmem_map_one(pages, track->area, track->domain, index,
+				       pfn);
+		if (rc)
+			goto err_unmap;
+	}
+	__set_bit(index, pages->gmem.mapped);
+	pages->gmem.nr_mapped++;
+	return 0;
+
+err_unmap:
+	list_for_each_entry(done, &pages->tracker, elm) {
+		if (done == track)
+			break;
+		iopt_gmem_unmap_run(pages, done->area, done->domain, index, 1);
+	}
+	return rc;
+}
+
+static void iopt_gmem_clear_pending(struct iopt_pages *pages,
+				    unsigned long index)
+{
+	if (__test_and_clear_bit(index, pages->gmem.pending))
+		pages->gmem.nr_pending--;
+}
+
+/* Make one page mapped if and only if it is shared and allocated */
+static void iopt_gmem_sync_index(struct iopt_pages *pages, unsigned long index)
+{
+	unsigned long pfn;
+	int rc;
+
+	if (test_bit(index, pages->gmem.mapped))
+		return;
+
+	if (iopt_gmem_lookup(pages, index, &pfn)) {
+		iopt_gmem_clear_pending(pages, index);
+		return;
+	}
+
+	rc = iopt_gmem_map_index(pages, index, pfn);
+	if (rc) {
+		if (!__test_and_set_bit(index, pages->gmem.pending))
+			pages->gmem.nr_pending++;
+		pages->gmem.error = rc;
+		return;
+	}
+	iopt_gmem_clear_pending(pages, index);
+}
+
+static void iopt_gmem_sync_done(struct iopt_pages *pages)
+{
+	if (!pages->gmem.nr_pending)
+		pages->gmem.error = 0;
+}
+
+static void iopt_gmem_retry(struct iopt_pages *pages)
+{
+	unsigned long index;
+
+	lockdep_assert_held(&pages->mutex);
+
+	for_each_set_bit(index, pages->gmem.pending, pages->npages) {
+		iopt_gmem_sync_index(pages, index);
+		cond_resched();
+	}
+	iopt_gmem_sync_done(pages);
+}
+
+static void iopt_gmem_map_range(struct iopt_pages *pages, unsigned long start,
+				unsigned long end)
+{
+	unsigned long index;
+
+	for (index = start; index < end; index++) {
+		iopt_gmem_sync_index(pages, index);
+		cond_resched();
+	}
+	iopt_gmem_sync_done(pages);
+}
+
+/* Unmap [start, end) from every tracked domain */
+static void iopt_gmem_unmap_range(struct iopt_pages *pages,
+				  unsigned long start, unsigned long end)
+{
+	struct iopt_pages_track *track;
+	unsigned long rs = start, re;
+	unsigned long index;
+
+	lockdep_assert_held(&pages->mutex);
+
+	for_each_set_bitrange_from(rs, re, pages->gmem.mapped, end) {
+		list_for_each_entry(track, &pages->tracker, elm)
+			iopt_gmem_unmap_run(pages, track->area, track->domain,
+					    rs, re - rs);
+		bitmap_clear(pages->gmem.mapped, rs, re - rs);
+		pages->gmem.nr_mapped -= re - rs;
+	}
+
+	/* Whatever failed to map there is no longer to be mapped */
+	index = start;
+	for_each_set_bit_from(index, pages->gmem.pending, end)
+		iopt_gmem_clear_pending(pages, index);
+	iopt_gmem_sync_done(pages);
+}
+
+/* The part of @range inside @pages, as page indexes of @pages */
+static bool iopt_gmem_clamp(struct iopt_pages *pages,
+			    const struct guest_memfd_range *range,
+			    unsigned long *start, unsigned long *end)
+{
+	pgoff_t first = pages->gmem.start;
+	pgoff_t last = first + pages->npages;
+
+	if (range->end <= first || range->start >= last)
+		return false;
+	*start = max(range->start, first) - first;
+	*end = min(range->end, last) - first;
+	return true;
+}
+
+static int iopt_gmem_prepare(struct guest_memfd_notifier *n,
+			     const struct guest_memfd_range *range,
+			     pgoff_t *error_index)
+{
+	struct iopt_pages *pages = iopt_gmem_pages(n);
+	unsigned long start, end, index;
+	unsigned long pfn;
+	int rc;
+
+	if (range->reason != GUEST_MEMFD_REASON_CONVERT_SHARED ||
+	    !iopt_gmem_clamp(pages, range, &start, &end))
+		return 0;
+
+	/*
+	 * Allocate now what invalidate_end maps: it cannot fail. A page with
+	 * a memory error is not mapped anyway.
+	 */
+	for (index = start; index < end; index++) {
+		rc = guest_memfd_get_pfn_locked(n, pages->gmem.start + index,
+						GUEST_MEMFD_ACCESS_SHARED |
+						GUEST_MEMFD_ACCESS_PRIVATE |
+						GUEST_MEMFD_GET_ALLOC, &pfn);
+		if (rc && rc != -EHWPOISON) {
+			*error_index = pages->gmem.start + index;
+			return rc;
+		}
+		cond_resched();
+	}
+	return 0;
+}
+
+static void iopt_gmem_abort(struct guest_memfd_notifier *n,
+			    const struct guest_memfd_range *range)
+{
+	/* What prepare allocated stays allocated, as after fallocate() */
+}
+
+static void iopt_gmem_invalidate_begin(struct guest_memfd_notifier *n,
+				       const struct guest_memfd_range *range)
+{
+	struct iopt_pages *pages = iopt_gmem_pages(n);
+	unsigned long start, end;
+
+	switch (range->reason) {
+	case GUEST_MEMFD_REASON_CONVERT_SHARED:
+	case GUEST_MEMFD_REASON_ALLOCATE:
+	case GUEST_MEMFD_REASON_POPULATE:
+		/* Nothing mapped becomes invalid */
+		return;
+	default:
+		break;
+	}
+
+	if (!iopt_gmem_clamp(pages, range, &start, &end))
+		return;
+
+	mutex_lock(&pages->mutex);
+	iopt_gmem_unmap_range(pages, start, end);
+	mutex_unlock(&pages->mutex);
+}
+
+static void iopt_gmem_invalidate_end(struct guest_memfd_notifier *n,
+				     const struct guest_memfd_range *range)
+{
+	struct iopt_pages *pages = iopt_gmem_pages(n);
+	unsigned long start, end;
+
+	mutex_lock(&pages->mutex);
+	switch (range->reason) {
+	case GUEST_MEMFD_REASON_CONVERT_SHARED:
+	case GUEST_MEMFD_REASON_ALLOCATE:
+		if (pages->gmem.nr_pending)
+			iopt_gmem_retry(pages);
+		if (iopt_gmem_clamp(pages, range, &start, &end))
+			iopt_gmem_map_range(pages, start, end);
+		break;
+	default:
+		if (pages->gmem.nr_pending)
+			iopt_gmem_retry(pages);
+		break;
+	}
+	mutex_unlock(&pages->mutex);
+}
+
+static const struct guest_memfd_notifier_ops iopt_gmem_notifier_ops = {
+	.prepare = iopt_gmem_prepare,
+	.abort = iopt_gmem_abort,
+	.invalidate_begin = iopt_gmem_invalidate_begin,
+	.invalidate_end = iopt_gmem_invalidate_end,
+};
+
+/**
+ * iopt_alloc_gmem_pages() - iopt_pages for a range of a guest_memfd
+ * @file: a guest_memfd
+ * @start: byte offset of the range in @file, page aligned
+ * @length: length of the range, page aligned
+ * @writable: whether domains may map it writable
+ *
+ * Subscribes to the file's notifier, allocates the range's shared pages and
+ * records them as the pages to map.
+ *
+ * Return: the pages, or ERR_PTR() with -EOPNOTSUPP if @file is not
+ * convertible, -EINVAL for a misaligned or out-of-file range, -ENOMEM.
+ */
+struct iopt_pages *iopt_alloc_gmem_pages(struct file *file,
+					 unsigned long start,
+					 unsigned long length, bool writable)
+{
+	struct guest_memfd_notifier *n;
+	struct iopt_pages *pages;
+	unsigned long index;
+	unsigned long end;
+	unsigned long pfn;
+	int rc;
+
+	if (!(guest_memfd_flags(file) & GUEST_MEMFD_F_CONVERTIBLE))
+		return ERR_PTR(-EOPNOTSUPP);
+	if (!PAGE_ALIGNED(start) || !PAGE_ALIGNED(length) ||
+	    check_add_overflow(start, length, &end) ||
+	    end > i_size_read(file_inode(file)))
+		return ERR_PTR(-EINVAL);
+
+	pages = iopt_alloc_pages(0, length, writable);
+	if (IS_ERR(pages))
+		return pages;
+
+	lockdep_set_class(&pages->mutex, &iopt_gmem_mutex_key);
+	/* Nothing is pinned, so nothing is accounted */
+	pages->account_mode = IOPT_PAGES_ACCOUNT_NONE;
+	pages->type = IOPT_ADDRESS_GMEM;
+	pages->gmem.file = get_file(file);
+	pages->gmem.start = start >> PAGE_SHIFT;
+
+	pages->gmem.mapped = bitmap_zalloc(pages->npages, GFP_KERNEL_ACCOUNT);
+	pages->gmem.pending = bitmap_zalloc(pages->npages, GFP_KERNEL_ACCOUNT);
+	if (!pages->gmem.mapped || !pages->gmem.pending) {
+		rc = -ENOMEM;
+		goto err_put;
+	}
+
+	n = &pages->gmem.notifier;
+	n->ops = &iopt_gmem_notifier_ops;
+	rc = guest_memfd_register_notifier(file, n);
+	if (rc)
+		goto err_put;
+
+	guest_memfd_lock(n);
+	mutex_lock(&pages->mutex);
+	for (index = 0; index < pages->npages; index++) {
+		rc = guest_memfd_get_pfn_locked(n, pages->gmem.start + index,
+						GUEST_MEMFD_ACCESS_SHARED |
+						GUEST_MEMFD_GET_ALLOC, &pfn);
+		if (!rc) {
+			__set_bit(index, pages->gmem.mapped);
+			pages->gmem.nr_mapped++;
+		} else if (rc != -EACCES && rc != -EHWPOISON) {
+			break;
+		}
+		rc = 0;
+		cond_resched();
+	}
+	mutex_unlock(&pages->mutex);
+	guest_memfd_unlock(n);
+	if (rc)
+		goto err_put;
+
+	return pages;
+
+err_put:
+	iopt_put_pages(pages);
+	return ERR_PTR(rc);
+}
+
+/* Called by iopt_release_pages() */
+void iopt_gmem_release(struct iopt_pages *pages)
+{
+	if (pages->gmem.notifier.inode)
+		guest_memfd_unregister_notifier(&pages->gmem.notifier);
+	fput(pages->gmem.file);
+	bitmap_free(pages->gmem.mapped);
+	bitmap_free(pages->gmem.pending);
+}
+
+/**
+ * iopt_gmem_fill_domains() - Map a new guest_memfd area into every domain
+ * @area: the area, not yet in the domains_itree
+ * @pages: its pages
+ *
+ * Return: 0, or an errno with every domain left unchanged.
+ */
+int iopt_gmem_fill_domains(struct iopt_area *area, struct iopt_pages *pages)
+{
+	struct iopt_pages_track *track;
+	struct iopt_pages_track *done;
+	int rc;
+
+	lockdep_assert_held(&area->iopt->domains_rwsem);
+
+	guest_memfd_lock(&pages->gmem.notifier);
+	mutex_lock(&pages->mutex);
+	rc = iopt_track_all_domains(area, pages);
+	if (rc)
+		goto out_unlock;
+
+	list_for_each_entry(track, &pages->tracker, elm) {
+		if (track->area != area)
+			continue;
+		rc = iopt_gmem_fill_track(pages, area, track->domain);
+		if (rc)
+			goto err_unmap;
+	}
+
+	area->storage_domain = xa_load(&area->iopt->domains, 0);
+	interval_tree_insert(&area->pages_node, &pages->domains_itree);
+	goto out_unlock;
+
+err_unmap:
+	list_for_each_entry(done, &pages->tracker, elm) {
+		if (done == track)
+			break;
+		if (done->area == area)
+			iopt_gmem_unmap_below(pages, area, done->domain,
+					      pages->npages);
+	}
+	iopt_untrack_all_domains(area, pages);
+out_unlock:
+	mutex_unlock(&pages->mutex);
+	guest_memfd_unlock(&pages->gmem.notifier);
+	return rc;
+}
+
+/**
+ * iopt_gmem_unfill_domains() - Unmap a guest_memfd area from every domain
+ * @area: the area being destroyed
+ * @pages: its pages
+ */
+void iopt_gmem_unfill_domains(struct iopt_area *area, struct iopt_pages *pages)
+{
+	struct iopt_pages_track *track;
+
+	lockdep_assert_held(&area->iopt->domains_rwsem);
+
+	mutex_lock(&pages->mutex);
+	if (area->storage_domain) {
+		list_for_each_entry(track, &pages->tracker, elm)
+			if (track->area == area)
+				iopt_gmem_unmap_below(pages, area,
+						      track->domain,
+						      pages->npages);
+		iopt_untrack_all_domains(area, pages);
+		interval_tree_remove(&area->pages_node, &pages->domains_itree);
+		area->storage_domain = NULL;
+	}
+	mutex_unlock(&pages->mutex);
+}
+
+/**
+ * iopt_gmem_fill_domain() - Map a guest_memfd area into one more domain
+ * @area: the area
+ * @pages: its pages
+ * @domain: the domain being attached to the area's io_pagetable
+ *
+ * Also retries the pages that failed to map before.
+ *
+ * Return: 0, or an errno with @domain left unchanged.
+ */
+int iopt_gmem_fill_domain(struct iopt_area *area, struct iopt_pages *pages,
+			  struct iommu_domain *domain)
+{
+	int rc;
+
+	guest_memfd_lock(&pages->gmem.notifier);
+	mutex_lock(&pages->mutex);
+	rc = iopt_track_domain(pages, area, domain);
+	if (rc)
+		goto out_unlock;
+
+	rc = iopt_gmem_fill_track(pages, area, domain);
+	if (rc) {
+		iopt_untrack_domain(pages, area, domain);
+		goto out_unlock;
+	}
+
+	if (!area->storage_domain) {
+		WARN_ON(area->iopt->next_domain_id != 0);
+		area->storage_domain = domain;
+		interval_tree_insert(&area->pages_node, &pages->domains_itree);
+	}
+	iopt_gmem_retry(pages);
+out_unlock:
+	mutex_unlock(&pages->mutex);
+	guest_memfd_unlock(&pages->gmem.notifier);
+	return rc;
+}
+
+/**
+ * iopt_gmem_unmap_domain() - Unmap a guest_memfd area from one domain
+ * @area: the area
+ * @pages: its pages
+ * @domain: the domain, still tracked; the caller untracks it
+ *
+ * Unmaps only the pages that are mapped: an unmap must not meet a hole.
+ */
+void iopt_gmem_unmap_domain(struct iopt_area *area, struct iopt_pages *pages,
+			    struct iommu_domain *domain)
+{
+	lockdep_assert_held(&pages->mutex);
+
+	iopt_gmem_unmap_below(pages, area, domain, pages->npages);
+}
+
+/**
+ * iopt_gmem_rw_access() - Read or write a guest_memfd area from the kernel
+ * @pages: the area's pages
+ * @start_byte: first byte, from the start of @pages
+ * @data: kernel buffer
+ * @length: number of bytes
+ * @flags: IOMMUFD_ACCESS_RW_* flags
+ *
+ * Return: 0; -EACCES if a page is private, -ENOENT if a page is not
+ * allocated, -EHWPOISON if a page has a memory error (the bytes before it
+ * were copied).
+ */
+int iopt_gmem_rw_access(struct iopt_pages *pages, unsigned long start_byte,
+			void *data, unsigned long length, unsigned int flags)
+{
+	struct guest_memfd_notifier *n = &pages->gmem.notifier;
+	int rc = 0;
+
+	guest_memfd_lock(n);
+	while (length) {
+		unsigned long offset = offset_in_page(start_byte);
+		unsigned long chunk = min(length, PAGE_SIZE - offset);
+		unsigned long pfn;
+		void *mem;
+
+		rc = iopt_gmem_lookup(pages, start_byte / PAGE_SIZE, &pfn);
+		if (rc)
+			break;
+
+		mem = kmap_local_pfn(pfn);
+		if (flags & IOMMUFD_ACCESS_RW_WRITE)
+			memcpy(mem + offset, data, chunk);
+		else
+			memcpy(data, mem + offset, chunk);
+		kunmap_local(mem);
+
+		data += chunk;
+		start_byte += chunk;
+		length -= chunk;
+	}
+	guest_memfd_unlock(n);
+	return rc;
+}
+
+/**
+ * iopt_gmem_status() - Report a guest_memfd area's mirror state
+ * @pages: the area's pages
+ * @retry: first retry the pages that failed to map
+ * @status: output, the out_ fields but the area's IOVA and length
+ *
+ * Return: 0.
+ */
+int iopt_gmem_status(struct iopt_pages *pages, bool retry,
+		     struct iommu_ioas_mirror_status *status)
+{
+	if (retry)
+		guest_memfd_lock(&pages->gmem.notifier);
+	mutex_lock(&pages->mutex);
+	if (retry)
+		iopt_gmem_retry(pages);
+	status->out_mapped_pages = pages->gmem.nr_mapped;
+	status->out_pending_pages = pages->gmem.nr_pending;
+	status->out_iopte_adds = pages->gmem.iopte_adds;
+	status->out_iopte_removes = pages->gmem.iopte_removes;
+	status->out_error = pages->gmem.error;
+	mutex_unlock(&pages->mutex);
+	if (retry)
+		guest_memfd_unlock(&pages->gmem.notifier);
+	return 0;
+}
