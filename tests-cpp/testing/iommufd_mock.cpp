@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
+#include "testing/iommufd_mock.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+
+namespace gmem::testing {
+
+namespace {
+
+Result<UniqueFd> dup_fd(int fd)
+{
+	int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (d < 0)
+		return last_error("fcntl(F_DUPFD_CLOEXEC) of the iommufd");
+	return UniqueFd(d);
+}
+
+std::string range(uint64_t iova, uint64_t length)
+{
+	return "iova " + std::to_string(iova) + ", length " + std::to_string(length);
+}
+
+} // namespace
+
+Result<void> iommufd_test_cmd(int iommufd, uint32_t op, iommu_test_cmd &cmd,
+			      const std::string &what)
+{
+	cmd.size = sizeof(cmd);
+	cmd.op = op;
+	return check_void(::ioctl(iommufd, IOMMU_TEST_CMD, &cmd), what);
+}
+
+bool have_iommufd_mock(int iommufd)
+{
+	iommu_test_cmd cmd{};
+	return iommufd_test_cmd(iommufd, IOMMU_TEST_OP_MD_CHECK_REFS, cmd, "probe").err() != ENOTTY;
+}
+
+Result<MockDomain> MockDomain::attach(const Ioas &ioas)
+{
+	auto dup = dup_fd(ioas.iommufd());
+	if (!dup)
+		return dup.error();
+	iommu_test_cmd cmd{};
+	cmd.id = ioas.id();
+	auto r = iommufd_test_cmd(ioas.iommufd(), IOMMU_TEST_OP_MOCK_DOMAIN, cmd,
+				  "IOMMU_TEST_OP_MOCK_DOMAIN(IOAS " + std::to_string(ioas.id()) +
+					  ")");
+	if (!r)
+		return r.error();
+	return MockDomain(std::move(dup).value(), cmd.mock_domain.out_stdev_id,
+			  cmd.mock_domain.out_hwpt_id, cmd.mock_domain.out_idev_id);
+}
+
+Result<void> MockDomain::detach()
+{
+	if (!iommufd_.valid())
+		return {};
+	iommu_destroy cmd{};
+	cmd.size = sizeof(cmd);
+	cmd.id = stdev_id_;
+	auto r = check_void(::ioctl(iommufd_.get(), IOMMU_DESTROY, &cmd),
+			    "IOMMU_DESTROY(mock device " + std::to_string(stdev_id_) + ")");
+	iommufd_.reset();
+	stdev_id_ = hwpt_id_ = idev_id_ = 0;
+	return r;
+}
+
+Result<void> check_gmem(int iommufd, uint32_t hwpt_id, uint64_t iova, uint64_t length, int gmem_fd,
+			uint64_t offset, bool unmapped)
+{
+	iommu_test_cmd cmd{};
+	cmd.id = hwpt_id;
+	cmd.check_gmem.iova = iova;
+	cmd.check_gmem.length = length;
+	cmd.check_gmem.offset = offset;
+	cmd.check_gmem.gmem_fd = gmem_fd;
+	cmd.check_gmem.flags = unmapped ? MOCK_CHECK_GMEM_UNMAPPED : 0;
+	return iommufd_test_cmd(iommufd, IOMMU_TEST_OP_MD_CHECK_GMEM, cmd,
+				std::string("IOMMU_TEST_OP_MD_CHECK_GMEM(") +
+					(unmapped ? "unmapped, " : "") + range(iova, length) +
+					", offset " + std::to_string(offset) + ")");
+}
+
+Result<void> check_refs(int iommufd, const void *uptr, uint64_t length, uint32_t refs)
+{
+	iommu_test_cmd cmd{};
+	cmd.check_refs.length = length;
+	cmd.check_refs.uptr = reinterpret_cast<uintptr_t>(uptr);
+	cmd.check_refs.refs = refs;
+	return iommufd_test_cmd(iommufd, IOMMU_TEST_OP_MD_CHECK_REFS, cmd,
+				"IOMMU_TEST_OP_MD_CHECK_REFS(refs " + std::to_string(refs) + ")");
+}
+
+Result<MockAccess> MockAccess::create(const Ioas &ioas, bool pins)
+{
+	auto dup = dup_fd(ioas.iommufd());
+	if (!dup)
+		return dup.error();
+	iommu_test_cmd cmd{};
+	cmd.id = ioas.id();
+	cmd.create_access.flags = pins ? MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES : 0;
+	auto r = iommufd_test_cmd(ioas.iommufd(), IOMMU_TEST_OP_CREATE_ACCESS, cmd,
+				  "IOMMU_TEST_OP_CREATE_ACCESS");
+	if (!r)
+		return r.error();
+	return MockAccess(std::move(dup).value(),
+			  UniqueFd(static_cast<int>(cmd.create_access.out_access_fd)));
+}
+
+Result<void> MockAccess::rw(uint64_t iova, const void *buf, uint64_t length, bool write) const
+{
+	iommu_test_cmd cmd{};
+	cmd.id = static_cast<uint32_t>(access_.get());
+	cmd.access_rw.iova = iova;
+	cmd.access_rw.length = length;
+	cmd.access_rw.uptr = reinterpret_cast<uintptr_t>(buf);
+	cmd.access_rw.flags = write ? MOCK_ACCESS_RW_WRITE : 0;
+	return iommufd_test_cmd(iommufd_.get(), IOMMU_TEST_OP_ACCESS_RW, cmd,
+				std::string("IOMMU_TEST_OP_ACCESS_RW(") + (write ? "write, " : "") +
+					range(iova, length) + ")");
+}
+
+Result<void> MockAccess::read(uint64_t iova, void *buf, uint64_t length) const
+{
+	return rw(iova, buf, length, false);
+}
+
+Result<void> MockAccess::write(uint64_t iova, const void *buf, uint64_t length) const
+{
+	return rw(iova, buf, length, true);
+}
+
+Result<uint32_t> MockAccess::pin_pages(uint64_t iova, uint64_t length, const void *uptr) const
+{
+	iommu_test_cmd cmd{};
+	cmd.id = static_cast<uint32_t>(access_.get());
+	cmd.access_pages.iova = iova;
+	cmd.access_pages.length = length;
+	cmd.access_pages.uptr = reinterpret_cast<uintptr_t>(uptr);
+	auto r = iommufd_test_cmd(iommufd_.get(), IOMMU_TEST_OP_ACCESS_PAGES, cmd,
+				  "IOMMU_TEST_OP_ACCESS_PAGES(" + range(iova, length) + ")");
+	if (!r)
+		return r.error();
+	return static_cast<uint32_t>(cmd.access_pages.out_access_pages_id);
+}
+
+Result<void> MockAccess::unpin_pages(uint32_t access_pages_id) const
+{
+	iommu_test_cmd cmd{};
+	cmd.id = static_cast<uint32_t>(access_.get());
+	cmd.destroy_access_pages.access_pages_id = access_pages_id;
+	return iommufd_test_cmd(iommufd_.get(), IOMMU_TEST_OP_DESTROY_ACCESS_PAGES, cmd,
+				"IOMMU_TEST_OP_DESTROY_ACCESS_PAGES");
+}
+
+} // namespace gmem::testing
