@@ -1,0 +1,1086 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * IOMMU_IOAS_MAP_FILE of a convertible guest_memfd: the IOAS mirrors the file
+ * without pinning it. Every mock domain of the IOAS must map exactly the
+ * pages of the range that are shared and allocated, and follow every
+ * conversion, hole punch, fallocate() and memory failure of the file.
+ *
+ * Each test keeps a model of the file (shared, allocated, poisoned per page)
+ * and of the areas mapped, and check_mirror() compares every mock domain with
+ * it page by page (IOMMU_TEST_OP_MD_CHECK_GMEM), and the counts of
+ * IOMMU_IOAS_MIRROR_STATUS. If the guest_memfd debugfs mock client exists,
+ * it also checks which file pages are allocated.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "iommufd_utils.h"
+#include "iommufd_gmem_utils.h"
+
+#define NR_PAGES	16
+#define MAX_AREAS	2
+/* Areas are 1 MiB apart, inside the mock aperture */
+#define AREA_IOVA(n)	(MOCK_APERTURE_START + (__u64)(n) * 1024 * 1024)
+
+static __attribute__((constructor)) void setup_sizes(void)
+{
+	PAGE_SIZE = sysconf(_SC_PAGE_SIZE);
+	BUFFER_SIZE = PAGE_SIZE * 16;
+	buffer = mmap(0, BUFFER_SIZE, PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert(buffer != MAP_FAILED);
+	mfd_buffer = memfd_mmap(BUFFER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+				&mfd);
+	assert(mfd_buffer != MAP_FAILED);
+}
+
+struct gmem_area {
+	__u64 iova;
+	unsigned int first;	/* first file page */
+	unsigned int npages;
+};
+
+FIXTURE(iommufd_gmem)
+{
+	int fd;
+	__u32 ioas_id;
+	__u32 stdev_ids[GMEM_MAX_DOMAINS];
+	__u32 hwpt_ids[GMEM_MAX_DOMAINS];
+	unsigned int ndomains;
+	int vm_fd;
+	int gmem_fd;
+	size_t size;
+	__u8 *mem;
+	/* The model: what the file is and what is mapped where */
+	bool shared[NR_PAGES];
+	bool allocated[NR_PAGES];
+	bool poisoned[NR_PAGES];
+	struct gmem_area areas[MAX_AREAS];
+	unsigned int nareas;
+};
+
+FIXTURE_VARIANT(iommufd_gmem)
+{
+	unsigned int mock_domains;
+	bool init_shared;
+};
+
+FIXTURE_VARIANT_ADD(iommufd_gmem, no_domain)
+{
+	.mock_domains = 0,
+};
+
+FIXTURE_VARIANT_ADD(iommufd_gmem, no_domain_init_shared)
+{
+	.mock_domains = 0,
+	.init_shared = true,
+};
+
+FIXTURE_VARIANT_ADD(iommufd_gmem, one_domain)
+{
+	.mock_domains = 1,
+};
+
+FIXTURE_VARIANT_ADD(iommufd_gmem, one_domain_init_shared)
+{
+	.mock_domains = 1,
+	.init_shared = true,
+};
+
+FIXTURE_VARIANT_ADD(iommufd_gmem, two_domains)
+{
+	.mock_domains = 2,
+};
+
+FIXTURE_VARIANT_ADD(iommufd_gmem, two_domains_init_shared)
+{
+	.mock_domains = 2,
+	.init_shared = true,
+};
+
+FIXTURE_SETUP(iommufd_gmem)
+{
+	const char *skip = NULL;
+	unsigned int i;
+	int r;
+
+	self->vm_fd = -1;
+	self->gmem_fd = -1;
+	self->mem = MAP_FAILED;
+	self->nareas = 0;
+	self->size = NR_PAGES * PAGE_SIZE;
+
+	self->fd = open("/dev/iommu", O_RDWR);
+	ASSERT_NE(-1, self->fd);
+
+	r = gmem_vm_create(self->size,
+			   variant->init_shared ? GUEST_MEMFD_FLAG_INIT_SHARED : 0,
+			   &self->vm_fd, &self->gmem_fd, &skip);
+	if (r == 1)
+		SKIP(return, "%s", skip);
+	ASSERT_EQ(0, r);
+	self->mem = mmap(NULL, self->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 self->gmem_fd, 0);
+	ASSERT_NE(MAP_FAILED, self->mem);
+
+	test_ioctl_ioas_alloc(&self->ioas_id);
+	ASSERT_GE(GMEM_MAX_DOMAINS - 1, variant->mock_domains);
+	for (i = 0; i != variant->mock_domains; i++) {
+		test_cmd_mock_domain(self->ioas_id, &self->stdev_ids[i],
+				     &self->hwpt_ids[i], NULL);
+	}
+	self->ndomains = variant->mock_domains;
+
+	for (i = 0; i != NR_PAGES; i++) {
+		self->shared[i] = variant->init_shared;
+		self->allocated[i] = false;
+		self->poisoned[i] = false;
+	}
+}
+
+FIXTURE_TEARDOWN(iommufd_gmem)
+{
+	if (self->mem != MAP_FAILED)
+		munmap(self->mem, self->size);
+	teardown_iommufd(self->fd, _metadata);
+	if (self->gmem_fd >= 0)
+		close(self->gmem_fd);
+	if (self->vm_fd >= 0)
+		close(self->vm_fd);
+}
+
+#define page_off(i)	((__u64)(i) * PAGE_SIZE)
+
+static bool in_area(FIXTURE_DATA(iommufd_gmem) *self, unsigned int page)
+{
+	unsigned int a;
+
+	for (a = 0; a != self->nareas; a++)
+		if (page >= self->areas[a].first &&
+		    page < self->areas[a].first + self->areas[a].npages)
+			return true;
+	return false;
+}
+
+static bool expect_mapped(FIXTURE_DATA(iommufd_gmem) *self, unsigned int page)
+{
+	return self->shared[page] && self->allocated[page] &&
+	       !self->poisoned[page];
+}
+
+/* With the mock client, every page is allocated exactly as the model says. */
+static void check_allocation(struct __test_metadata *_metadata,
+			     FIXTURE_DATA(iommufd_gmem) *self)
+{
+	unsigned int i;
+	int cfd, err;
+
+	cfd = gmem_client_open();
+	if (cfd < 0)
+		return;
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", self->gmem_fd));
+	for (i = 0; i != NR_PAGES; i++) {
+		if (self->poisoned[i])
+			continue;
+		err = gmem_client_cmd(cfd, "lookup %llu %s", page_off(i),
+				      self->shared[i] ? "shared" : "private");
+		ASSERT_EQ(self->allocated[i] ? 0 : ENOENT, err)
+			TH_LOG("page %u (%s) should %sbe allocated", i,
+			       self->shared[i] ? "shared" : "private",
+			       self->allocated[i] ? "" : "not ");
+	}
+	close(cfd);
+}
+
+static void get_status(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(iommufd_gmem) *self, unsigned int area,
+		       struct iommu_ioas_mirror_status *st)
+{
+	ASSERT_EQ(0, _test_ioctl_mirror_status(self->fd, self->ioas_id,
+					       self->areas[area].iova, 0, st));
+}
+
+static unsigned int area_expected(FIXTURE_DATA(iommufd_gmem) *self,
+				  const struct gmem_area *a)
+{
+	unsigned int i, n = 0;
+
+	for (i = 0; i != a->npages; i++)
+		n += expect_mapped(self, a->first + i);
+	return n;
+}
+
+static void check_area(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(iommufd_gmem) *self,
+		       const struct gmem_area *a)
+{
+	struct iommu_ioas_mirror_status st;
+	unsigned int i, d, mapped = area_expected(self, a);
+
+	for (i = 0; i != a->npages; i++) {
+		unsigned int p = a->first + i;
+		__u64 iova = a->iova + page_off(i);
+		bool exp = expect_mapped(self, p);
+		__u32 flags = exp ? 0 : MOCK_CHECK_GMEM_UNMAPPED;
+
+		for (d = 0; d != self->ndomains; d++) {
+			ASSERT_EQ(0, _test_cmd_md_check_gmem(self->fd,
+							     self->hwpt_ids[d],
+							     iova, PAGE_SIZE,
+							     self->gmem_fd,
+							     page_off(p), flags))
+				TH_LOG("domain %u, iova 0x%llx: page %u should %s (errno %d)",
+				       d, (unsigned long long)iova, p,
+				       exp ? "be mapped" : "map nothing",
+				       errno);
+		}
+	}
+	/* Nothing right after the area */
+	for (d = 0; d != self->ndomains; d++) {
+		test_cmd_md_check_gmem_unmapped(self->hwpt_ids[d],
+						a->iova + page_off(a->npages),
+						PAGE_SIZE, self->gmem_fd, 0);
+	}
+
+	/* Any IOVA of the area names it: ask with its last byte */
+	ASSERT_EQ(0, _test_ioctl_mirror_status(self->fd, self->ioas_id,
+					       a->iova + page_off(a->npages) - 1,
+					       0, &st));
+	ASSERT_EQ(a->iova, st.out_iova);
+	ASSERT_EQ(page_off(a->npages), st.out_length);
+	ASSERT_EQ(mapped, st.out_mapped_pages);
+	ASSERT_EQ(0, st.out_pending_pages);
+	ASSERT_EQ(0, st.out_error);
+	ASSERT_EQ((__u64)mapped * self->ndomains,
+		  st.out_iopte_adds - st.out_iopte_removes);
+	if (!self->ndomains) {
+		ASSERT_EQ(0, st.out_iopte_adds);
+		ASSERT_EQ(0, st.out_iopte_removes);
+	}
+}
+
+static void __check_mirror(struct __test_metadata *_metadata,
+			   FIXTURE_DATA(iommufd_gmem) *self)
+{
+	unsigned int a;
+
+	for (a = 0; a != self->nareas; a++)
+		check_area(_metadata, self, &self->areas[a]);
+	check_allocation(_metadata, self);
+}
+#define check_mirror() __check_mirror(_metadata, self)
+
+static void __map_area(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(iommufd_gmem) *self, unsigned int first,
+		       unsigned int npages, __u64 iova)
+{
+	struct gmem_area *a = &self->areas[self->nareas];
+	unsigned int i;
+
+	ASSERT_GT(MAX_AREAS, self->nareas);
+	test_ioctl_ioas_map_fixed_file(self->gmem_fd, page_off(first),
+				       page_off(npages), iova);
+	a->iova = iova;
+	a->first = first;
+	a->npages = npages;
+	self->nareas++;
+	/* Mapping allocates the shared pages of the range */
+	for (i = first; i != first + npages; i++)
+		if (self->shared[i])
+			self->allocated[i] = true;
+}
+#define map_area(first, npages, iova) \
+	__map_area(_metadata, self, first, npages, iova)
+
+static void __unmap_area(struct __test_metadata *_metadata,
+			 FIXTURE_DATA(iommufd_gmem) *self, unsigned int area)
+{
+	struct gmem_area *a = &self->areas[area];
+
+	test_ioctl_ioas_unmap(a->iova, page_off(a->npages));
+	memmove(a, a + 1, (self->nareas - area - 1) * sizeof(*a));
+	self->nareas--;
+}
+#define unmap_area(area) __unmap_area(_metadata, self, area)
+
+static void __convert(struct __test_metadata *_metadata,
+		      FIXTURE_DATA(iommufd_gmem) *self, unsigned int first,
+		      unsigned int n, bool shared)
+{
+	unsigned int i;
+
+	ASSERT_EQ(0, gmem_convert(self->gmem_fd,
+				  shared ? KVM_GMEM_CONVERT_SHARED :
+					   KVM_GMEM_CONVERT_PRIVATE,
+				  page_off(first), page_off(n), NULL));
+	for (i = first; i != first + n; i++) {
+		/* A page going shared inside an area is allocated and mapped */
+		if (shared && !self->shared[i] && in_area(self, i))
+			self->allocated[i] = true;
+		self->shared[i] = shared;
+	}
+}
+#define to_shared(first, n)	__convert(_metadata, self, first, n, true)
+#define to_private(first, n)	__convert(_metadata, self, first, n, false)
+
+static void __punch(struct __test_metadata *_metadata,
+		    FIXTURE_DATA(iommufd_gmem) *self, unsigned int first,
+		    unsigned int n)
+{
+	unsigned int i;
+
+	ASSERT_EQ(0, fallocate(self->gmem_fd,
+			       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       page_off(first), page_off(n)));
+	for (i = first; i != first + n; i++)
+		self->allocated[i] = false;
+}
+#define punch(first, n)	__punch(_metadata, self, first, n)
+
+static void __populate(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(iommufd_gmem) *self, unsigned int first,
+		       unsigned int n)
+{
+	unsigned int i;
+
+	ASSERT_EQ(0, fallocate(self->gmem_fd, FALLOC_FL_KEEP_SIZE,
+			       page_off(first), page_off(n)));
+	for (i = first; i != first + n; i++)
+		self->allocated[i] = true;
+}
+#define populate(first, n)	__populate(_metadata, self, first, n)
+
+/*
+ * Convert the pages that differ to @layout, one character per page: 'S'
+ * shared, 'P' private.
+ */
+static void __set_layout(struct __test_metadata *_metadata,
+			 FIXTURE_DATA(iommufd_gmem) *self, const char *layout)
+{
+	unsigned int i;
+
+	ASSERT_EQ(NR_PAGES, strlen(layout));
+	for (i = 0; i != NR_PAGES; i++) {
+		bool shared = layout[i] == 'S';
+
+		if (shared != self->shared[i])
+			__convert(_metadata, self, i, 1, shared);
+	}
+}
+#define set_layout(layout) __set_layout(_metadata, self, layout)
+
+static int access_rw(int fd, __u32 access_id, __u64 iova, void *buf,
+		     size_t length, __u32 flags)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_ACCESS_RW,
+		.id = access_id,
+		.access_rw = {
+			.iova = iova,
+			.length = length,
+			.uptr = (uintptr_t)buf,
+			.flags = flags,
+		},
+	};
+
+	return ioctl(fd, _IOMMU_TEST_CMD(IOMMU_TEST_OP_ACCESS_RW), &cmd);
+}
+
+#define MIXED "SSPPSPSPPPSSSSPS"
+
+/* The shared pages of a mixed range are mapped, the private ones are not. */
+TEST_F(iommufd_gmem, map_mixed)
+{
+	struct iommu_ioas_mirror_status st;
+	unsigned int d;
+
+	set_layout(MIXED);
+	check_mirror();
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+
+	get_status(_metadata, self, 0, &st);
+	ASSERT_EQ((__u64)area_expected(self, &self->areas[0]) * self->ndomains,
+		  st.out_iopte_adds);
+	ASSERT_EQ(0, st.out_iopte_removes);
+	/* Runs of shared and of private pages also check in one call */
+	for (d = 0; d != self->ndomains; d++) {
+		test_cmd_md_check_gmem(self->hwpt_ids[d],
+				       AREA_IOVA(0) + page_off(10),
+				       page_off(4), self->gmem_fd,
+				       page_off(10));
+		test_cmd_md_check_gmem_unmapped(self->hwpt_ids[d],
+						AREA_IOVA(0) + page_off(7),
+						page_off(3), self->gmem_fd,
+						page_off(7));
+		/* A range with a mapped page does not map nothing */
+		EXPECT_ERRNO(EINVAL, _test_cmd_md_check_gmem(
+					     self->fd, self->hwpt_ids[d],
+					     AREA_IOVA(0) + page_off(6),
+					     page_off(2), self->gmem_fd,
+					     page_off(6),
+					     MOCK_CHECK_GMEM_UNMAPPED));
+	}
+}
+
+/*
+ * A range from the middle of the file, and a second area overlapping it:
+ * pages outside both stay unallocated, conversions change both areas.
+ */
+TEST_F(iommufd_gmem, map_subrange_and_overlap)
+{
+	struct iommu_ioas_mirror_status st0, st1, st;
+
+	set_layout("SSSSSSPPSSSSPPSS");
+	map_area(4, 8, AREA_IOVA(0));
+	check_mirror();
+	map_area(8, 8, AREA_IOVA(1));
+	check_mirror();
+
+	to_private(8, 4);
+	check_mirror();
+	to_shared(8, 6);
+	check_mirror();
+
+	/* Pages outside every area: nothing changes in the mirror */
+	get_status(_metadata, self, 0, &st0);
+	get_status(_metadata, self, 1, &st1);
+	to_private(0, 4);
+	to_shared(0, 2);
+	check_mirror();
+	get_status(_metadata, self, 0, &st);
+	ASSERT_EQ(st0.out_iopte_adds, st.out_iopte_adds);
+	ASSERT_EQ(st0.out_iopte_removes, st.out_iopte_removes);
+	get_status(_metadata, self, 1, &st);
+	ASSERT_EQ(st1.out_iopte_adds, st.out_iopte_adds);
+	ASSERT_EQ(st1.out_iopte_removes, st.out_iopte_removes);
+
+	unmap_area(0);
+	check_mirror();
+}
+
+/*
+ * To-private of a mapped range succeeds (no EAGAIN: nothing is pinned) and
+ * removes exactly the IOPTEs of the pages that were shared.
+ */
+TEST_F(iommufd_gmem, to_private)
+{
+	struct iommu_ioas_mirror_status before, after;
+	unsigned int i, lost = 0;
+
+	set_layout(MIXED);
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+
+	get_status(_metadata, self, 0, &before);
+	for (i = 2; i != 10; i++)
+		lost += expect_mapped(self, i);
+	to_private(2, 8);
+	check_mirror();
+	get_status(_metadata, self, 0, &after);
+	ASSERT_EQ(before.out_iopte_adds, after.out_iopte_adds);
+	ASSERT_EQ(before.out_iopte_removes + (__u64)lost * self->ndomains,
+		  after.out_iopte_removes);
+	ASSERT_EQ(before.out_mapped_pages - lost, after.out_mapped_pages);
+
+	/* Converting pages already private changes nothing */
+	to_private(2, 8);
+	check_mirror();
+	get_status(_metadata, self, 0, &before);
+	ASSERT_EQ(after.out_iopte_adds, before.out_iopte_adds);
+	ASSERT_EQ(after.out_iopte_removes, before.out_iopte_removes);
+
+	/* Everything private: nothing left mapped */
+	to_private(0, NR_PAGES);
+	check_mirror();
+	get_status(_metadata, self, 0, &after);
+	ASSERT_EQ(0, after.out_mapped_pages);
+}
+
+/*
+ * To-shared maps the pages again, the same pages (their contents survive),
+ * and allocates pages of the area that never were.
+ */
+TEST_F(iommufd_gmem, to_shared)
+{
+	struct iommu_ioas_mirror_status before, after;
+	__u8 *page = malloc(PAGE_SIZE);
+	unsigned int i;
+
+	ASSERT_NE(NULL, page);
+	set_layout("SSSSSSSSPPPPPPPP");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+	for (i = 0; i != 8; i++)
+		memset(self->mem + page_off(i), 0x40 + i, PAGE_SIZE);
+
+	to_private(0, 8);
+	check_mirror();
+	get_status(_metadata, self, 0, &before);
+	to_shared(0, 8);
+	check_mirror();
+	get_status(_metadata, self, 0, &after);
+	ASSERT_EQ(before.out_iopte_adds + 8ULL * self->ndomains,
+		  after.out_iopte_adds);
+	ASSERT_EQ(before.out_iopte_removes, after.out_iopte_removes);
+	for (i = 0; i != 8; i++) {
+		memset(page, 0x40 + i, PAGE_SIZE);
+		ASSERT_EQ(0, memcmp(page, self->mem + page_off(i), PAGE_SIZE));
+	}
+
+	/* Private pages never allocated: to-shared allocates and maps them */
+	to_shared(10, 4);
+	check_mirror();
+	get_status(_metadata, self, 0, &before);
+	ASSERT_EQ(12, before.out_mapped_pages);
+
+	/* Converting pages already shared changes nothing */
+	to_shared(0, 8);
+	check_mirror();
+	get_status(_metadata, self, 0, &after);
+	ASSERT_EQ(before.out_iopte_adds, after.out_iopte_adds);
+	ASSERT_EQ(before.out_iopte_removes, after.out_iopte_removes);
+
+	/* Round trips, page by page */
+	for (i = 0; i < NR_PAGES; i += 3) {
+		bool shared = self->shared[i];
+
+		__convert(_metadata, self, i, 1, !shared);
+		check_mirror();
+		__convert(_metadata, self, i, 1, shared);
+		check_mirror();
+	}
+	free(page);
+}
+
+/*
+ * A hole punch unmaps; the pages stay unmapped until they are allocated
+ * again by fallocate(), or converted to shared.
+ */
+TEST_F(iommufd_gmem, hole_punch_and_populate)
+{
+	set_layout("SSSSSSSSPPPPSSSS");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+
+	punch(2, 4);
+	punch(8, 2);
+	check_mirror();
+
+	populate(2, 2);
+	check_mirror();
+
+	/* Shared, punched: private then shared again allocates and maps it */
+	to_private(4, 1);
+	check_mirror();
+	to_shared(4, 1);
+	check_mirror();
+
+	/* Page 5 is still a hole until the whole file is allocated */
+	populate(0, NR_PAGES);
+	check_mirror();
+
+	punch(0, NR_PAGES);
+	check_mirror();
+	populate(0, NR_PAGES);
+	check_mirror();
+}
+
+/* After IOAS_UNMAP the file converts and punches freely, nothing is mapped. */
+TEST_F(iommufd_gmem, unmap_then_convert)
+{
+	unsigned int d;
+	int rc;
+
+	set_layout(MIXED);
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+
+	/*
+	 * Part of a guest_memfd area cannot be unmapped. The errno is ENOENT
+	 * for any area cut in two; the UAPI comment of MAP_FILE says
+	 * EOPNOTSUPP for guest_memfd: take either, nothing may change.
+	 */
+	rc = _test_ioctl_ioas_unmap(self->fd, self->ioas_id, AREA_IOVA(0),
+				    PAGE_SIZE, NULL);
+	ASSERT_EQ(-1, rc);
+	ASSERT_TRUE(errno == ENOENT || errno == EOPNOTSUPP)
+		TH_LOG("partial unmap: errno %d", errno);
+	check_mirror();
+
+	unmap_area(0);
+	test_err_mirror_status(ENOENT, AREA_IOVA(0));
+	for (d = 0; d != self->ndomains; d++) {
+		test_cmd_md_check_gmem_unmapped(self->hwpt_ids[d],
+						AREA_IOVA(0), self->size,
+						self->gmem_fd, 0);
+	}
+
+	to_private(0, NR_PAGES);
+	to_shared(0, NR_PAGES);
+	punch(0, NR_PAGES);
+	to_private(0, 8);
+	populate(4, 8);
+	check_mirror();
+	for (d = 0; d != self->ndomains; d++) {
+		test_cmd_md_check_gmem_unmapped(self->hwpt_ids[d],
+						AREA_IOVA(0), self->size,
+						self->gmem_fd, 0);
+	}
+
+	/* And it maps again as before */
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+}
+
+/*
+ * Closing the guest_memfd and the VM while mapped: the mapping stays, and the
+ * file is released only when the area is unmapped.
+ */
+TEST_F(iommufd_gmem, close_gmem_while_mapped)
+{
+	struct iommu_ioas_mirror_status before, after;
+	__u8 data[64], expect[64];
+	__u32 access_id;
+	int cfd, i;
+
+	set_layout("SSSSSSSSPPPPPPPP");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+	memset(self->mem + page_off(3), 0x5a, PAGE_SIZE);
+	/* An mmap holds the file too */
+	ASSERT_EQ(0, munmap(self->mem, self->size));
+	self->mem = MAP_FAILED;
+
+	test_cmd_create_access(self->ioas_id, &access_id, 0);
+	cfd = gmem_client_open();
+	if (cfd >= 0) {
+		ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", self->gmem_fd));
+	} else {
+		TH_LOG("no %s: release not checked", GMEM_TEST_CLIENT);
+	}
+
+	get_status(_metadata, self, 0, &before);
+	ASSERT_EQ(0, close(self->gmem_fd));
+	self->gmem_fd = -1;
+	ASSERT_EQ(0, close(self->vm_fd));
+	self->vm_fd = -1;
+
+	get_status(_metadata, self, 0, &after);
+	ASSERT_EQ(8, after.out_mapped_pages);
+	ASSERT_EQ(0, after.out_pending_pages);
+	ASSERT_EQ(before.out_iopte_adds, after.out_iopte_adds);
+	ASSERT_EQ(before.out_iopte_removes, after.out_iopte_removes);
+	if (cfd >= 0) {
+		ASSERT_EQ(0, gmem_client_count(cfd, "begin", "release", 0,
+					       self->size));
+	}
+
+	/* The data is still reachable through the IOVA */
+	memset(expect, 0x5a, sizeof(expect));
+	ASSERT_EQ(0, access_rw(self->fd, access_id,
+			       AREA_IOVA(0) + page_off(3) + 100, data,
+			       sizeof(data), 0));
+	ASSERT_EQ(0, memcmp(expect, data, sizeof(data)));
+	test_cmd_destroy_access(access_id);
+
+	unmap_area(0);
+	test_err_mirror_status(ENOENT, AREA_IOVA(0));
+	if (cfd < 0)
+		return;
+	/* The release may be deferred a little after the last fput() */
+	for (i = 0; i != 200; i++) {
+		if (gmem_client_count(cfd, "end", "release", 0, self->size))
+			break;
+		usleep(10000);
+	}
+	ASSERT_EQ(1, gmem_client_count(cfd, "begin", "release", 0, self->size));
+	ASSERT_EQ(1, gmem_client_count(cfd, "end", "release", 0, self->size));
+	close(cfd);
+}
+
+/* Nothing is pinned, so to-private of mmapped, mapped pages just works. */
+TEST_F(iommufd_gmem, no_pins)
+{
+	struct iommu_ioas_mirror_status before, after;
+
+	set_layout("SSSSSSSSSSSSSSSS");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+	memset(self->mem, 0x11, self->size);
+	check_refs(self->mem, self->size, 0);
+
+	get_status(_metadata, self, 0, &before);
+	to_private(0, NR_PAGES);
+	check_mirror();
+	get_status(_metadata, self, 0, &after);
+	ASSERT_EQ(0, after.out_mapped_pages);
+	ASSERT_EQ(before.out_iopte_removes + (__u64)NR_PAGES * self->ndomains,
+		  after.out_iopte_removes);
+
+	to_shared(0, NR_PAGES);
+	check_mirror();
+	check_refs(self->mem, self->size, 0);
+	ASSERT_EQ(0x11, self->mem[page_off(NR_PAGES) - 1]);
+}
+
+/*
+ * A domain attached after the map gets exactly the mirror (in the variant
+ * without domains, this is the first one), and follows changes from then on.
+ */
+TEST_F(iommufd_gmem, domain_attached_after_map)
+{
+	struct iommu_ioas_mirror_status before, after;
+	unsigned int n = self->ndomains;
+
+	set_layout(MIXED);
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+
+	get_status(_metadata, self, 0, &before);
+	test_cmd_mock_domain(self->ioas_id, &self->stdev_ids[n],
+			     &self->hwpt_ids[n], NULL);
+	self->ndomains++;
+	check_mirror();
+	get_status(_metadata, self, 0, &after);
+	ASSERT_EQ(before.out_mapped_pages, after.out_mapped_pages);
+	ASSERT_EQ(before.out_iopte_adds + before.out_mapped_pages,
+		  after.out_iopte_adds);
+	ASSERT_EQ(before.out_iopte_removes, after.out_iopte_removes);
+
+	to_private(0, 6);
+	check_mirror();
+	to_shared(2, 10);
+	check_mirror();
+	punch(3, 2);
+	check_mirror();
+	populate(0, NR_PAGES);
+	check_mirror();
+}
+
+#define err_map_gmem(_errno, gmem_fd, start, length)                      \
+	({                                                                \
+		__u64 __iova = AREA_IOVA(0);                              \
+		EXPECT_ERRNO(_errno,                                      \
+			     _test_ioctl_ioas_map_file(                   \
+				     self->fd, self->ioas_id, gmem_fd,    \
+				     start, length, &__iova,              \
+				     IOMMU_IOAS_MAP_FIXED_IOVA |          \
+					     IOMMU_IOAS_MAP_WRITEABLE |   \
+					     IOMMU_IOAS_MAP_READABLE));   \
+	})
+
+/* MAP_FILE: EINVAL for a range off page boundaries or beyond the file,
+ * EOPNOTSUPP for a guest_memfd that is not convertible; nothing happens.
+ */
+TEST_F(iommufd_gmem, map_file_errors)
+{
+	unsigned int d;
+	int fd;
+
+	set_layout(MIXED);
+
+	err_map_gmem(EINVAL, self->gmem_fd, PAGE_SIZE / 2, PAGE_SIZE);
+	err_map_gmem(EINVAL, self->gmem_fd, 0, PAGE_SIZE / 2);
+	err_map_gmem(EINVAL, self->gmem_fd, 0, PAGE_SIZE + PAGE_SIZE / 2);
+	err_map_gmem(EINVAL, self->gmem_fd, self->size - PAGE_SIZE,
+		     2 * PAGE_SIZE);
+	err_map_gmem(EINVAL, self->gmem_fd, self->size, PAGE_SIZE);
+	err_map_gmem(EINVAL, self->gmem_fd, 0, 2 * self->size);
+
+	/* A guest_memfd without GUEST_MEMFD_FLAG_CONVERTIBLE */
+	fd = gmem_create(self->vm_fd, self->size, 0);
+	ASSERT_LE(0, fd);
+	err_map_gmem(EOPNOTSUPP, fd, 0, self->size);
+	close(fd);
+
+	/* Nothing mapped, nothing allocated, no area left behind */
+	test_err_mirror_status(ENOENT, AREA_IOVA(0));
+	for (d = 0; d != self->ndomains; d++) {
+		test_cmd_md_check_gmem_unmapped(self->hwpt_ids[d],
+						AREA_IOVA(0), self->size,
+						self->gmem_fd, 0);
+	}
+	check_mirror();
+
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+}
+
+/*
+ * MIRROR_STATUS: any IOVA of the area names it; ENOENT where nothing is
+ * mapped, EINVAL on an area that is not of a guest_memfd.
+ */
+TEST_F(iommufd_gmem, mirror_status_errors)
+{
+	struct iommu_ioas_mirror_status st, retry;
+	__u64 iova;
+
+	test_err_mirror_status(ENOENT, AREA_IOVA(0));
+	set_layout(MIXED);
+	map_area(4, 8, AREA_IOVA(0));
+	check_mirror();
+
+	for (iova = AREA_IOVA(0); iova < AREA_IOVA(0) + page_off(8);
+	     iova += PAGE_SIZE / 2 + 1) {
+		test_ioctl_mirror_status(iova, 0, &st);
+		ASSERT_EQ(AREA_IOVA(0), st.out_iova);
+		ASSERT_EQ(page_off(8), st.out_length);
+	}
+	test_err_mirror_status(ENOENT, AREA_IOVA(0) + page_off(8));
+	test_err_mirror_status(ENOENT, AREA_IOVA(0) - 1);
+
+	/* RETRY with nothing pending changes nothing */
+	test_ioctl_mirror_status(AREA_IOVA(0), IOMMU_MIRROR_STATUS_RETRY,
+				 &retry);
+	ASSERT_EQ(st.out_mapped_pages, retry.out_mapped_pages);
+	ASSERT_EQ(0, retry.out_pending_pages);
+	ASSERT_EQ(st.out_iopte_adds, retry.out_iopte_adds);
+	ASSERT_EQ(st.out_iopte_removes, retry.out_iopte_removes);
+
+	/* A memfd area and a user memory area are not guest_memfd ones */
+	test_ioctl_ioas_map_fixed_file(mfd, 0, PAGE_SIZE, AREA_IOVA(1));
+	test_err_mirror_status(EINVAL, AREA_IOVA(1));
+	test_ioctl_ioas_map_fixed(buffer, PAGE_SIZE, AREA_IOVA(1) + page_off(4));
+	test_err_mirror_status(EINVAL, AREA_IOVA(1) + page_off(4));
+	test_ioctl_ioas_unmap(AREA_IOVA(1), page_off(8));
+
+	unmap_area(0);
+	test_err_mirror_status(ENOENT, AREA_IOVA(0));
+}
+
+/* IOAS_COPY of a guest_memfd area: EOPNOTSUPP, to another IOAS or the same. */
+TEST_F(iommufd_gmem, copy_eopnotsupp)
+{
+	struct iommu_ioas_mirror_status st;
+	struct iommu_ioas_copy copy = {
+		.size = sizeof(copy),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE |
+			 IOMMU_IOAS_MAP_READABLE,
+		.src_ioas_id = self->ioas_id,
+		.length = self->size,
+		.src_iova = AREA_IOVA(0),
+	};
+	__u32 ioas2;
+
+	test_ioctl_ioas_alloc(&ioas2);
+	set_layout(MIXED);
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+
+	copy.dst_ioas_id = ioas2;
+	copy.dst_iova = AREA_IOVA(0);
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(self->fd, IOMMU_IOAS_COPY, &copy));
+	ASSERT_EQ(-1, _test_ioctl_mirror_status(self->fd, ioas2, AREA_IOVA(0),
+						0, &st));
+	ASSERT_EQ(ENOENT, errno);
+
+	copy.dst_ioas_id = self->ioas_id;
+	copy.dst_iova = AREA_IOVA(1);
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(self->fd, IOMMU_IOAS_COPY, &copy));
+	test_err_mirror_status(ENOENT, AREA_IOVA(1));
+	check_mirror();
+}
+
+/* IOAS_CHANGE_PROCESS: EINVAL while any IOAS has a guest_memfd area. */
+TEST_F(iommufd_gmem, change_process_einval)
+{
+	struct iommu_ioas_change_process cmd = {
+		.size = sizeof(cmd),
+	};
+	__u64 iova = AREA_IOVA(0);
+	__u32 ioas2;
+
+	/* A memfd area alone is fine */
+	test_ioctl_ioas_map_fixed_file(mfd, 0, PAGE_SIZE, AREA_IOVA(1));
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_IOAS_CHANGE_PROCESS, &cmd));
+
+	set_layout(MIXED);
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	EXPECT_ERRNO(EINVAL, ioctl(self->fd, IOMMU_IOAS_CHANGE_PROCESS, &cmd));
+	check_mirror();
+	unmap_area(0);
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_IOAS_CHANGE_PROCESS, &cmd));
+
+	/* In another IOAS of the same iommufd */
+	test_ioctl_ioas_alloc(&ioas2);
+	ASSERT_EQ(0, _test_ioctl_ioas_map_file(self->fd, ioas2, self->gmem_fd,
+					       0, self->size, &iova,
+					       IOMMU_IOAS_MAP_FIXED_IOVA |
+						       IOMMU_IOAS_MAP_WRITEABLE |
+						       IOMMU_IOAS_MAP_READABLE));
+	EXPECT_ERRNO(EINVAL, ioctl(self->fd, IOMMU_IOAS_CHANGE_PROCESS, &cmd));
+	test_ioctl_ioas_unmap_id(ioas2, AREA_IOVA(0), self->size);
+	ASSERT_EQ(0, ioctl(self->fd, IOMMU_IOAS_CHANGE_PROCESS, &cmd));
+	test_ioctl_ioas_unmap(AREA_IOVA(1), PAGE_SIZE);
+}
+
+/* An in-kernel access that pins pages: EOPNOTSUPP, nothing gets pinned. */
+TEST_F(iommufd_gmem, access_pages_eopnotsupp)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_ACCESS_PAGES,
+		.access_pages = {
+			.iova = AREA_IOVA(0),
+			.length = PAGE_SIZE,
+		},
+	};
+
+	set_layout("SSSSSSSSSSSSSSSS");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	test_cmd_create_access(self->ioas_id, &cmd.id,
+			       MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+
+	cmd.access_pages.uptr = (uintptr_t)self->mem;
+	EXPECT_ERRNO(EOPNOTSUPP,
+		     ioctl(self->fd, _IOMMU_TEST_CMD(IOMMU_TEST_OP_ACCESS_PAGES),
+			   &cmd));
+	cmd.access_pages.length = self->size;
+	EXPECT_ERRNO(EOPNOTSUPP,
+		     ioctl(self->fd, _IOMMU_TEST_CMD(IOMMU_TEST_OP_ACCESS_PAGES),
+			   &cmd));
+	check_refs(self->mem, self->size, 0);
+	check_mirror();
+
+	/* With the access still there, conversions go on */
+	to_private(0, 4);
+	check_mirror();
+	test_cmd_destroy_access(cmd.id);
+}
+
+/*
+ * IOMMU_TEST_OP_ACCESS_RW reads and writes a shared allocated page (as seen
+ * through mmap), fails with EACCES on a private page and ENOENT on a hole,
+ * and allocates nothing.
+ */
+TEST_F(iommufd_gmem, access_rw)
+{
+	static const __u32 modes[] = { 0, MOCK_ACCESS_RW_SLOW_PATH };
+	__u8 *buf = malloc(4 * PAGE_SIZE);
+	__u64 iova = AREA_IOVA(0);
+	__u32 access_id;
+	unsigned int m;
+
+	ASSERT_NE(NULL, buf);
+	set_layout("SSSSPPPPSSSSPPPP");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	test_cmd_create_access(self->ioas_id, &access_id, 0);
+
+	for (m = 0; m != ARRAY_SIZE(modes); m++) {
+		__u32 flags = modes[m];
+
+		/* Written through the IOVA, seen through mmap */
+		memset(buf, 0xa0 + m, 100);
+		ASSERT_EQ(0, access_rw(self->fd, access_id,
+				       iova + page_off(1) + 10, buf, 100,
+				       flags | MOCK_ACCESS_RW_WRITE));
+		ASSERT_EQ(0, memcmp(buf, self->mem + page_off(1) + 10, 100));
+
+		/* Written through mmap, seen through the IOVA */
+		memset(self->mem + page_off(2), 0x30 + m, PAGE_SIZE);
+		ASSERT_EQ(0, access_rw(self->fd, access_id, iova + page_off(2),
+				       buf, PAGE_SIZE, flags));
+		ASSERT_EQ(0, memcmp(buf, self->mem + page_off(2), PAGE_SIZE));
+
+		/* Across the four shared pages */
+		ASSERT_EQ(0, access_rw(self->fd, access_id, iova, buf,
+				       4 * PAGE_SIZE, flags));
+		ASSERT_EQ(0, memcmp(buf, self->mem, 4 * PAGE_SIZE));
+
+		/* A private page, alone or at the end of a range */
+		EXPECT_ERRNO(EACCES, access_rw(self->fd, access_id,
+					       iova + page_off(5), buf, 16,
+					       flags));
+		EXPECT_ERRNO(EACCES, access_rw(self->fd, access_id,
+					       iova + page_off(5), buf, 16,
+					       flags | MOCK_ACCESS_RW_WRITE));
+		EXPECT_ERRNO(EACCES, access_rw(self->fd, access_id,
+					       iova + page_off(4) - 8, buf, 16,
+					       flags));
+	}
+
+	/* A hole in a shared range: ENOENT, and it stays a hole */
+	punch(9, 1);
+	for (m = 0; m != ARRAY_SIZE(modes); m++) {
+		EXPECT_ERRNO(ENOENT, access_rw(self->fd, access_id,
+					       iova + page_off(9), buf, 16,
+					       modes[m]));
+		EXPECT_ERRNO(ENOENT, access_rw(self->fd, access_id,
+					       iova + page_off(9), buf, 16,
+					       modes[m] | MOCK_ACCESS_RW_WRITE));
+	}
+	check_mirror();
+
+	/* A page converted to private is refused from then on */
+	to_private(0, 1);
+	EXPECT_ERRNO(EACCES, access_rw(self->fd, access_id, iova, buf, 16, 0));
+	check_mirror();
+
+	test_cmd_destroy_access(access_id);
+	free(buf);
+}
+
+/*
+ * Memory failure of a shared page (MADV_HWPOISON, in a child that maps it):
+ * that page's IOVA maps nothing afterwards, the others stay.
+ */
+TEST_F(iommufd_gmem, memory_failure)
+{
+	const unsigned int bad = 5;
+	int status;
+	pid_t pid;
+
+	set_layout("SSSSSSSSSSSSSSSS");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+
+	pid = fork();
+	ASSERT_NE(-1, pid);
+	if (!pid) {
+		volatile __u8 *p = self->mem + page_off(bad);
+
+		(void)*p;
+		if (madvise((void *)p, PAGE_SIZE, MADV_HWPOISON))
+			_exit(errno == EPERM || errno == EINVAL ? KSFT_SKIP : 1);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	if (WIFEXITED(status) && WEXITSTATUS(status) == KSFT_SKIP)
+		SKIP(return,
+		     "MADV_HWPOISON refused (needs CAP_SYS_ADMIN and CONFIG_MEMORY_FAILURE)");
+	/* The child may get SIGBUS for the page it poisoned */
+	ASSERT_TRUE((WIFEXITED(status) && !WEXITSTATUS(status)) ||
+		    (WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS))
+		TH_LOG("child status 0x%x", status);
+
+	self->poisoned[bad] = true;
+	check_mirror();
+}
+
+/* Dropping the page cache changes nothing in the mirror. */
+TEST_F(iommufd_gmem, drop_caches)
+{
+	struct iommu_ioas_mirror_status before, after;
+	int fd;
+
+	fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+	if (fd < 0)
+		SKIP(return, "cannot open /proc/sys/vm/drop_caches");
+	set_layout(MIXED);
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+	get_status(_metadata, self, 0, &before);
+
+	ASSERT_EQ(1, write(fd, "3", 1));
+	close(fd);
+
+	check_mirror();
+	get_status(_metadata, self, 0, &after);
+	ASSERT_EQ(before.out_iopte_adds, after.out_iopte_adds);
+	ASSERT_EQ(before.out_iopte_removes, after.out_iopte_removes);
+}
+
+TEST_HARNESS_MAIN
