@@ -46,7 +46,8 @@ FIXTURE(iommufd_gmem)
 {
 	int fd;
 	__u32 ioas_id;
-	__u32 stdev_ids[GMEM_MAX_DOMAINS];
+	__u32 stdev_id;
+	__u32 idev_id;
 	__u32 hwpt_ids[GMEM_MAX_DOMAINS];
 	unsigned int ndomains;
 	int vm_fd;
@@ -100,6 +101,26 @@ FIXTURE_VARIANT_ADD(iommufd_gmem, two_domains_init_shared)
 	.init_shared = true,
 };
 
+/*
+ * One more mock domain on the IOAS. A second mock device would share the
+ * first one's automatic domain, so further domains are allocated as paging
+ * HWPTs of the first device: each is a distinct domain of the IOAS.
+ */
+static void add_domain(struct __test_metadata *_metadata,
+		       FIXTURE_DATA(iommufd_gmem) *self)
+{
+	__u32 *hwpt_id = &self->hwpt_ids[self->ndomains];
+
+	ASSERT_GT(GMEM_MAX_DOMAINS, self->ndomains);
+	if (!self->ndomains) {
+		test_cmd_mock_domain(self->ioas_id, &self->stdev_id, hwpt_id,
+				     &self->idev_id);
+	} else {
+		test_cmd_hwpt_alloc(self->idev_id, self->ioas_id, 0, hwpt_id);
+	}
+	self->ndomains++;
+}
+
 FIXTURE_SETUP(iommufd_gmem)
 {
 	const char *skip = NULL;
@@ -127,11 +148,9 @@ FIXTURE_SETUP(iommufd_gmem)
 
 	test_ioctl_ioas_alloc(&self->ioas_id);
 	ASSERT_GE(GMEM_MAX_DOMAINS - 1, variant->mock_domains);
-	for (i = 0; i != variant->mock_domains; i++) {
-		test_cmd_mock_domain(self->ioas_id, &self->stdev_ids[i],
-				     &self->hwpt_ids[i], NULL);
-	}
-	self->ndomains = variant->mock_domains;
+	self->ndomains = 0;
+	for (i = 0; i != variant->mock_domains; i++)
+		add_domain(_metadata, self);
 
 	for (i = 0; i != NR_PAGES; i++) {
 		self->shared[i] = variant->init_shared;
@@ -741,9 +760,8 @@ TEST_F(iommufd_gmem, domain_attached_after_map)
 	check_mirror();
 
 	get_status(_metadata, self, 0, &before);
-	test_cmd_mock_domain(self->ioas_id, &self->stdev_ids[n],
-			     &self->hwpt_ids[n], NULL);
-	self->ndomains++;
+	add_domain(_metadata, self);
+	ASSERT_EQ(n + 1, self->ndomains);
 	check_mirror();
 	get_status(_metadata, self, 0, &after);
 	ASSERT_EQ(before.out_mapped_pages, after.out_mapped_pages);
