@@ -49,8 +49,30 @@ Result<MockDomain> MockDomain::attach(const Ioas &ioas)
 					  ")");
 	if (!r)
 		return r.error();
-	return MockDomain(std::move(dup).value(), cmd.mock_domain.out_stdev_id,
-			  cmd.mock_domain.out_hwpt_id, cmd.mock_domain.out_idev_id);
+	// Its own domain: a second mock device would share the automatic domain
+	// of the first, so allocate a paging HWPT on the IOAS for this device and
+	// move the device onto it.
+	MockDomain md(std::move(dup).value(), cmd.mock_domain.out_stdev_id, 0,
+		      cmd.mock_domain.out_idev_id);
+	iommu_hwpt_alloc alloc{};
+	alloc.size = sizeof(alloc);
+	alloc.dev_id = md.idev_id_;
+	alloc.pt_id = ioas.id();
+	alloc.data_type = IOMMU_HWPT_DATA_NONE;
+	if (auto a = check_void(::ioctl(md.iommufd_.get(), IOMMU_HWPT_ALLOC, &alloc),
+				"IOMMU_HWPT_ALLOC(IOAS " + std::to_string(ioas.id()) + ")");
+	    !a)
+		return a.error();
+	md.hwpt_id_ = alloc.out_hwpt_id;
+	iommu_test_cmd replace{};
+	replace.id = md.stdev_id_;
+	replace.mock_domain_replace.pt_id = md.hwpt_id_;
+	if (auto rr = iommufd_test_cmd(
+		    md.iommufd_.get(), IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, replace,
+		    "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE(HWPT " + std::to_string(md.hwpt_id_) + ")");
+	    !rr)
+		return rr.error();
+	return md;
 }
 
 Result<void> MockDomain::detach()
@@ -62,6 +84,11 @@ Result<void> MockDomain::detach()
 	cmd.id = stdev_id_;
 	auto r = check_void(::ioctl(iommufd_.get(), IOMMU_DESTROY, &cmd),
 			    "IOMMU_DESTROY(mock device " + std::to_string(stdev_id_) + ")");
+	if (r && hwpt_id_) {
+		cmd.id = hwpt_id_;
+		r = check_void(::ioctl(iommufd_.get(), IOMMU_DESTROY, &cmd),
+			       "IOMMU_DESTROY(HWPT " + std::to_string(hwpt_id_) + ")");
+	}
 	iommufd_.reset();
 	stdev_id_ = hwpt_id_ = idev_id_ = 0;
 	return r;

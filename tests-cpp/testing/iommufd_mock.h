@@ -30,6 +30,8 @@ bool have_iommufd_mock(int iommufd);
 // (IOMMU_TEST_OP_MOCK_DOMAIN); detached and destroyed with the object.
 class MockDomain {
 public:
+	// A mock device on @ioas with a domain of its own (a paging HWPT), so
+	// that each MockDomain is a distinct domain of the IOAS.
 	static Result<MockDomain> attach(const Ioas &ioas);
 
 	MockDomain(const MockDomain &) = delete;
@@ -57,8 +59,7 @@ public:
 	[[nodiscard]] uint32_t hwpt_id() const { return hwpt_id_; }
 	[[nodiscard]] uint32_t idev_id() const { return idev_id_; }
 
-	// IOMMU_DESTROY of the mock device: detaches it, and the domain goes
-	// with its last device.
+	// IOMMU_DESTROY of the mock device, then of its own domain (HWPT).
 	Result<void> detach();
 
 private:

@@ -11,8 +11,10 @@
  *  - conversion to private, hole punch, memory failure and release unmap the
  *    pages in invalidate_begin, before the pages change (an IOMMU access to a
  *    private page can be fatal on some hardware);
- *  - conversion to shared allocates the pages in prepare, before the point
- *    of no return, and maps them in invalidate_end, once they are shared;
+ *  - conversion to shared allocates the pages it converts in prepare,
+ *    before the point of no return, and maps them in invalidate_end, once
+ *    they are shared (a page that already was shared, even a hole, is not
+ *    converted and stays as it is);
  *  - fallocate() maps the new pages in invalidate_end.
  *
  * invalidate_end cannot fail. A page that fails to map there stays unmapped
@@ -281,15 +283,16 @@ static int iopt_gmem_prepare(struct guest_memfd_notifier *n,
 		return 0;
 
 	/*
-	 * Allocate now what invalidate_end maps: it cannot fail. A page with
-	 * a memory error is not mapped anyway.
+	 * Allocate now what invalidate_end maps: it cannot fail. Only the
+	 * private pages are converted; a shared page in the span (even a
+	 * hole) is left as it is. A page with a memory error is not mapped
+	 * anyway.
 	 */
 	for (index = start; index < end; index++) {
 		rc = guest_memfd_get_pfn_locked(n, pages->gmem.start + index,
-						GUEST_MEMFD_ACCESS_SHARED |
 						GUEST_MEMFD_ACCESS_PRIVATE |
 						GUEST_MEMFD_GET_ALLOC, &pfn);
-		if (rc && rc != -EHWPOISON) {
+		if (rc && rc != -EACCES && rc != -EHWPOISON) {
 			*error_index = pages->gmem.start + index;
 			return rc;
 		}
