@@ -90,19 +90,25 @@ TEST_F(GuestMemfdNotifierTest, HolePunchNotifiesTruncateOfThePunchedRange)
 	ASSERT_THAT(gmem_->punch_hole(kPage, 2 * kPage), Succeeds());
 	ASSERT_THAT(gmem_->punch_hole(8 * kPage, 4 * kPage), Succeeds());
 
-	std::vector<Event> want = change("truncate", kPage, 3 * kPage);
+	std::vector<Event> want = change("allocate", 0, 4 * kPage, false);
+	for (auto &e : change("truncate", kPage, 3 * kPage))
+		want.push_back(e);
 	for (auto &e : change("truncate", 8 * kPage, 12 * kPage))
 		want.push_back(e);
 	EXPECT_THAT(log_of(c), ElementsAreArray(want));
 }
 
-// Allocation by fallocate() sends nothing that invalidates.
-TEST_F(GuestMemfdNotifierTest, AllocationSendsNoInvalidation)
+// fallocate() sends one begin/end pair of "allocate" for the requested range
+// (allocated pages or not), without a prepare step, and nothing else.
+TEST_F(GuestMemfdNotifierTest, AllocationNotifiesAllocateOnly)
 {
 	MockClient c = attached_client();
+	ASSERT_THAT(gmem_->allocate(2 * kPage, 4 * kPage), Succeeds());
 	ASSERT_THAT(gmem_->allocate(0, kSize), Succeeds());
-	for (const Event &e : log_of(c))
-		EXPECT_NE(e.reason, "truncate") << e;
+	std::vector<Event> want = change("allocate", 2 * kPage, 6 * kPage, false);
+	for (auto &e : change("allocate", 0, kSize, false))
+		want.push_back(e);
+	EXPECT_THAT(log_of(c), ElementsAreArray(want));
 }
 
 // Dropping the last reference to the file sends one begin/end pair of

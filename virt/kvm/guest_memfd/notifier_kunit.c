@@ -318,9 +318,13 @@ static void gmem_pairing_test(struct kunit *test)
 	KUNIT_EXPECT_FALSE(test, guest_memfd_read_retry(&a.n, seq));
 
 	KUNIT_ASSERT_EQ(test, kt_allocate(file, 0, 4), 0);
-	/* Allocation is not notified (yet). */
-	KUNIT_EXPECT_EQ(test, log->nr, 0);
-	KUNIT_EXPECT_FALSE(test, guest_memfd_read_retry(&a.n, seq));
+	/* Allocation is notified, without a prepare step. */
+	KUNIT_ASSERT_EQ(test, log->nr, 2);
+	kt_expect_event(test, log, 0, 1, KT_BEGIN, GUEST_MEMFD_REASON_ALLOCATE, 0, 4);
+	kt_expect_event(test, log, 1, 1, KT_END, GUEST_MEMFD_REASON_ALLOCATE, 0, 4);
+	KUNIT_EXPECT_TRUE(test, guest_memfd_read_retry(&a.n, seq));
+	log->nr = 0;
+	seq = guest_memfd_read_begin(&a.n);
 
 	KUNIT_EXPECT_EQ(test, kt_punch(file, 0, 2), 0);
 	KUNIT_EXPECT_TRUE(test, guest_memfd_read_retry(&a.n, seq));
@@ -369,6 +373,8 @@ static void gmem_order_test(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, guest_memfd_register_notifier(file, &c.n), 0);
 
 	KUNIT_ASSERT_EQ(test, kt_allocate(file, 0, 2), 0);
+	/* Setup: forget the allocation's notification. */
+	log->nr = 0;
 	KUNIT_EXPECT_EQ(test, kt_punch(file, 0, 2), 0);
 	KUNIT_EXPECT_EQ(test, kt_nr_pages(file), 0UL);
 
@@ -419,6 +425,8 @@ static void gmem_refuse_test(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, guest_memfd_register_notifier(file, &d.n), 0);
 
 	KUNIT_ASSERT_EQ(test, kt_allocate(file, 0, 4), 0);
+	/* Setup: forget the allocation's notification. */
+	log->nr = 0;
 	KUNIT_EXPECT_EQ(test, kt_punch(file, 0, 4), -EBUSY);
 	KUNIT_EXPECT_EQ(test, kt_nr_pages(file), 4UL);
 
@@ -482,6 +490,8 @@ static void gmem_release_test(struct kunit *test)
 	file = kt_create(test, GUEST_MEMFD_F_INIT_SHARED);
 	KUNIT_ASSERT_EQ(test, guest_memfd_register_notifier(file, &a.n), 0);
 	KUNIT_ASSERT_EQ(test, kt_allocate(file, 0, 1), 0);
+	/* Setup: forget the allocation's notification. */
+	log->nr = 0;
 	mapping = file->f_mapping;
 
 	kt_owner_log = log;
@@ -702,8 +712,8 @@ static void gmem_convert_test(struct kunit *test)
 
 	/* An extra reference on page 6 refuses with -EAGAIN, after prepare. */
 	a.refuse = 0;
-	log->nr = 0;
 	KUNIT_ASSERT_EQ(test, kt_allocate(file, 6, 7), 0);
+	log->nr = 0;
 	folio = filemap_get_folio(file->f_mapping, 6);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
 	KUNIT_EXPECT_EQ(test, gmem_convert(inode, 0, KT_PAGES, true, &error_index),
