@@ -3,23 +3,37 @@
 // gmem-demo: a minimal VMM that runs a KVM_X86_SW_PROTECTED_VM whose data
 // lives in one convertible guest_memfd, and converts the guest's pages
 // between private and shared in place when the guest asks (MAP_GPA_RANGE
-// hypercall): the same pages, no second backing, no copy. It narrates each
+// hypercall): the same pages, no second backing, no copy. Once the guest
+// has shared a buffer, the VMM gives the guest_memfd to a device through an
+// iommufd IOAS (IOMMU_IOAS_MAP_FILE, nothing pinned) and shows the IOMMU
+// following every conversion and hole punch on its own. It narrates each
 // step, checks what it can see from the host, prints a summary, and exits
 // non-zero if any check failed.
+//
+// Usage: gmem-demo [--require-iommu]
+//   Without /dev/iommu or the iommufd mock (CONFIG_IOMMUFD_TEST) the IOMMU
+//   steps are skipped; --require-iommu turns that skip into a failure.
 #include <asm/kvm_para.h>
 #include <linux/kvm.h>
 #include <linux/kvm_para.h>
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <bit>
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "gmem/iommufd.h"
 #include "gmem/kvm.h"
 #include "testing/host_access.h"
+// Test-only: the mock IOMMU device of CONFIG_IOMMUFD_TEST. A real VMM
+// attaches an assigned (VFIO) device to the IOAS instead.
+#include "testing/iommufd_mock.h"
 
 extern "C" const uint8_t demo_guest_start[], demo_guest_end[], demo_guest_message[];
 
@@ -30,13 +44,21 @@ constexpr uint64_t kCodeGpa = 0x0;
 constexpr uint64_t kCodeSize = 0x10000;
 constexpr uint64_t kGuestEntry = 0x1000;
 constexpr uint64_t kGuestStack = 0xf000;
-constexpr uint64_t kDataGpa = 0x100000; // must match guest.S
+constexpr uint64_t kDataGpa = 0x1000000; // must match guest.S
 constexpr uint64_t kDataPages = 16;
 constexpr uint64_t kDataSize = kDataPages * kPage;
-constexpr uint64_t kSharedPages = 4;
+constexpr uint64_t kSharedPages = 4; // the message pages, shared first
+constexpr uint64_t kDmaPages = 8;    // shared next, after them
+constexpr uint64_t kDiscardPage = 8; // first of the 4 pages the guest frees
+constexpr uint64_t kDiscardPages = 4;
 constexpr uint16_t kStepPort = 0xe0;
 constexpr uint16_t kFailPort = 0xe1;
 constexpr uint32_t kSecret = 0x31565250; // "PRV1"
+// The device sees guest memory at IOVA = GPA, as an assigned device does.
+constexpr uint64_t kIova = kDataGpa;
+static_assert(kIova >= MOCK_APERTURE_START && kIova + kDataSize - 1 <= MOCK_APERTURE_LAST,
+	      "the data must lie in the mock IOMMU's aperture");
+static_assert(kDataPages <= 32, "page masks are 32 bits");
 
 int failures = 0;
 
@@ -49,11 +71,17 @@ void say(const char *fmt, ...)
 	std::fflush(stdout);
 }
 
-void check(bool ok, const char *what)
+bool check(bool ok, const char *fmt, ...)
 {
-	say("    [%s] %s\n", ok ? " ok " : "FAIL", what);
+	say("    [%s] ", ok ? " ok " : "FAIL");
+	va_list ap;
+	va_start(ap, fmt);
+	std::vprintf(fmt, ap);
+	va_end(ap);
+	say("\n");
 	if (!ok)
 		failures++;
+	return ok;
 }
 
 struct Stats {
@@ -62,10 +90,14 @@ struct Stats {
 	uint64_t hypercalls = 0;
 	uint64_t peak_allocated = 0;
 	uint64_t peak_two_backing = 0;
+	// From the last IOMMU_IOAS_MIRROR_STATUS.
+	uint64_t iopte_adds = 0;
+	uint64_t iopte_removes = 0;
 };
 
 class Demo {
 public:
+	explicit Demo(bool require_iommu) : require_iommu_(require_iommu) {}
 	bool setup();
 	bool run();
 	void summary() const;
@@ -73,20 +105,41 @@ public:
 private:
 	bool handle_hypercall(kvm_run *run);
 	bool handle_step(uint8_t step);
+	void discard_and_refill();
 	// Pages of the guest_memfd that are allocated (in its page cache).
 	uint64_t allocated_pages() const;
-	// Shared pages right now, per the host's view.
-	uint64_t shared_pages() const;
 	void account();
 
+	// IOMMU part.
+	void bind_iommu();
+	void skip_iommu(const std::string &why);
+	// Pages the IOMMU must map now: shared and allocated (bit i: page i).
+	uint32_t mirrored() const;
+	// Shows the file's and the IOMMU's view page by page and checks them
+	// and MIRROR_STATUS against the model; @before: mirrored() before the
+	// step.
+	void show_iommu(uint32_t before);
+
+	bool require_iommu_;
 	std::optional<gmem::Kvm> kvm_;
 	std::optional<gmem::Vm> vm_;
 	std::optional<gmem::Mapping> code_;
 	std::optional<gmem::GuestMemfd> gmem_;
 	std::optional<gmem::Mapping> data_;
 	std::optional<gmem::Vcpu> vcpu_;
+	// Destroyed in reverse order: the device, then the IOAS (dropping its
+	// reference on the guest_memfd), then the iommufd context.
+	std::optional<gmem::Iommufd> iommufd_;
+	std::optional<gmem::Ioas> ioas_;
+	std::optional<gmem::testing::MockDomain> device_;
+	std::string iommu_skipped_;
+	bool legend_shown_ = false;
+	uint64_t want_adds_ = 0;
+	uint64_t want_removes_ = 0;
 	Stats stats_;
+	// The VMM's model of the file: what it asked the kernel for.
 	bool shared_[kDataPages] = {};
+	bool allocated_[kDataPages] = {};
 };
 
 bool Demo::setup()
@@ -168,22 +221,170 @@ uint64_t Demo::allocated_pages() const
 	return n;
 }
 
-uint64_t Demo::shared_pages() const
-{
-	uint64_t n = 0;
-	for (bool s : shared_)
-		n += s;
-	return n;
-}
-
 void Demo::account()
 {
-	uint64_t alloc = allocated_pages();
+	uint64_t alloc = allocated_pages(), shared = 0;
+	for (uint64_t i = 0; i < kDataPages; i++)
+		shared += shared_[i] && allocated_[i];
 	stats_.peak_allocated = std::max(stats_.peak_allocated, alloc);
 	// A two-backing VMM keeps every private page in guest_memfd and each
 	// shared page in a second, anonymous backing.
-	stats_.peak_two_backing = std::max(stats_.peak_two_backing, alloc + shared_pages());
+	stats_.peak_two_backing = std::max(stats_.peak_two_backing, alloc + shared);
 }
+
+// --- The IOMMU part ---------------------------------------------------------
+
+void Demo::skip_iommu(const std::string &why)
+{
+	iommu_skipped_ = why;
+	if (require_iommu_)
+		check(false, "IOMMU steps required (--require-iommu) but %s", why.c_str());
+	else
+		say("    IOMMU steps skipped: %s\n", why.c_str());
+	device_.reset();
+	ioas_.reset();
+	iommufd_.reset();
+}
+
+void Demo::bind_iommu()
+{
+	using gmem::testing::check_refs;
+	using gmem::testing::have_iommufd_mock;
+	using gmem::testing::MockDomain;
+	say("==> Giving the guest's shared pages to a device: an iommufd IOAS on the "
+	    "guest_memfd\n");
+	auto fd = gmem::Iommufd::open();
+	if (!fd) {
+		if (fd.err() == ENOENT || fd.err() == ENODEV || fd.err() == ENXIO)
+			skip_iommu("no /dev/iommu (CONFIG_IOMMUFD)");
+		else
+			check(false, "%s", fd.error().message().c_str());
+		return;
+	}
+	iommufd_.emplace(std::move(fd).value());
+	if (!have_iommufd_mock(iommufd_->fd()))
+		return skip_iommu("no iommufd mock device (CONFIG_IOMMUFD_TEST) to stand in for "
+				  "an assigned device");
+	auto ioas = iommufd_->alloc_ioas();
+	if (!ioas) {
+		check(false, "%s", ioas.error().message().c_str());
+		return;
+	}
+	ioas_.emplace(std::move(ioas).value());
+	if (ioas_->mirror_status(kIova).err() == ENOTTY)
+		return skip_iommu("this kernel's iommufd cannot map a guest_memfd "
+				  "(no IOMMU_IOAS_MIRROR_STATUS)");
+
+	// A domain exists only once a device is attached. The device comes
+	// first, so that the IOPTE counters of the mapping start from zero.
+	auto dev = MockDomain::attach(*ioas_);
+	if (!dev) {
+		check(false, "%s", dev.error().message().c_str());
+		return;
+	}
+	device_.emplace(std::move(dev).value());
+	say("    device %u attached to IOAS %u, with its own IOMMU domain (HWPT %u)\n",
+	    device_->stdev_id(), ioas_->id(), device_->hwpt_id());
+	say("    (test-only: iommufd's mock device, CONFIG_IOMMUFD_TEST, stands in for an "
+	    "assigned device)\n");
+
+	auto iova = ioas_->map_file(gmem_->fd(), 0, kDataSize, kIova);
+	if (!iova || *iova != kIova) {
+		check(false, "IOMMU_IOAS_MAP_FILE at IOVA 0x%llx: %s", (unsigned long long)kIova,
+		      iova ? "mapped elsewhere" : iova.error().message().c_str());
+		device_.reset();
+		ioas_.reset();
+		return;
+	}
+	say("    IOMMU_IOAS_MAP_FILE(guest_memfd, 0, %llu bytes) at IOVA 0x%llx (= GPA): the\n"
+	    "    IOMMU maps the shared pages and follows the file on its own from now on\n",
+	    (unsigned long long)kDataSize, (unsigned long long)kIova);
+	show_iommu(0);
+
+	// Nothing pinned: conversions to private need no unpinning.
+	std::vector<uint64_t> shared;
+	for (uint64_t i = 0; i < kDataPages; i++)
+		if (shared_[i])
+			shared.push_back(i);
+	bool unpinned = true;
+	for (uint64_t i : shared)
+		unpinned &= check_refs(iommufd_->fd(), data_->data() + i * kPage, kPage, 0).ok();
+	check(unpinned, "no page pinned (MD_CHECK_REFS: 0 long-term pins on the %zu shared pages)",
+	      shared.size());
+}
+
+uint32_t Demo::mirrored() const
+{
+	uint32_t m = 0;
+	for (uint64_t i = 0; i < kDataPages; i++)
+		if (shared_[i] && allocated_[i])
+			m |= 1u << i;
+	return ioas_ && device_ ? m : 0;
+}
+
+void Demo::show_iommu(uint32_t before)
+{
+	using gmem::testing::check_gmem;
+	const uint32_t now = mirrored();
+	want_adds_ += std::popcount(now & ~before);
+	want_removes_ += std::popcount(before & ~now);
+
+	// The file as the VMM made it, and the device's domain as the mock
+	// IOMMU reports it, page by page (MD_CHECK_GMEM compares each IOPTE
+	// with the PFN of the file page).
+	std::string file, iommu, want;
+	uint64_t bad = kDataPages;
+	for (uint64_t i = 0; i < kDataPages; i++) {
+		file += !allocated_[i] ? '-' : shared_[i] ? 'S' : 'P';
+		const bool mapped =
+			check_gmem(iommufd_->fd(), device_->hwpt_id(), kIova + i * kPage, kPage,
+				   gmem_->fd(), i * kPage, false)
+				.ok();
+		const bool empty =
+			!mapped && check_gmem(iommufd_->fd(), device_->hwpt_id(), kIova + i * kPage,
+					      kPage, gmem_->fd(), i * kPage, true)
+					   .ok();
+		iommu += mapped ? 'M' : empty ? '.' : '?';
+		want += now & (1u << i) ? 'M' : '.';
+		if (iommu.back() != want.back() && bad == kDataPages)
+			bad = i;
+	}
+	say("    guest_memfd  %s%s\n", file.c_str(),
+	    legend_shown_ ? "" : "   S shared, P private, - not allocated");
+	say("    IOMMU        %s%s\n", iommu.c_str(),
+	    legend_shown_ ? "" : "   M IOVA maps the file's page, . maps nothing");
+	legend_shown_ = true;
+	if (bad == kDataPages)
+		check(true, "check_gmem page by page: exactly the shared pages are mapped");
+	else
+		check(false, "check_gmem page by page: page %llu should %s",
+		      (unsigned long long)bad,
+		      want[bad] == 'M' ? "map its guest_memfd page" : "map nothing");
+
+	auto st = ioas_->mirror_status(kIova);
+	if (!st) {
+		check(false, "%s", st.error().message().c_str());
+		return;
+	}
+	const uint64_t adds = st->iopte_adds - stats_.iopte_adds;
+	const uint64_t removes = st->iopte_removes - stats_.iopte_removes;
+	stats_.iopte_adds = st->iopte_adds;
+	stats_.iopte_removes = st->iopte_removes;
+	const bool ok = st->mapped_pages == (uint64_t)std::popcount(now) &&
+			st->pending_pages == 0 && st->error == 0 && st->iopte_adds == want_adds_ &&
+			st->iopte_removes == want_removes_;
+	check(ok, "MIRROR_STATUS: %llu pages mapped, %llu pending; IOPTEs +%llu -%llu",
+	      (unsigned long long)st->mapped_pages, (unsigned long long)st->pending_pages,
+	      (unsigned long long)adds, (unsigned long long)removes);
+	if (!ok)
+		say("           expected %d mapped, 0 pending, error 0, IOPTEs %llu added and "
+		    "%llu removed in all; got error %d, %llu and %llu\n",
+		    std::popcount(now), (unsigned long long)want_adds_,
+		    (unsigned long long)want_removes_, st->error,
+		    (unsigned long long)st->iopte_adds, (unsigned long long)st->iopte_removes);
+}
+
+// --- Guest exits -------------------------------------------------------------
 
 bool Demo::handle_hypercall(kvm_run *run)
 {
@@ -199,10 +400,12 @@ bool Demo::handle_hypercall(kvm_run *run)
 		check(false, "range lies in the guest_memfd slot");
 		return true;
 	}
-	uint64_t before = allocated_pages();
+	const uint64_t before = allocated_pages();
+	const uint32_t mirrored_before = mirrored();
 	gmem::Result<void> res = to_private ? gmem_->convert_private(off, pages * kPage)
 					    : gmem_->convert_shared(off, pages * kPage);
-	for (int tries = 0; !res.ok() && res.err() == EAGAIN && tries < 10; tries++)
+	int retries = 0;
+	for (; !res.ok() && res.err() == EAGAIN && retries < 10; retries++)
 		res = to_private ? gmem_->convert_private(off, pages * kPage)
 				 : gmem_->convert_shared(off, pages * kPage);
 	if (!res.ok()) {
@@ -218,9 +421,52 @@ bool Demo::handle_hypercall(kvm_run *run)
 	    to_private ? "KVM_GMEM_CONVERT_PRIVATE" : "KVM_GMEM_CONVERT_SHARED",
 	    (unsigned long long)off, (unsigned long long)(pages * kPage));
 	check(allocated_pages() == before, "no page allocated or freed by the conversion");
+	if (ioas_ && device_) {
+		if (to_private)
+			check(retries == 0, "converted at the first try: the IOMMU holds no page "
+					    "references");
+		show_iommu(mirrored_before);
+	}
 	account();
 	run->hypercall.ret = 0;
 	return true;
+}
+
+void Demo::discard_and_refill()
+{
+	const uint64_t off = kDiscardPage * kPage, len = kDiscardPages * kPage;
+	say("==> Guest is done with pages %llu-%llu: the VMM punches a hole there "
+	    "(fallocate PUNCH_HOLE)\n",
+	    (unsigned long long)kDiscardPage,
+	    (unsigned long long)(kDiscardPage + kDiscardPages - 1));
+	uint32_t before = mirrored();
+	auto r = gmem_->punch_hole(off, len);
+	if (!r) {
+		check(false, "%s", r.error().message().c_str());
+		return;
+	}
+	for (uint64_t i = 0; i < kDiscardPages; i++)
+		allocated_[kDiscardPage + i] = false;
+	check(allocated_pages() == kDataPages - kDiscardPages, "the %llu pages are freed (mincore)",
+	      (unsigned long long)kDiscardPages);
+	if (ioas_ && device_)
+		show_iommu(before);
+
+	say("==> ... and allocates them again (fallocate KEEP_SIZE): fresh, zeroed pages\n");
+	before = mirrored();
+	r = gmem_->allocate(off, len);
+	if (!r) {
+		check(false, "%s", r.error().message().c_str());
+		return;
+	}
+	for (uint64_t i = 0; i < kDiscardPages; i++)
+		allocated_[kDiscardPage + i] = true;
+	// mincore() cannot tell: guest_memfd zeroes a fallocate()d page (and
+	// only then reports it resident) when it is first used. The IOMMU uses
+	// them at once, and check_gmem fails (ENOENT) on a page not allocated.
+	if (ioas_ && device_)
+		show_iommu(before);
+	account();
 }
 
 bool Demo::handle_step(uint8_t step)
@@ -230,6 +476,7 @@ bool Demo::handle_step(uint8_t step)
 	case 1: {
 		say("==> Guest wrote its secret into all %llu data pages (private)\n",
 		    (unsigned long long)kDataPages);
+		std::fill(std::begin(allocated_), std::end(allocated_), true);
 		account();
 		bool all_private = true;
 		for (uint64_t i = 0; i < kDataPages; i++)
@@ -253,18 +500,31 @@ bool Demo::handle_step(uint8_t step)
 		say("    \"%.*s\"\n", 80, msg);
 		check(std::strcmp(msg, reinterpret_cast<const char *>(demo_guest_message)) == 0,
 		      "message matches");
+		bind_iommu();
 		break;
 	}
 	case 4: {
-		say("==> Guest took the pages back (private) and still reads its message\n");
+		say("==> Guest shared %llu more pages, a buffer for the device\n",
+		    (unsigned long long)kDmaPages);
+		uint32_t word = 0;
+		std::memcpy(&word, data_->data() + kSharedPages * kPage, sizeof(word));
+		check(word == kSecret, "the host reads the guest's data in the new shared pages");
+		break;
+	}
+	case 5: {
+		say("==> Guest took the message pages back (private) and still reads its "
+		    "message\n");
 		bool none = true;
 		for (uint64_t i = 0; i < kSharedPages; i++)
 			none &= !host_touch(data_->data() + i * kPage);
 		check(none, "the host's mapping is gone: SIGBUS on the converted pages");
 		break;
 	}
+	case 6:
+		discard_and_refill();
+		break;
 	default:
-		check(false, "known step");
+		check(false, "known step %u", step);
 	}
 	return true;
 }
@@ -295,7 +555,7 @@ bool Demo::run()
 			break;
 		}
 		case KVM_EXIT_HLT:
-			say("==> Guest halted\n");
+			say("==> Guest read zeros from the re-allocated pages and halted\n");
 			return true;
 		case KVM_EXIT_MEMORY_FAULT:
 			say("==> KVM_EXIT_MEMORY_FAULT at GPA 0x%llx (unexpected)\n",
@@ -313,23 +573,41 @@ bool Demo::run()
 void Demo::summary() const
 {
 	say("\n==> Summary\n");
-	say("    pages converted to shared:   %llu\n", (unsigned long long)stats_.to_shared_pages);
-	say("    pages converted to private:  %llu\n", (unsigned long long)stats_.to_private_pages);
-	say("    MAP_GPA_RANGE hypercall exits: %llu\n", (unsigned long long)stats_.hypercalls);
-	say("    peak guest data memory, in place:   %llu pages\n",
+	say("    pages converted to shared:        %llu\n",
+	    (unsigned long long)stats_.to_shared_pages);
+	say("    pages converted to private:       %llu\n",
+	    (unsigned long long)stats_.to_private_pages);
+	say("    MAP_GPA_RANGE hypercall exits:    %llu\n", (unsigned long long)stats_.hypercalls);
+	if (iommu_skipped_.empty())
+		say("    IOPTEs added / removed:           %llu / %llu (IOMMU_IOAS_MIRROR_STATUS, "
+		    "1 device)\n",
+		    (unsigned long long)stats_.iopte_adds,
+		    (unsigned long long)stats_.iopte_removes);
+	else
+		say("    IOPTEs added / removed:           skipped (%s)\n", iommu_skipped_.c_str());
+	say("    peak guest data memory, in place: %llu pages\n",
 	    (unsigned long long)stats_.peak_allocated);
-	say("    same run with two backings:         %llu pages (private in guest_memfd + "
+	say("    same run with two backings:       %llu pages (private in guest_memfd + "
 	    "shared in anonymous memory)\n",
 	    (unsigned long long)stats_.peak_two_backing);
-	say("    checks failed: %d\n", failures);
+	say("    checks failed:                    %d\n", failures);
 }
 
 } // namespace
 
-int main()
+int main(int argc, char **argv)
 {
+	bool require_iommu = false;
+	for (int i = 1; i < argc; i++) {
+		if (std::strcmp(argv[i], "--require-iommu") == 0) {
+			require_iommu = true;
+		} else {
+			say("usage: %s [--require-iommu]\n", argv[0]);
+			return 2;
+		}
+	}
 	try {
-		Demo demo;
+		Demo demo(require_iommu);
 		if (!demo.setup())
 			return 1;
 		bool ok = demo.run();

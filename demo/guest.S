@@ -11,10 +11,15 @@
  *    RCX = pages, RDX = attributes, bit 4 set for private), which the VMM
  *    turns into an in-place conversion of the guest_memfd.
  * Any failure it sees itself goes to FAIL_PORT with a code in AL.
+ *
+ * DATA_GPA lies in the iommufd mock IOMMU's aperture, so that the VMM can
+ * give the data pages to a (mock) device at IOVA = GPA.
  */
-#define DATA_GPA	0x100000
+#define DATA_GPA	0x1000000
 #define DATA_PAGES	16
 #define SHARED_PAGES	4
+#define DMA_PAGES	8	/* shared next, after the message pages */
+#define DISCARD_PAGE	8	/* first of the 4 pages given back at step 6 */
 #define STEP_PORT	0xe0
 #define FAIL_PORT	0xe1
 #define HC_MAP_GPA	12
@@ -58,7 +63,20 @@ demo_guest_start:
 	mov	$3, %al
 	outb	%al, $STEP_PORT
 
-	/* Step 4: make the pages private again. */
+	/* Step 4: share more pages, a buffer for the device. */
+	mov	$HC_MAP_GPA, %eax
+	mov	$(DATA_GPA + SHARED_PAGES * 4096), %ebx
+	mov	$DMA_PAGES, %ecx
+	xor	%edx, %edx
+	vmmcall
+	test	%eax, %eax
+	jnz	fail_hypercall
+	cmpl	$SECRET, DATA_GPA + SHARED_PAGES * 4096
+	jne	fail_contents
+	mov	$4, %al
+	outb	%al, $STEP_PORT
+
+	/* Step 5: make the message pages private again. */
 	mov	$HC_MAP_GPA, %eax
 	mov	$DATA_GPA, %ebx
 	mov	$SHARED_PAGES, %ecx
@@ -69,10 +87,23 @@ demo_guest_start:
 	/* Still the same page: the message is there, now private. */
 	cmpl	$0x6c6c6548, DATA_GPA	/* "Hell" */
 	jne	fail_contents
-	mov	$4, %al
+	mov	$5, %al
 	outb	%al, $STEP_PORT
 
-	/* Step 5: done. */
+	/*
+	 * Step 6: tell the VMM that the last 4 pages of the buffer are free;
+	 * it discards them (hole punch) and allocates them again, so they must
+	 * read zero now.
+	 */
+	mov	$6, %al
+	outb	%al, $STEP_PORT
+	mov	$(DATA_GPA + DISCARD_PAGE * 4096), %edi
+	mov	$(4 * 4096 / 4), %ecx
+	xor	%eax, %eax
+	repe scasl
+	jne	fail_zero
+
+	/* Done. */
 	hlt
 
 fail_hypercall:
@@ -81,6 +112,10 @@ fail_hypercall:
 	hlt
 fail_contents:
 	mov	$2, %al
+	outb	%al, $FAIL_PORT
+	hlt
+fail_zero:
+	mov	$3, %al
 	outb	%al, $FAIL_PORT
 	hlt
 

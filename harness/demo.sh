@@ -5,7 +5,8 @@
 # what is needed, build and boot the patched kernel under QEMU and run the
 # demo inside it: gmem-info (what the kernel reports about guest_memfd,
 # iommufd and its VM types), then gmem-demo, a mini-VMM whose guest converts
-# its memory between private and shared in place.
+# its memory between private and shared in place while an IOMMU (iommufd's
+# mock device standing in for an assigned one) follows the shared pages.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 t0=$(date +%s)
@@ -32,7 +33,7 @@ cat >"$logdir/demo-in-guest.sh" <<'SH'
 #!/bin/sh
 ./gmem-info
 echo
-exec ./gmem-demo
+exec ./gmem-demo --require-iommu
 SH
 chmod +x "$logdir/demo-in-guest.sh"
 set +e
