@@ -395,6 +395,7 @@ int guest_memfd_get_pfn_locked(struct guest_memfd_notifier *n, pgoff_t index,
 	struct inode *inode = n->inode;
 	struct address_space *mapping = inode->i_mapping;
 	struct folio *folio;
+	bool want_private;
 	int ret = 0;
 
 	lockdep_assert_held(&mapping->invalidate_lock);
@@ -411,9 +412,9 @@ int guest_memfd_get_pfn_locked(struct guest_memfd_notifier *n, pgoff_t index,
 	if (index >= (i_size_read(inode) >> PAGE_SHIFT))
 		return -EINVAL;
 
+	want_private = access == GUEST_MEMFD_ACCESS_PRIVATE;
 	if (access != (GUEST_MEMFD_ACCESS_SHARED | GUEST_MEMFD_ACCESS_PRIVATE) &&
-	    gmem_is_private(inode, index) !=
-	    (access == GUEST_MEMFD_ACCESS_PRIVATE))
+	    gmem_is_private(inode, index) != want_private)
 		return -EACCES;
 
 	if (flags & GUEST_MEMFD_GET_ALLOC)
