@@ -1,0 +1,1101 @@
+// SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
+//
+// gmem-bench: what in-place conversion and pin-free IOMMU mapping of a
+// guest_memfd buy, measured side by side in one run.
+//
+// conv        Converting N pages to shared (the host then touches them) and
+//             back to private, in place (one convertible guest_memfd,
+//             KVM_GMEM_CONVERT_*) against the two backings a 7.3 VMM uses
+//             (guest_memfd for private, a memfd for shared,
+//             KVM_SET_MEMORY_ATTRIBUTES to flip, a hole punched in the side
+//             dropped, the dropped side allocated again when used; and a
+//             variant that also copies the contents across). Also the peak
+//             number of pages allocated in both backings.
+// iommu-map   Mapping N pages into an IOAS with one mock IOMMU domain and
+//             unmapping them: IOMMU_IOAS_MAP of a memfd mapping (pins),
+//             IOMMU_IOAS_MAP_FILE of the memfd (pins), IOMMU_IOAS_MAP_FILE of
+//             a convertible guest_memfd (mirrors, pins nothing).
+// iommu-conv  Converting a DMA-mapped range to private and back: with the
+//             mirror it is the conversion alone; with a pinned mapping of
+//             the same guest_memfd the VMM must unmap first (else EAGAIN)
+//             and map again afterwards; and the 7.3 way, two backings with
+//             the memfd pinned.
+//
+// Every case is a round trip that ends in the state it started from, run
+// --warmup times untimed and --reps times timed; each phase (and each step
+// inside it) reports median, quartiles and extremes. Output: readable
+// tables with ratios, and one "BENCH name value unit" line per figure.
+//
+// The mock IOMMU (CONFIG_IOMMUFD_TEST) stands in for hardware: its page
+// table is a software xarray, so IOMMU figures show the iommufd and
+// guest_memfd side of the cost, not a real IOMMU's IOTLB flushes.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "gmem/iommufd.h"
+#include "gmem/kvm.h"
+#include "testing/iommufd_mock.h"
+#include "timing.h"
+
+namespace {
+
+using gmem::GuestMemfd;
+using gmem::Ioas;
+using gmem::Iommufd;
+using gmem::Kvm;
+using gmem::Mapping;
+using gmem::UniqueFd;
+using gmem::Vm;
+using gmem::testing::MockDomain;
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kGpa = 1ULL << 32;
+constexpr uint32_t kSlot = 1;
+constexpr uint64_t kIova = MOCK_APERTURE_START;
+
+// --- Options and environment
+
+struct Options {
+	int reps = 15;
+	int warmup = 2;
+	std::vector<uint64_t> pages = { 1, 64, 512 };
+	std::set<std::string> groups = { "conv", "iommu-map", "iommu-conv" };
+	bool icount = false;
+	std::string config = "unknown";
+	std::string source = "unknown";
+	bool steps = false;
+	bool aslr = false;
+};
+
+// A case that cannot run here (no KVM, no mock IOMMU, ...).
+struct Skip {
+	std::string why;
+};
+
+// A check of the kernel's behaviour that failed: the figures of that case
+// are not trustworthy.
+struct CheckFailed {
+	std::string what;
+};
+
+void require(bool ok, const std::string &what)
+{
+	if (!ok)
+		throw CheckFailed{ what };
+}
+
+Options opts;
+
+// Clock unit: nanoseconds, or guest instructions under -icount shift=0.
+const char *unit()
+{
+	return opts.icount ? "insn" : "ns";
+}
+const char *table_unit()
+{
+	return opts.icount ? "k-insn" : "us";
+}
+
+Vm make_vm()
+{
+	auto kvm = Kvm::open();
+	if (!kvm)
+		throw Skip{ kvm.error().message() };
+	if (!kvm->supports_vm_type(KVM_X86_SW_PROTECTED_VM))
+		throw Skip{ "KVM_X86_SW_PROTECTED_VM not supported" };
+	if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0)
+		throw Skip{ "KVM_CAP_GUEST_MEMFD_CONVERT not supported" };
+	auto vm = kvm->create_vm(KVM_X86_SW_PROTECTED_VM).value();
+	if (!(vm.guest_memfd_flags() & GUEST_MEMFD_FLAG_CONVERTIBLE))
+		throw Skip{ "no GUEST_MEMFD_FLAG_CONVERTIBLE for KVM_X86_SW_PROTECTED_VM" };
+	return vm;
+}
+
+// A memfd of @len bytes mapped shared: the 7.3 VMM's shared backing.
+struct SharedBacking {
+	UniqueFd fd;
+	Mapping map;
+
+	explicit SharedBacking(uint64_t len)
+	{
+		int f = memfd_create("gmem-bench-shared", MFD_CLOEXEC);
+		if (f < 0)
+			throw CheckFailed{ std::string("memfd_create: ") + std::strerror(errno) };
+		fd.reset(f);
+		if (ftruncate(f, static_cast<off_t>(len)) < 0)
+			throw CheckFailed{ std::string("ftruncate: ") + std::strerror(errno) };
+		map = Mapping::map(f, len, PROT_READ | PROT_WRITE, MAP_SHARED).value();
+	}
+	void punch(uint64_t len) const
+	{
+		if (fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+			      static_cast<off_t>(len)) < 0)
+			throw CheckFailed{ std::string("fallocate(PUNCH_HOLE) of the memfd: ") +
+					   std::strerror(errno) };
+	}
+	// Pages allocated in the memfd (shmem accounts its blocks exactly).
+	[[nodiscard]] uint64_t pages() const
+	{
+		struct stat st {};
+		if (fstat(fd.get(), &st) < 0)
+			return 0;
+		return static_cast<uint64_t>(st.st_blocks) * 512 / kPage;
+	}
+};
+
+// The host writes one byte to each page (a VMM filling a shared buffer).
+void touch(const Mapping &m, uint64_t pages, uint8_t seed)
+{
+	volatile uint8_t *p = m.data();
+	for (uint64_t i = 0; i < pages; i++)
+		p[i * kPage] = static_cast<uint8_t>(seed + i);
+}
+
+// Pages of a file mapping that are in the file's page cache (mincore()
+// looks the pages up without faulting; for guest_memfd this counts private
+// pages too).
+uint64_t resident_pages(const Mapping &m)
+{
+	std::vector<unsigned char> vec(m.size() / kPage);
+	if (mincore(m.data(), m.size(), vec.data()) < 0)
+		return 0;
+	uint64_t n = 0;
+	for (unsigned char c : vec)
+		n += c & 1;
+	return n;
+}
+
+// Physically contiguous runs in the pages mapped at @m (from
+// /proc/self/pagemap; needs CAP_SYS_ADMIN, else 0): the pinned IOMMU paths
+// batch contiguous PFNs, so their cost depends on it.
+uint64_t pfn_runs(const Mapping &m, uint64_t pages)
+{
+	UniqueFd f(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
+	if (!f.valid())
+		return 0;
+	std::vector<uint64_t> e(pages);
+	const auto off = static_cast<off_t>(reinterpret_cast<uintptr_t>(m.data()) / kPage * 8);
+	if (pread(f.get(), e.data(), pages * 8, off) != static_cast<ssize_t>(pages * 8))
+		return 0;
+	uint64_t runs = 0;
+	for (uint64_t i = 0; i < pages; i++) {
+		const uint64_t pfn = e[i] & ((1ULL << 55) - 1);
+		if (!(e[i] >> 63) || pfn == 0)
+			return 0;
+		if (i == 0 || pfn != (e[i - 1] & ((1ULL << 55) - 1)) + 1)
+			runs++;
+	}
+	return runs;
+}
+
+// --- Cases: a Variant is one way of doing the job, set up for N pages.
+
+struct Step {
+	std::string name;
+	std::function<void()> fn;
+};
+
+struct Phase {
+	std::string name;
+	std::vector<Step> steps;
+};
+
+// Pages allocated in guest_memfd and in the separate shared backing.
+struct MemCount {
+	uint64_t gmem = 0;
+	uint64_t shared = 0;
+	[[nodiscard]] uint64_t total() const { return gmem + shared; }
+};
+
+class Variant {
+public:
+	explicit Variant(uint64_t pages) : pages_(pages), len_(pages * kPage) {}
+	virtual ~Variant() = default;
+	Variant(const Variant &) = delete;
+	Variant &operator=(const Variant &) = delete;
+
+	// The phases of one round trip; the state after the last one is the
+	// state before the first.
+	virtual std::vector<Phase> round_trip() = 0;
+	[[nodiscard]] virtual MemCount memory() const { return {}; }
+	// Checks of the kernel's behaviour, outside the timed runs; called
+	// before the first and after the last round trip.
+	virtual void check() {}
+	// Facts about the set-up worth reporting next to the figures.
+	[[nodiscard]] virtual std::map<std::string, uint64_t> facts() const { return {}; }
+
+protected:
+	uint64_t pages_;
+	uint64_t len_;
+};
+
+// conv: one convertible guest_memfd bound to a memslot; the guest has used
+// all its (private) pages. to_shared: KVM_GMEM_CONVERT_SHARED, then the
+// host writes to every page; to_private: KVM_GMEM_CONVERT_PRIVATE.
+class InPlaceConv : public Variant {
+public:
+	explicit InPlaceConv(uint64_t pages)
+	    : Variant(pages), vm_(make_vm()),
+	      g_(vm_.create_guest_memfd(len_, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE)
+			 .value()),
+	      m_(g_.map(0, len_).value())
+	{
+		vm_.set_memory_region(kSlot, kGpa, len_, m_.data(), &g_, 0).value();
+		g_.allocate(0, len_).value();
+	}
+
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "to_shared",
+			  { { "convert", [this] { g_.convert_shared(0, len_).value(); } },
+			    { "touch", [this] { touch(m_, pages_, seed_++); } } } },
+			{ "to_private",
+			  { { "convert", [this] { g_.convert_private(0, len_).value(); } } } },
+		};
+	}
+	[[nodiscard]] MemCount memory() const override { return { resident_pages(m_), 0 }; }
+	void check() override
+	{
+		// Contents survive a round trip (KVM_X86_SW_PROTECTED_VM keeps
+		// them), and nothing is allocated beyond the file's own pages.
+		g_.convert_shared(0, len_).value();
+		for (uint64_t i = 0; i < pages_; i++)
+			m_.data()[i * kPage] = static_cast<uint8_t>(0xa5 ^ i);
+		g_.convert_private(0, len_).value();
+		g_.convert_shared(0, len_).value();
+		for (uint64_t i = 0; i < pages_; i++)
+			require(m_.data()[i * kPage] == static_cast<uint8_t>(0xa5 ^ i),
+				"in-place: contents kept across a round trip");
+		g_.convert_private(0, len_).value();
+		require(resident_pages(m_) == pages_, "in-place: exactly N pages allocated");
+	}
+
+private:
+	Vm vm_;
+	GuestMemfd g_;
+	Mapping m_;
+	uint8_t seed_ = 0;
+};
+
+// conv, the 7.3 way: private pages in a guest_memfd (no mmap), shared ones
+// in a memfd at the memslot's userspace_addr; KVM_SET_MEMORY_ATTRIBUTES
+// flips a range, the side dropped gets a hole punched, the side taken is
+// allocated (host touch for shared; fallocate for private, standing for the
+// guest's first access, which would allocate it). With @copy, contents are
+// preserved: both sides exist while the VMM copies (7.3 gives the VMM no
+// access to private guest_memfd pages, so a bounce buffer stands for them:
+// the cost is the copy, the memory is the second backing).
+class TwoBackingConv : public Variant {
+public:
+	TwoBackingConv(uint64_t pages, bool copy)
+	    : Variant(pages), copy_(copy), vm_(make_vm()),
+	      g_(vm_.create_guest_memfd(len_, 0).value()), sh_(len_)
+	{
+		vm_.set_memory_region(kSlot, kGpa, len_, sh_.map.data(), &g_, 0).value();
+		vm_.set_memory_attributes(kGpa, len_, KVM_MEMORY_ATTRIBUTE_PRIVATE).value();
+		g_.allocate(0, len_).value();
+		gmem_pages_ = pages_;
+		if (copy_)
+			bounce_.assign(len_, 0x5a);
+	}
+
+	std::vector<Phase> round_trip() override
+	{
+		Step attrs_shared{ "attributes",
+				   [this] { vm_.set_memory_attributes(kGpa, len_, 0).value(); } };
+		Step attrs_private{ "attributes", [this] {
+					   vm_.set_memory_attributes(kGpa, len_,
+								     KVM_MEMORY_ATTRIBUTE_PRIVATE)
+						   .value();
+				   } };
+		Step punch_private{ "punch_private", [this] {
+					   g_.punch_hole(0, len_).value();
+					   gmem_pages_ = 0;
+				   } };
+		Step alloc_private{ "alloc_private", [this] {
+					   g_.allocate(0, len_).value();
+					   gmem_pages_ = pages_;
+				   } };
+		Step punch_shared{ "punch_shared", [this] { sh_.punch(len_); } };
+		if (!copy_)
+			return {
+				{ "to_shared",
+				  { attrs_shared,
+				    punch_private,
+				    { "touch", [this] { touch(sh_.map, pages_, seed_++); } } } },
+				{ "to_private", { attrs_private, punch_shared, alloc_private } },
+			};
+		return {
+			{ "to_shared",
+			  { attrs_shared,
+			    { "copy",
+			      [this] { std::memcpy(sh_.map.data(), bounce_.data(), len_); } },
+			    punch_private } },
+			{ "to_private",
+			  { attrs_private,
+			    alloc_private,
+			    { "copy",
+			      [this] { std::memcpy(bounce_.data(), sh_.map.data(), len_); } },
+			    punch_shared } },
+		};
+	}
+	// guest_memfd pages are counted by construction (7.3's guest_memfd of a
+	// private-memory VM cannot be mapped, so mincore() cannot see it):
+	// fallocate() of the emptied range allocates N pages, the punch frees
+	// them. The memfd's pages are its block count.
+	[[nodiscard]] MemCount memory() const override { return { gmem_pages_, sh_.pages() }; }
+
+private:
+	bool copy_;
+	Vm vm_;
+	GuestMemfd g_;
+	SharedBacking sh_;
+	std::vector<uint8_t> bounce_;
+	uint64_t gmem_pages_ = 0;
+	uint8_t seed_ = 0;
+};
+
+// An iommufd context with one IOAS and one mock domain attached to it.
+struct IommuCtx {
+	Iommufd iommufd;
+	Ioas ioas;
+	MockDomain domain;
+
+	static IommuCtx make()
+	{
+		auto fd = Iommufd::open();
+		if (!fd)
+			throw Skip{ fd.error().message() };
+		if (!gmem::testing::have_iommufd_mock(fd->fd()))
+			throw Skip{ "no iommufd mock domains (CONFIG_IOMMUFD_TEST)" };
+		auto ioas = fd->alloc_ioas().value();
+		auto md = MockDomain::attach(ioas).value();
+		return { std::move(fd).value(), std::move(ioas), std::move(md) };
+	}
+};
+
+// A convertible guest_memfd that starts shared, all pages allocated, bound
+// to a memslot and mmapped (for the memslot, the pinned variants and checks).
+struct SharedGmem {
+	Vm vm;
+	GuestMemfd g;
+	Mapping m;
+
+	explicit SharedGmem(uint64_t len)
+	    : vm(make_vm()),
+	      g(vm.create_guest_memfd(len, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE |
+						   GUEST_MEMFD_FLAG_INIT_SHARED)
+			.value()),
+	      m(g.map(0, len).value())
+	{
+		vm.set_memory_region(kSlot, kGpa, len, m.data(), &g, 0).value();
+		g.allocate(0, len).value();
+	}
+};
+
+// iommu-map: IOMMU_IOAS_MAP of a memfd's mapping (pins every page; the
+// pages are allocated and mapped in the host first) and IOMMU_IOAS_UNMAP.
+class MapPinnedMemory : public Variant {
+public:
+	explicit MapPinnedMemory(uint64_t pages) : Variant(pages), io_(IommuCtx::make()), sh_(len_)
+	{
+		touch(sh_.map, pages_, 1);
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "map",
+			  { { "ioctl",
+			      [this] {
+				      io_.ioas.map_memory(sh_.map.data(), len_, kIova).value();
+			      } } } },
+			{ "unmap",
+			  { { "ioctl", [this] { io_.ioas.unmap(kIova, len_).value(); } } } },
+		};
+	}
+	[[nodiscard]] MemCount memory() const override { return { 0, sh_.pages() }; }
+	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
+	{
+		return { { "pfn_runs", pfn_runs(sh_.map, pages_) } };
+	}
+
+private:
+	IommuCtx io_;
+	SharedBacking sh_;
+};
+
+// iommu-map: IOMMU_IOAS_MAP_FILE of the memfd (7.3: memfd_pin_folios()).
+class MapPinnedFile : public Variant {
+public:
+	explicit MapPinnedFile(uint64_t pages) : Variant(pages), io_(IommuCtx::make()), sh_(len_)
+	{
+		touch(sh_.map, pages_, 1);
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "map",
+			  { { "ioctl",
+			      [this] {
+				      io_.ioas.map_file(sh_.fd.get(), 0, len_, kIova).value();
+			      } } } },
+			{ "unmap",
+			  { { "ioctl", [this] { io_.ioas.unmap(kIova, len_).value(); } } } },
+		};
+	}
+	[[nodiscard]] MemCount memory() const override { return { 0, sh_.pages() }; }
+	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
+	{
+		return { { "pfn_runs", pfn_runs(sh_.map, pages_) } };
+	}
+
+private:
+	IommuCtx io_;
+	SharedBacking sh_;
+};
+
+// iommu-map: IOMMU_IOAS_MAP_FILE of a convertible guest_memfd, all shared
+// and allocated: the mock domain mirrors the file, nothing is pinned.
+class MapMirror : public Variant {
+public:
+	explicit MapMirror(uint64_t pages) : Variant(pages), io_(IommuCtx::make()), gm_(len_) {}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "map",
+			  { { "ioctl",
+			      [this] {
+				      io_.ioas.map_file(gm_.g.fd(), 0, len_, kIova).value();
+			      } } } },
+			{ "unmap",
+			  { { "ioctl", [this] { io_.ioas.unmap(kIova, len_).value(); } } } },
+		};
+	}
+	[[nodiscard]] MemCount memory() const override { return { resident_pages(gm_.m), 0 }; }
+	void check() override
+	{
+		io_.ioas.map_file(gm_.g.fd(), 0, len_, kIova).value();
+		auto r = gmem::testing::check_gmem(io_.iommufd.fd(), io_.domain.hwpt_id(), kIova,
+						   len_, gm_.g.fd(), 0, false);
+		require(r.ok(), "mirror: the mock domain maps every shared page (" +
+					(r.ok() ? std::string() : r.error().message()) + ")");
+		auto refs = gmem::testing::check_refs(io_.iommufd.fd(), gm_.m.data(), len_, 0);
+		require(refs.ok(), "mirror: no page pinned");
+		io_.ioas.unmap(kIova, len_).value();
+	}
+
+private:
+	IommuCtx io_;
+	SharedGmem gm_;
+};
+
+// iommu-conv: the range is DMA-mapped through the mirror; converting it is
+// the conversion alone (iommufd follows through its notifier).
+class ConvMirror : public Variant {
+public:
+	explicit ConvMirror(uint64_t pages) : Variant(pages), io_(IommuCtx::make()), gm_(len_)
+	{
+		io_.ioas.map_file(gm_.g.fd(), 0, len_, kIova).value();
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "to_private",
+			  { { "convert", [this] { gm_.g.convert_private(0, len_).value(); } } } },
+			{ "to_shared",
+			  { { "convert", [this] { gm_.g.convert_shared(0, len_).value(); } } } },
+		};
+	}
+	[[nodiscard]] MemCount memory() const override { return { resident_pages(gm_.m), 0 }; }
+	void check() override
+	{
+		const int fd = io_.iommufd.fd();
+		const uint32_t hwpt = io_.domain.hwpt_id();
+		auto mapped =
+			gmem::testing::check_gmem(fd, hwpt, kIova, len_, gm_.g.fd(), 0, false);
+		require(mapped.ok(), "mirror: shared range mapped");
+		gm_.g.convert_private(0, len_).value();
+		auto none = gmem::testing::check_gmem(fd, hwpt, kIova, len_, gm_.g.fd(), 0, true);
+		require(none.ok(), "mirror: private range not mapped");
+		gm_.g.convert_shared(0, len_).value();
+		auto st = io_.ioas.mirror_status(kIova).value();
+		require(st.mapped_pages == pages_ && st.pending_pages == 0,
+			"mirror: every page mapped again after to_shared");
+	}
+
+private:
+	IommuCtx io_;
+	SharedGmem gm_;
+};
+
+// iommu-conv: the same guest_memfd, but DMA-mapped with IOMMU_IOAS_MAP of
+// its host mapping (pinned): to_private must unmap first (the pins make
+// KVM_GMEM_CONVERT_PRIVATE fail with EAGAIN), to_shared maps (pins) again.
+class ConvPinnedInPlace : public Variant {
+public:
+	explicit ConvPinnedInPlace(uint64_t pages)
+	    : Variant(pages), io_(IommuCtx::make()), gm_(len_)
+	{
+		touch(gm_.m, pages_, 1);
+		io_.ioas.map_memory(gm_.m.data(), len_, kIova).value();
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "to_private",
+			  { { "unmap", [this] { io_.ioas.unmap(kIova, len_).value(); } },
+			    { "convert", [this] { gm_.g.convert_private(0, len_).value(); } } } },
+			{ "to_shared",
+			  { { "convert", [this] { gm_.g.convert_shared(0, len_).value(); } },
+			    { "map",
+			      [this] {
+				      io_.ioas.map_memory(gm_.m.data(), len_, kIova).value();
+			      } } } },
+		};
+	}
+	[[nodiscard]] MemCount memory() const override { return { resident_pages(gm_.m), 0 }; }
+	void check() override
+	{
+		auto r = gm_.g.convert_private(0, len_);
+		require(!r.ok() && r.err() == EAGAIN,
+			"pinned: KVM_GMEM_CONVERT_PRIVATE of a pinned range fails with EAGAIN "
+			"(got " +
+				(r.ok() ? std::string("success") : r.error().message()) + ")");
+	}
+
+private:
+	IommuCtx io_;
+	SharedGmem gm_;
+};
+
+// iommu-conv, the 7.3 way: two backings, the memfd DMA-mapped (pinned).
+// to_private: unmap, attributes, punch the memfd, allocate private;
+// to_shared: attributes, punch guest_memfd, map (pin_user_pages faults the
+// memfd pages in, allocating them).
+class ConvPinnedTwoBacking : public Variant {
+public:
+	explicit ConvPinnedTwoBacking(uint64_t pages)
+	    : Variant(pages), io_(IommuCtx::make()), vm_(make_vm()),
+	      g_(vm_.create_guest_memfd(len_, 0).value()), sh_(len_)
+	{
+		vm_.set_memory_region(kSlot, kGpa, len_, sh_.map.data(), &g_, 0).value();
+		touch(sh_.map, pages_, 1);
+		io_.ioas.map_memory(sh_.map.data(), len_, kIova).value();
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "to_private",
+			  { { "unmap", [this] { io_.ioas.unmap(kIova, len_).value(); } },
+			    { "attributes",
+			      [this] {
+				      vm_.set_memory_attributes(kGpa, len_,
+								KVM_MEMORY_ATTRIBUTE_PRIVATE)
+					      .value();
+			      } },
+			    { "punch_shared", [this] { sh_.punch(len_); } },
+			    { "alloc_private",
+			      [this] {
+				      g_.allocate(0, len_).value();
+				      gmem_pages_ = pages_;
+			      } } } },
+			{ "to_shared",
+			  { { "attributes",
+			      [this] { vm_.set_memory_attributes(kGpa, len_, 0).value(); } },
+			    { "punch_private",
+			      [this] {
+				      g_.punch_hole(0, len_).value();
+				      gmem_pages_ = 0;
+			      } },
+			    { "map",
+			      [this] {
+				      io_.ioas.map_memory(sh_.map.data(), len_, kIova).value();
+			      } } } },
+		};
+	}
+	[[nodiscard]] MemCount memory() const override { return { gmem_pages_, sh_.pages() }; }
+
+private:
+	IommuCtx io_;
+	Vm vm_;
+	GuestMemfd g_;
+	SharedBacking sh_;
+	uint64_t gmem_pages_ = 0;
+};
+
+// --- Groups: the variants compared side by side; the first is the
+// series' way, the baseline of the ratios.
+
+struct VariantDef {
+	std::string name;
+	std::function<std::unique_ptr<Variant>(uint64_t)> make;
+};
+
+struct Group {
+	std::string name;
+	std::string title;
+	std::vector<std::string> phases; // table rows, in order
+	std::vector<VariantDef> variants;
+	bool memory = false;
+};
+
+std::vector<Group> groups()
+{
+	return {
+		{ "conv",
+		  "conversion of N pages: in place vs two backings (7.3)",
+		  { "to_shared", "to_private", "round_trip" },
+		  { { "in-place", [](uint64_t n) { return std::make_unique<InPlaceConv>(n); } },
+		    { "two-backing",
+		      [](uint64_t n) { return std::make_unique<TwoBackingConv>(n, false); } },
+		    { "two-backing+copy",
+		      [](uint64_t n) { return std::make_unique<TwoBackingConv>(n, true); } } },
+		  true },
+		{ "iommu-map",
+		  "IOAS map/unmap of N pages, one mock domain: mirror vs pinned",
+		  { "map", "unmap", "round_trip" },
+		  { { "mirror", [](uint64_t n) { return std::make_unique<MapMirror>(n); } },
+		    { "pin-memfd-MAP",
+		      [](uint64_t n) { return std::make_unique<MapPinnedMemory>(n); } },
+		    { "pin-memfd-MAP_FILE",
+		      [](uint64_t n) { return std::make_unique<MapPinnedFile>(n); } } },
+		  false },
+		{ "iommu-conv",
+		  "conversion of N DMA-mapped pages: mirror vs unmap/convert/re-map",
+		  { "to_private", "to_shared", "round_trip" },
+		  { { "mirror", [](uint64_t n) { return std::make_unique<ConvMirror>(n); } },
+		    { "pin-in-place",
+		      [](uint64_t n) { return std::make_unique<ConvPinnedInPlace>(n); } },
+		    { "pin-two-backing",
+		      [](uint64_t n) { return std::make_unique<ConvPinnedTwoBacking>(n); } } },
+		  true },
+	};
+}
+
+// --- Running and reporting
+
+struct Peak {
+	MemCount start; // the state each round trip starts from
+	MemCount peak;	// the most pages allocated at any step of a round trip
+};
+
+struct Outcome {
+	std::map<std::string, bench::Stats> stats; // phase or "phase.step"
+	std::optional<Peak> mem;
+	std::map<std::string, uint64_t> facts;
+	std::string skipped; // non-empty: why the case did not run
+	std::string failed;  // non-empty: what went wrong
+};
+
+// results[group][variant][pages]
+std::map<std::string, std::map<std::string, std::map<uint64_t, Outcome>>> results;
+int failures = 0;
+
+Outcome run_case(const VariantDef &def, uint64_t pages)
+{
+	Outcome out;
+	try {
+		auto v = def.make(pages);
+		v->check();
+		auto phases = v->round_trip();
+		std::map<std::string, std::vector<uint64_t>> samples;
+		for (int r = 0; r < opts.warmup + opts.reps; r++) {
+			const bool keep = r >= opts.warmup;
+			const uint64_t rt0 = bench::now_ns();
+			for (auto &ph : phases) {
+				const uint64_t t0 = bench::now_ns();
+				uint64_t prev = t0;
+				for (auto &st : ph.steps) {
+					st.fn();
+					const uint64_t t = bench::now_ns();
+					if (keep)
+						samples[ph.name + "." + st.name].push_back(t -
+											   prev);
+					prev = t;
+				}
+				if (keep)
+					samples[ph.name].push_back(prev - t0);
+			}
+			if (keep)
+				samples["round_trip"].push_back(bench::now_ns() - rt0);
+		}
+		// One more round trip, untimed, counting pages after every step.
+		Peak p;
+		p.start = p.peak = v->memory();
+		for (auto &ph : phases)
+			for (auto &st : ph.steps) {
+				st.fn();
+				const MemCount m = v->memory();
+				if (m.total() > p.peak.total())
+					p.peak = m;
+			}
+		out.mem = p;
+		out.facts = v->facts();
+		v->check();
+		for (auto &[name, s] : samples)
+			out.stats[name] = bench::summarize(s);
+	} catch (const Skip &s) {
+		out.skipped = s.why;
+	} catch (const CheckFailed &c) {
+		out.failed = c.what;
+	} catch (const gmem::SysErrorException &e) {
+		out.failed = e.error().message();
+	}
+	if (!out.failed.empty())
+		failures++;
+	return out;
+}
+
+double scaled(double ns)
+{
+	return ns / 1000.0;
+}
+
+std::string cell(const Outcome &o, const std::string &phase)
+{
+	char buf[64];
+	if (!o.skipped.empty())
+		return "skipped";
+	if (!o.failed.empty())
+		return "FAILED";
+	auto it = o.stats.find(phase);
+	if (it == o.stats.end())
+		return "-";
+	std::snprintf(buf, sizeof(buf), "%9.1f [%3.0f%%]", scaled(it->second.median),
+		      it->second.iqr_pct());
+	return buf;
+}
+
+std::optional<double> median(const Outcome &o, const std::string &phase)
+{
+	if (!o.skipped.empty() || !o.failed.empty())
+		return std::nullopt;
+	auto it = o.stats.find(phase);
+	if (it == o.stats.end() || it->second.median <= 0)
+		return std::nullopt;
+	return it->second.median;
+}
+
+void print_group(const Group &g)
+{
+	auto &res = results[g.name];
+	const std::string &base = g.variants.front().name;
+	std::printf("\n== %s: %s\n", g.name.c_str(), g.title.c_str());
+	std::printf("   median %s [IQR as %% of median] of %d reps; ratio = other / %s\n",
+		    table_unit(), opts.reps, base.c_str());
+	std::printf("%6s %-11s", "pages", "phase");
+	for (auto &v : g.variants)
+		std::printf(" %19s", v.name.c_str());
+	for (size_t i = 1; i < g.variants.size(); i++)
+		std::printf(" %18s", ("x " + g.variants[i].name).c_str());
+	std::printf("\n");
+	for (uint64_t n : opts.pages) {
+		for (auto &ph : g.phases) {
+			std::printf("%6llu %-11s", static_cast<unsigned long long>(n), ph.c_str());
+			for (auto &v : g.variants)
+				std::printf(" %19s", cell(res[v.name][n], ph).c_str());
+			auto b = median(res[base][n], ph);
+			for (size_t i = 1; i < g.variants.size(); i++) {
+				auto o = median(res[g.variants[i].name][n], ph);
+				if (b && o)
+					std::printf(" %17.2fx", *o / *b);
+				else
+					std::printf(" %18s", "-");
+			}
+			std::printf("\n");
+		}
+	}
+	// Why a case did not run, once per variant and reason.
+	for (auto &v : g.variants) {
+		std::set<std::string> said;
+		for (uint64_t n : opts.pages) {
+			const Outcome &o = res[v.name][n];
+			std::string why;
+			if (!o.skipped.empty())
+				why = "skipped: " + o.skipped;
+			else if (!o.failed.empty())
+				why = "FAILED (" + std::to_string(n) + " pages): " + o.failed;
+			if (!why.empty() && said.insert(why).second)
+				std::printf("   %s %s\n", v.name.c_str(), why.c_str());
+		}
+	}
+	for (auto &v : g.variants)
+		for (uint64_t n : opts.pages)
+			for (auto &[k, val] : res[v.name][n].facts)
+				std::printf("   %s, %llu pages: %s %llu\n", v.name.c_str(),
+					    static_cast<unsigned long long>(n), k.c_str(),
+					    static_cast<unsigned long long>(val));
+	if (!g.memory)
+		return;
+	std::printf("\n   %s memory: pages allocated (guest_memfd + shared backing), "
+		    "at rest / peak over a round trip\n",
+		    g.name.c_str());
+	std::printf("%6s", "pages");
+	for (auto &v : g.variants)
+		std::printf(" %27s", v.name.c_str());
+	std::printf("\n");
+	for (uint64_t n : opts.pages) {
+		std::printf("%6llu", static_cast<unsigned long long>(n));
+		for (auto &v : g.variants) {
+			const Outcome &o = res[v.name][n];
+			char buf[64] = "-";
+			if (o.mem)
+				std::snprintf(buf, sizeof(buf), "%llu / %llu (%llu+%llu)",
+					      static_cast<unsigned long long>(o.mem->start.total()),
+					      static_cast<unsigned long long>(o.mem->peak.total()),
+					      static_cast<unsigned long long>(o.mem->peak.gmem),
+					      static_cast<unsigned long long>(o.mem->peak.shared));
+			std::printf(" %27s", buf);
+		}
+		std::printf("\n");
+	}
+}
+
+void print_machine(const Group &g)
+{
+	auto &res = results[g.name];
+	const std::string &base = g.variants.front().name;
+	for (auto &v : g.variants)
+		for (uint64_t n : opts.pages) {
+			const Outcome &o = res[v.name][n];
+			const std::string pre = g.name + "." + v.name + ".";
+			const std::string suf = ".p" + std::to_string(n);
+			if (!o.skipped.empty() || !o.failed.empty()) {
+				std::printf("BENCH %sstatus%s %s -\n", pre.c_str(), suf.c_str(),
+					    o.failed.empty() ? "skipped" : "failed");
+				continue;
+			}
+			for (auto &[name, s] : o.stats) {
+				const bool phase = name.find('.') == std::string::npos;
+				if (!phase && !opts.steps) {
+					std::printf("BENCH %s%s%s.median %.0f %s\n", pre.c_str(),
+						    name.c_str(), suf.c_str(), s.median, unit());
+					continue;
+				}
+				std::printf("BENCH %s%s%s.median %.0f %s\n", pre.c_str(),
+					    name.c_str(), suf.c_str(), s.median, unit());
+				std::printf("BENCH %s%s%s.iqr %.1f %%\n", pre.c_str(), name.c_str(),
+					    suf.c_str(), s.iqr_pct());
+				std::printf("BENCH %s%s%s.min %.0f %s\n", pre.c_str(), name.c_str(),
+					    suf.c_str(), s.min, unit());
+				std::printf("BENCH %s%s%s.max %.0f %s\n", pre.c_str(), name.c_str(),
+					    suf.c_str(), s.max, unit());
+			}
+			for (auto &[k, val] : o.facts)
+				std::printf("BENCH %s%s%s %llu -\n", pre.c_str(), k.c_str(),
+					    suf.c_str(), static_cast<unsigned long long>(val));
+			if (o.mem && g.memory) {
+				std::printf("BENCH mem.%s.%s.rest%s %llu pages\n", g.name.c_str(),
+					    v.name.c_str(), suf.c_str(),
+					    static_cast<unsigned long long>(o.mem->start.total()));
+				std::printf("BENCH mem.%s.%s.peak%s %llu pages\n", g.name.c_str(),
+					    v.name.c_str(), suf.c_str(),
+					    static_cast<unsigned long long>(o.mem->peak.total()));
+			}
+		}
+	for (size_t i = 1; i < g.variants.size(); i++)
+		for (uint64_t n : opts.pages)
+			for (auto &ph : g.phases) {
+				auto b = median(res[base][n], ph);
+				auto o = median(res[g.variants[i].name][n], ph);
+				if (b && o)
+					std::printf("BENCH ratio.%s.%s/%s.%s.p%llu %.3f x\n",
+						    g.name.c_str(), g.variants[i].name.c_str(),
+						    base.c_str(), ph.c_str(),
+						    static_cast<unsigned long long>(n), *o / *b);
+			}
+}
+
+bool kallsyms_has(const std::string &sym)
+{
+	std::ifstream f("/proc/kallsyms");
+	std::string line;
+	const std::string want = " " + sym;
+	while (std::getline(f, line))
+		if (line.size() >= want.size() &&
+		    line.compare(line.size() - want.size(), want.size(), want) == 0)
+			return true;
+	return false;
+}
+
+void print_header()
+{
+	utsname u{};
+	uname(&u);
+	const bool lockdep = access("/proc/lockdep", F_OK) == 0;
+	const bool kasan = kallsyms_has("kasan_report");
+	std::printf("gmem-bench: kernel %s (%s), config %s, clock %s, %d reps after %d warm-up\n",
+		    u.release, opts.source.c_str(), opts.config.c_str(),
+		    opts.icount ? "QEMU -icount shift=0 (1 ns = 1 guest instruction)"
+				: "CLOCK_MONOTONIC (wall time under TCG)",
+		    opts.reps, opts.warmup);
+	std::printf(
+		"BENCH env.kasan %d bool\nBENCH env.lockdep %d bool\nBENCH env.icount %d bool\n",
+		kasan, lockdep, opts.icount);
+	std::printf("BENCH env.aslr %d bool\n", !(personality(0xffffffff) & ADDR_NO_RANDOMIZE));
+	std::printf("BENCH env.config %s name\nBENCH env.source %s -\n", opts.config.c_str(),
+		    opts.source.c_str());
+	// What one clock read costs: it is inside every figure once (phases)
+	// or once per step.
+	std::vector<uint64_t> d;
+	for (int i = 0; i < 201; i++) {
+		const uint64_t t0 = bench::now_ns();
+		d.push_back(bench::now_ns() - t0);
+	}
+	const bench::Stats c = bench::summarize(d);
+	std::printf("clock read: median %.0f %s (inside every figure once per step)\n", c.median,
+		    unit());
+	std::printf("BENCH env.clock_read %.0f %s\n", c.median, unit());
+	if (kasan || lockdep) {
+		std::printf("\n"
+			    "************************************************************\n"
+			    "** WARNING: this kernel has %s%s%s: timings are\n"
+			    "** distorted (instrumented memory accesses and locks). Use\n"
+			    "** the perf config for figures worth quoting.\n"
+			    "************************************************************\n",
+			    kasan ? "KASAN" : "", kasan && lockdep ? " and " : "",
+			    lockdep ? "lockdep" : "");
+	}
+	std::fflush(stdout);
+}
+
+std::vector<uint64_t> parse_list(const std::string &s)
+{
+	std::vector<uint64_t> v;
+	std::stringstream ss(s);
+	std::string item;
+	while (std::getline(ss, item, ','))
+		v.push_back(std::stoull(item));
+	return v;
+}
+
+[[noreturn]] void usage(int rc)
+{
+	std::fprintf(rc ? stderr : stdout,
+		     "Usage: gmem-bench [--reps N] [--warmup N] [--pages N,N,...]\n"
+		     "                  [--only conv,iommu-map,iommu-conv] [--steps] [--aslr]\n"
+		     "                  [--icount] [--config NAME] [--source ID]\n"
+		     "  --icount  label figures as guest instructions (QEMU -icount shift=0)\n"
+		     "  --config  the kernel config's name, for the report\n"
+		     "  --source  what the kernel was built from, for the report\n"
+		     "  --steps   quartiles and extremes of every step, not only of phases\n"
+		     "  --aslr    keep address-space randomisation (default: off, for\n"
+		     "            figures that repeat across runs)\n"
+		     "Exit: 0 all ran, 1 a case failed, 4 every case was skipped.\n");
+	std::exit(rc);
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const std::string a = argv[i];
+		auto next = [&]() -> std::string {
+			if (i + 1 >= argc)
+				usage(2);
+			return argv[++i];
+		};
+		if (a == "--reps")
+			opts.reps = std::stoi(next());
+		else if (a == "--warmup")
+			opts.warmup = std::stoi(next());
+		else if (a == "--pages")
+			opts.pages = parse_list(next());
+		else if (a == "--only") {
+			opts.groups.clear();
+			std::stringstream ss(next());
+			std::string g;
+			while (std::getline(ss, g, ','))
+				opts.groups.insert(g);
+		} else if (a == "--icount")
+			opts.icount = true;
+		else if (a == "--config")
+			opts.config = next();
+		else if (a == "--source")
+			opts.source = next();
+		else if (a == "--steps")
+			opts.steps = true;
+		else if (a == "--aslr")
+			opts.aslr = true;
+		else if (a == "--help" || a == "-h")
+			usage(0);
+		else
+			usage(2);
+	}
+	if (opts.reps < 1 || opts.pages.empty())
+		usage(2);
+	for (uint64_t n : opts.pages)
+		if (n == 0 || n * kPage > MOCK_APERTURE_LAST - MOCK_APERTURE_START)
+			usage(2);
+
+	// Address-space randomisation moves the buffers relative to page-table
+	// boundaries, which changes the cost of page-table walks (GUP, zaps)
+	// from one run to the next: run with a fixed layout, so that -icount
+	// figures repeat across boots.
+	if (!opts.aslr) {
+		const int pers = personality(0xffffffff);
+		if (pers != -1 && !(pers & ADDR_NO_RANDOMIZE) &&
+		    personality(static_cast<unsigned long>(pers) | ADDR_NO_RANDOMIZE) != -1) {
+			execv("/proc/self/exe", argv);
+			// Not fatal: go on with a random layout.
+		}
+	}
+	print_header();
+	const auto all = groups();
+	int ran = 0;
+	for (auto &g : all) {
+		if (!opts.groups.count(g.name))
+			continue;
+		for (uint64_t n : opts.pages)
+			for (auto &v : g.variants) {
+				const uint64_t t0 = bench::now_ns();
+				Outcome o = run_case(v, n);
+				std::string note;
+				if (!o.skipped.empty())
+					note = ", skipped: " + o.skipped;
+				else if (!o.failed.empty())
+					note = ", FAILED: " + o.failed;
+				std::printf("  ran %s/%s/%llu pages in %.1f ms%s\n", g.name.c_str(),
+					    v.name.c_str(), static_cast<unsigned long long>(n),
+					    static_cast<double>(bench::now_ns() - t0) / 1e6,
+					    note.c_str());
+				std::fflush(stdout);
+				if (o.skipped.empty())
+					ran++;
+				results[g.name][v.name][n] = std::move(o);
+			}
+	}
+	for (auto &g : all)
+		if (opts.groups.count(g.name))
+			print_group(g);
+	std::printf("\n");
+	for (auto &g : all)
+		if (opts.groups.count(g.name))
+			print_machine(g);
+	std::printf("\ngmem-bench: %d case(s) ran, %d failed\n", ran, failures);
+	if (failures)
+		return 1;
+	return ran ? 0 : 4;
+}

@@ -1,0 +1,135 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Build gmem-bench (bench/) and run it in the guest: in-place conversion
+# against two backings, pin-free IOMMU mapping against pinning, side by
+# side in one boot. Not part of test.sh: run it on purpose.
+#
+# Usage: bench.sh [--config NAME] [--icount] [--results DIR] [--timeout SEC]
+#                 [--no-fallback] [-- GMEM-BENCH-ARGS...]
+#   --config NAME  kernel config (default: perf, no lockdep/KASAN/DEBUG_VM).
+#                  If the perf kernel fails to build or to boot, the run
+#                  falls back to the test config and says so loudly: its
+#                  lockdep and KASAN distort every figure.
+#   --no-fallback  fail instead of falling back to the test config
+#   --icount       QEMU -icount shift=0,sleep=off: the guest clock counts
+#                  guest instructions (1 ns = 1 instruction), so figures
+#                  repeat across runs and machines; it measures instruction
+#                  counts, not cache or TLB cost. Single-threaded TCG.
+#   --results DIR  run directory (default: $GMEM_BUILD_ROOT/bench-results/
+#                  CONFIG[-icount]); BENCH lines also go to DIR/bench.txt
+#   --timeout SEC  guest timeout (default 1800)
+#   GMEM-BENCH-ARGS e.g. --reps 21 --pages 1,64,512 --only conv --steps
+#
+# Honours GMEM_CACHE, GMEM_KTREE, GMEM_BUILD_ROOT like every harness script;
+# the CMake build directory is GMEM_BENCH_BUILD (default
+# $GMEM_CACHE/cmake-bench).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+config=perf icount=0 results="" timeout=1800 fallback=1
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--config) config=$2; shift 2 ;;
+	--icount) icount=1; shift ;;
+	--results) results=$2; shift 2 ;;
+	--timeout) timeout=$2; shift 2 ;;
+	--no-fallback) fallback=0; shift ;;
+	--) shift; break ;;
+	*) die "bench: unknown option $1 (gmem-bench's own options go after --)" ;;
+	esac
+done
+bdir=${GMEM_BENCH_BUILD:-$GMEM_CACHE/cmake-bench}
+mkdir -p "$bdir"
+
+loud() {
+	printf '\n%s\n' "************************************************************************" >&2
+	printf '** %s\n' "$@" >&2
+	printf '%s\n\n' "************************************************************************" >&2
+}
+
+fall_back() { # why
+	if [ "$config" = test ] || [ $fallback = 0 ]; then
+		die "bench: $1"
+	fi
+	loud "$1" \
+		"FALLING BACK TO THE TEST CONFIG: lockdep, KASAN and DEBUG_VM are on," \
+		"every figure below is distorted by them. Do not quote these numbers."
+	config="test"
+	"$HARNESS_DIR/build-kernel.sh" test
+}
+
+# 1. The kernel (the CMake target below builds it too; building it first
+# lets a broken perf config fall back instead of failing the build).
+if ! "$HARNESS_DIR/build-kernel.sh" "$config"; then
+	fall_back "the $config kernel did not build"
+fi
+
+# 2. gmem-bench, against that kernel's UAPI headers.
+log "bench: building gmem-bench in $bdir"
+cmake -S "$REPO_DIR" -B "$bdir" -G Ninja -DGMEM_CACHE="$GMEM_CACHE" \
+	-DGMEM_KTREE="$(ktree)" -DGMEM_BUILD_ROOT="$(build_root)" \
+	-DGMEM_CONFIG="$config" >"$bdir.cmake.log" 2>&1 ||
+	die "bench: cmake configure failed, see $bdir.cmake.log"
+ninja -C "$bdir" gmem-bench
+bin="$bdir/bench/gmem-bench"
+
+# 3. One boot. guest-run.sh runs QEMU with -accel tcg,thread=multi, which
+# QEMU refuses together with -icount; for --icount, a wrapper first in PATH
+# turns it into thread=single (icount needs round-robin TCG).
+qargs=()
+shim=""
+cleanup() { [ -z "$shim" ] || rm -rf "$shim"; }
+trap cleanup EXIT
+if [ $icount = 1 ]; then
+	real=$(command -v qemu-system-x86_64) || die "bench: no qemu-system-x86_64"
+	shim=$(mktemp -d /tmp/gmem-bench-qemu.XXXXXX)
+	cat >"$shim/qemu-system-x86_64" <<EOF
+#!/bin/bash
+# gmem-bench --icount: MTTCG cannot count instructions; run single-threaded.
+args=()
+for a in "\$@"; do
+	case "\$a" in tcg,thread=multi) a=tcg,thread=single ;; esac
+	args+=("\$a")
+done
+exec "$real" "\${args[@]}"
+EOF
+	chmod +x "$shim/qemu-system-x86_64"
+	export PATH="$shim:$PATH"
+	qargs=(--qemu-arg -icount --qemu-arg "shift=0,sleep=off")
+fi
+
+run() { # prints nothing itself; returns guest-run's status
+	local tag=$config
+	[ $icount = 1 ] && tag+=-icount
+	res=${results:-$(build_root)/bench-results/$tag}
+	# What was measured: the repository's commit (the series the kernel was
+	# assembled from; "+" if it had uncommitted edits) and the kernel tree.
+	local src
+	src="series:$(git -C "$REPO_DIR" rev-parse --short HEAD)"
+	git -C "$REPO_DIR" diff --quiet HEAD 2>/dev/null || src+="+"
+	src+=",tree:$(git -C "$(ktree)" rev-parse --short "HEAD^{tree}")"
+	local bargs=(--config "$config" --source "$src")
+	[ $icount = 1 ] && bargs+=(--icount)
+	log "bench: booting the $config kernel$([ $icount = 1 ] && echo ' with -icount shift=0'); results in $res"
+	set +e
+	"$HARNESS_DIR/guest-run.sh" --config "$config" --results "$res" --timeout "$timeout" \
+		"${qargs[@]}" -- "$bin" "${bargs[@]}" "$@"
+	rc=$?
+	set -e
+}
+
+run "$@"
+if [ $rc = 125 ] && [ "$config" != test ] && [ $fallback = 1 ]; then
+	fall_back "the $config kernel did not boot or died (see $res/console.log)"
+	run "$@"
+fi
+grep '^BENCH ' "$res/output.log" >"$res/bench.txt" 2>/dev/null || true
+if [ "$config" != perf ]; then
+	loud "These figures come from the $config config, not perf: see above."
+fi
+if [ -s "$res/splats" ]; then
+	loud "The guest's kernel log has a splat (see $res/splats): figures suspect."
+fi
+log "bench: exit status $rc; BENCH lines in $res/bench.txt"
+exit "$rc"
