@@ -74,30 +74,9 @@ cmake -S "$REPO_DIR" -B "$bdir" -G Ninja -DGMEM_CACHE="$GMEM_CACHE" \
 ninja -C "$bdir" gmem-bench
 bin="$bdir/bench/gmem-bench"
 
-# 3. One boot. guest-run.sh runs QEMU with -accel tcg,thread=multi, which
-# QEMU refuses together with -icount; for --icount, a wrapper first in PATH
-# turns it into thread=single (icount needs round-robin TCG).
+# 3. One boot.
 qargs=()
-shim=""
-cleanup() { [ -z "$shim" ] || rm -rf "$shim"; }
-trap cleanup EXIT
-if [ $icount = 1 ]; then
-	real=$(command -v qemu-system-x86_64) || die "bench: no qemu-system-x86_64"
-	shim=$(mktemp -d /tmp/gmem-bench-qemu.XXXXXX)
-	cat >"$shim/qemu-system-x86_64" <<EOF
-#!/bin/bash
-# gmem-bench --icount: MTTCG cannot count instructions; run single-threaded.
-args=()
-for a in "\$@"; do
-	case "\$a" in tcg,thread=multi) a=tcg,thread=single ;; esac
-	args+=("\$a")
-done
-exec "$real" "\${args[@]}"
-EOF
-	chmod +x "$shim/qemu-system-x86_64"
-	export PATH="$shim:$PATH"
-	qargs=(--qemu-arg -icount --qemu-arg "shift=0,sleep=off")
-fi
+[ $icount = 1 ] && qargs=(--icount)
 
 run() { # prints nothing itself; returns guest-run's status
 	local tag=$config

@@ -16,6 +16,9 @@
 #                     optional; files are still copied)
 #   --quiet           do not stream the program's output while it runs
 #   --qemu-arg ARG    extra QEMU argument (repeatable)
+#   --icount          count instructions: -icount shift=0,sleep=off, so the
+#                     guest clock advances 1 ns per guest instruction
+#                     (single-threaded TCG, which icount needs)
 #   --append ARGS     extra kernel command-line arguments
 #
 # Exit status: the program's; 124 if the guest timed out; 125 if the guest
@@ -27,6 +30,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 name=test results="" timeout=1800 shell=0 quiet=0 failsplat=0 extra=""
+accel=tcg,thread=multi
 files=() qargs=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -38,6 +42,7 @@ while [ $# -gt 0 ]; do
 	--quiet) quiet=1; shift ;;
 	--fail-on-splat) failsplat=1; shift ;;
 	--qemu-arg) qargs+=("$2"); shift 2 ;;
+	--icount) accel=tcg,thread=single; qargs+=(-icount shift=0,sleep=off); shift ;;
 	--append) extra+=" $2"; shift 2 ;;
 	--) shift; break ;;
 	-*) die "guest-run: unknown option $1" ;;
@@ -88,7 +93,7 @@ append+=" hung_task_panic=0 printk.devkmsg=on$extra"
 # rebuilt from zero) makes KASAN misjudge a per-CPU address as wild (seen
 # once in early boot: "BUG: KASAN: wild-memory-access in rcu_is_watching").
 # Nothing here needs 5-level paging.
-qemu=(qemu-system-x86_64 -accel tcg,thread=multi -cpu max,la57=off -smp 2 -m 4G
+qemu=(qemu-system-x86_64 -accel "$accel" -cpu max,la57=off -smp 2 -m 4G
 	-nodefaults -no-reboot -display none
 	-kernel "$kernel" -initrd "$initrd" -append "$append"
 	-virtfs "local,path=$results,mount_tag=gmem,security_model=none,id=gmem"
