@@ -116,9 +116,11 @@ struct module;
  *	before an error, and may include pages that existed already).
  *	Nothing was mapped there before; a client that mirrors allocated
  *	pages maps them at invalidate_end.  Sent with the invalidate lock held
- *	for reading, like %GUEST_MEMFD_REASON_MEMORY_FAILURE.  Pages allocated
- *	by a fault on a user mapping or by guest_memfd_get_pfn() are not
- *	notified.  No prepare step.
+ *	for reading, like %GUEST_MEMFD_REASON_MEMORY_FAILURE.  A fault on a
+ *	user mapping that fills a page nobody used before is notified the
+ *	same way, for that page (with mmap_lock held: callbacks never take
+ *	it).  Pages allocated by guest_memfd_get_pfn() are not notified: the
+ *	client asked for them.  No prepare step.
  * @GUEST_MEMFD_REASON_POPULATE: the owner wrote initial contents into pages
  *	of the range (e.g. a confidential guest's launch image).  Not sent yet.
  */

@@ -447,6 +447,28 @@ TEST_P(IommufdGmem, PunchUnmapsUntilFallocate)
 	EXPECT_EQ(MirroredCount(), kMapPages);
 }
 
+// ... or until the host faults a punched page in through a mapping of the
+// file: the fault fills the hole, which guest_memfd notifies as an
+// allocation, and the mirror maps the page.
+TEST_P(IommufdGmem, HostFaultRefillsAHole)
+{
+	ASSERT_NO_FATAL_FAILURE(AllShared());
+	ASSERT_NO_FATAL_FAILURE(Do(Op::kPunch, kFirst + 3, 4));
+	auto m = gmem_->map((kFirst + 3) * kPage, 2 * kPage);
+	ASSERT_THAT(m, Succeeds());
+	volatile uint8_t *p = m->data();
+	p[0] = 0x5a;		// a write fault
+	EXPECT_EQ(p[kPage], 0); // a read fault: a zeroed page
+	Delta d;
+	for (uint64_t i = kFirst + 3; i < kFirst + 5; i++) {
+		d.added += !Mirrored(i);
+		pages_[i].allocated = true;
+	}
+	Count(d);
+	ExpectMirror("after faulting two punched pages in from the host");
+	EXPECT_EQ(MirroredCount(), kMapPages - 2);
+}
+
 // ... or until a conversion to shared of private pages; a conversion of
 // pages that already are shared changes nothing, holes included.
 TEST_P(IommufdGmem, PunchUnmapsUntilConvertShared)

@@ -15,7 +15,8 @@
  *    before the point of no return, and maps them in invalidate_end, once
  *    they are shared (a page that already was shared, even a hole, is not
  *    converted and stays as it is);
- *  - fallocate() maps the new pages in invalidate_end.
+ *  - fallocate(), and a fault on a user mapping that fills a hole, map the
+ *    new pages in invalidate_end (GUEST_MEMFD_REASON_ALLOCATE).
  *
  * invalidate_end cannot fail. A page that fails to map there stays unmapped
  * in every domain (the safe direction), is recorded as pending with the

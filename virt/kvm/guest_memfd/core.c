@@ -268,6 +268,32 @@ static bool gmem_supports_mmap(struct inode *inode)
 				       GUEST_MEMFD_F_CONVERTIBLE);
 }
 
+/*
+ * A fault on a user mapping filled a page that was never handed out before
+ * (a new page, or one that fallocate() allocated but nobody used yet): tell
+ * the clients that mirror allocated pages, as fallocate() does.  The folio
+ * is unlocked around the callbacks, which may look it up; the invalidate
+ * lock, held for reading, keeps it in the file meanwhile.
+ */
+static void gmem_notify_fault_allocated(struct inode *inode,
+					struct folio *folio)
+{
+	struct guest_memfd_range range;
+
+	lockdep_assert_held_read(&inode->i_mapping->invalidate_lock);
+
+	if (list_empty(&GMEM_I(inode)->notifiers))
+		return;
+
+	guest_memfd_range_init(&range, folio->index,
+			       folio->index + folio_nr_pages(folio),
+			       GUEST_MEMFD_REASON_ALLOCATE, NULL);
+	folio_unlock(folio);
+	gmem_notify_begin(GMEM_I(inode), &range);
+	gmem_notify_end(GMEM_I(inode), &range);
+	folio_lock(folio);
+}
+
 static vm_fault_t gmem_fault_user_mapping(struct vm_fault *vmf)
 {
 	struct inode *inode = file_inode(vmf->vma->vm_file);
@@ -293,8 +319,8 @@ static vm_fault_t gmem_fault_user_mapping(struct vm_fault *vmf)
 	}
 
 	folio = gmem_get_folio(inode, vmf->pgoff);
-	filemap_invalidate_unlock_shared(inode->i_mapping);
 	if (IS_ERR(folio)) {
+		filemap_invalidate_unlock_shared(inode->i_mapping);
 		if (PTR_ERR(folio) == -EAGAIN)
 			return VM_FAULT_RETRY;
 
@@ -302,6 +328,7 @@ static vm_fault_t gmem_fault_user_mapping(struct vm_fault *vmf)
 	}
 
 	if (WARN_ON_ONCE(folio_test_large(folio))) {
+		filemap_invalidate_unlock_shared(inode->i_mapping);
 		ret = VM_FAULT_SIGBUS;
 		goto out_folio;
 	}
@@ -309,7 +336,9 @@ static vm_fault_t gmem_fault_user_mapping(struct vm_fault *vmf)
 	if (!folio_test_uptodate(folio)) {
 		clear_highpage(folio_page(folio, 0));
 		folio_mark_uptodate(folio);
+		gmem_notify_fault_allocated(inode, folio);
 	}
+	filemap_invalidate_unlock_shared(inode->i_mapping);
 
 	vmf->page = folio_file_page(folio, vmf->pgoff);
 
