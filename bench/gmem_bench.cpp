@@ -414,11 +414,14 @@ struct SharedGmem {
 	}
 };
 
-// iommu-map: IOMMU_IOAS_MAP of a memfd's mapping (pins every page; the
-// pages are allocated and mapped in the host first) and IOMMU_IOAS_UNMAP.
-class MapPinnedMemory : public Variant {
+// iommu-map: a memfd, pinned, mapped and unmapped (IOMMU_IOAS_UNMAP):
+// either IOMMU_IOAS_MAP of its mapping (pin_user_pages) or, with
+// @by_file, IOMMU_IOAS_MAP_FILE of the memfd (7.3: memfd_pin_folios()). The
+// pages are allocated and mapped in the host first.
+class MapPinned : public Variant {
 public:
-	explicit MapPinnedMemory(uint64_t pages) : Variant(pages), io_(IommuCtx::make()), sh_(len_)
+	MapPinned(uint64_t pages, bool by_file)
+	    : Variant(pages), io_(IommuCtx::make()), sh_(len_), by_file_(by_file)
 	{
 		touch(sh_.map, pages_, 1);
 	}
@@ -428,7 +431,12 @@ public:
 			{ "map",
 			  { { "ioctl",
 			      [this] {
-				      io_.ioas.map_memory(sh_.map.data(), len_, kIova).value();
+				      if (by_file_)
+					      io_.ioas.map_file(sh_.fd.get(), 0, len_, kIova)
+						      .value();
+				      else
+					      io_.ioas.map_memory(sh_.map.data(), len_, kIova)
+						      .value();
 			      } } } },
 			{ "unmap",
 			  { { "ioctl", [this] { io_.ioas.unmap(kIova, len_).value(); } } } },
@@ -443,36 +451,7 @@ public:
 private:
 	IommuCtx io_;
 	SharedBacking sh_;
-};
-
-// iommu-map: IOMMU_IOAS_MAP_FILE of the memfd (7.3: memfd_pin_folios()).
-class MapPinnedFile : public Variant {
-public:
-	explicit MapPinnedFile(uint64_t pages) : Variant(pages), io_(IommuCtx::make()), sh_(len_)
-	{
-		touch(sh_.map, pages_, 1);
-	}
-	std::vector<Phase> round_trip() override
-	{
-		return {
-			{ "map",
-			  { { "ioctl",
-			      [this] {
-				      io_.ioas.map_file(sh_.fd.get(), 0, len_, kIova).value();
-			      } } } },
-			{ "unmap",
-			  { { "ioctl", [this] { io_.ioas.unmap(kIova, len_).value(); } } } },
-		};
-	}
-	[[nodiscard]] MemCount memory() const override { return { 0, sh_.pages() }; }
-	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
-	{
-		return { { "pfn_runs", pfn_runs(sh_.map, pages_) } };
-	}
-
-private:
-	IommuCtx io_;
-	SharedBacking sh_;
+	bool by_file_;
 };
 
 // iommu-map: IOMMU_IOAS_MAP_FILE of a convertible guest_memfd, all shared
@@ -677,9 +656,9 @@ std::vector<Group> groups()
 		  { "map", "unmap", "round_trip" },
 		  { { "mirror", [](uint64_t n) { return std::make_unique<MapMirror>(n); } },
 		    { "pin-memfd-MAP",
-		      [](uint64_t n) { return std::make_unique<MapPinnedMemory>(n); } },
+		      [](uint64_t n) { return std::make_unique<MapPinned>(n, false); } },
 		    { "pin-memfd-MAP_FILE",
-		      [](uint64_t n) { return std::make_unique<MapPinnedFile>(n); } } },
+		      [](uint64_t n) { return std::make_unique<MapPinned>(n, true); } } },
 		  false },
 		{ "iommu-conv",
 		  "conversion of N DMA-mapped pages: mirror vs unmap/convert/re-map",

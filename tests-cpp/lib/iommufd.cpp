@@ -10,14 +10,6 @@ namespace gmem {
 
 namespace {
 
-Result<UniqueFd> dup_fd(int fd)
-{
-	int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (d < 0)
-		return last_error("fcntl(F_DUPFD_CLOEXEC) of the iommufd");
-	return UniqueFd(d);
-}
-
 uint32_t fixed(std::optional<uint64_t> iova, uint32_t flags)
 {
 	return iova ? flags | IOMMU_IOAS_MAP_FIXED_IOVA : flags & ~IOMMU_IOAS_MAP_FIXED_IOVA;
@@ -35,7 +27,7 @@ Result<Iommufd> Iommufd::open(const char *path)
 
 Result<Ioas> Iommufd::alloc_ioas() const
 {
-	auto dup = dup_fd(fd_.get());
+	auto dup = UniqueFd::duplicate(fd_.get());
 	if (!dup)
 		return dup.error();
 	iommu_ioas_alloc cmd{};
@@ -45,13 +37,17 @@ Result<Ioas> Iommufd::alloc_ioas() const
 	return Ioas(std::move(dup).value(), cmd.out_ioas_id);
 }
 
-Result<void> Iommufd::destroy(uint32_t id) const
+Result<void> iommufd_destroy(int iommufd, uint32_t id, const std::string &what)
 {
 	iommu_destroy cmd{};
 	cmd.size = sizeof(cmd);
 	cmd.id = id;
-	return check_void(::ioctl(fd_.get(), IOMMU_DESTROY, &cmd),
-			  "IOMMU_DESTROY(" + std::to_string(id) + ")");
+	return check_void(::ioctl(iommufd, IOMMU_DESTROY, &cmd), "IOMMU_DESTROY(" + what + ")");
+}
+
+Result<void> Iommufd::destroy(uint32_t id) const
+{
+	return iommufd_destroy(fd_.get(), id, std::to_string(id));
 }
 
 Result<void> Iommufd::change_process() const
@@ -147,11 +143,7 @@ Result<void> Ioas::destroy()
 {
 	if (!iommufd_.valid())
 		return {};
-	iommu_destroy cmd{};
-	cmd.size = sizeof(cmd);
-	cmd.id = id_;
-	auto r = check_void(::ioctl(iommufd_.get(), IOMMU_DESTROY, &cmd),
-			    "IOMMU_DESTROY(IOAS " + std::to_string(id_) + ")");
+	auto r = iommufd_destroy(iommufd_.get(), id_, "IOAS " + std::to_string(id_));
 	iommufd_.reset();
 	id_ = 0;
 	return r;

@@ -1,20 +1,11 @@
 // SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
 #include "testing/iommufd_mock.h"
 
-#include <fcntl.h>
 #include <sys/ioctl.h>
 
 namespace gmem::testing {
 
 namespace {
-
-Result<UniqueFd> dup_fd(int fd)
-{
-	int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (d < 0)
-		return last_error("fcntl(F_DUPFD_CLOEXEC) of the iommufd");
-	return UniqueFd(d);
-}
 
 std::string range(uint64_t iova, uint64_t length)
 {
@@ -39,7 +30,7 @@ bool have_iommufd_mock(int iommufd)
 
 Result<MockDomain> MockDomain::attach(const Ioas &ioas)
 {
-	auto dup = dup_fd(ioas.iommufd());
+	auto dup = UniqueFd::duplicate(ioas.iommufd());
 	if (!dup)
 		return dup.error();
 	iommu_test_cmd cmd{};
@@ -79,16 +70,10 @@ Result<void> MockDomain::detach()
 {
 	if (!iommufd_.valid())
 		return {};
-	iommu_destroy cmd{};
-	cmd.size = sizeof(cmd);
-	cmd.id = stdev_id_;
-	auto r = check_void(::ioctl(iommufd_.get(), IOMMU_DESTROY, &cmd),
-			    "IOMMU_DESTROY(mock device " + std::to_string(stdev_id_) + ")");
-	if (r && hwpt_id_) {
-		cmd.id = hwpt_id_;
-		r = check_void(::ioctl(iommufd_.get(), IOMMU_DESTROY, &cmd),
-			       "IOMMU_DESTROY(HWPT " + std::to_string(hwpt_id_) + ")");
-	}
+	auto r = iommufd_destroy(iommufd_.get(), stdev_id_,
+				 "mock device " + std::to_string(stdev_id_));
+	if (r && hwpt_id_)
+		r = iommufd_destroy(iommufd_.get(), hwpt_id_, "HWPT " + std::to_string(hwpt_id_));
 	iommufd_.reset();
 	stdev_id_ = hwpt_id_ = idev_id_ = 0;
 	return r;
@@ -122,7 +107,7 @@ Result<void> check_refs(int iommufd, const void *uptr, uint64_t length, uint32_t
 
 Result<MockAccess> MockAccess::create(const Ioas &ioas, bool pins)
 {
-	auto dup = dup_fd(ioas.iommufd());
+	auto dup = UniqueFd::duplicate(ioas.iommufd());
 	if (!dup)
 		return dup.error();
 	iommu_test_cmd cmd{};

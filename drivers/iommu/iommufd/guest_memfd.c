@@ -631,10 +631,8 @@ int iopt_gmem_rw_access(struct iopt_pages *pages, unsigned long start_byte,
  * @pages: the area's pages
  * @retry: first retry the pages that failed to map
  * @status: output, the out_ fields but the area's IOVA and length
- *
- * Return: 0.
  */
-int iopt_gmem_status(struct iopt_pages *pages, bool retry,
+void iopt_gmem_status(struct iopt_pages *pages, bool retry,
 		     struct iommu_ioas_mirror_status *status)
 {
 	if (retry)
@@ -650,5 +648,4 @@ int iopt_gmem_status(struct iopt_pages *pages, bool retry,
 	mutex_unlock(&pages->mutex);
 	if (retry)
 		guest_memfd_unlock(&pages->gmem.notifier);
-	return 0;
 }

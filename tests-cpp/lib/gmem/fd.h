@@ -3,6 +3,7 @@
 // Owners of file descriptors and memory mappings.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -41,6 +42,14 @@ public:
 	}
 	// Give up ownership without closing.
 	[[nodiscard]] int release() { return std::exchange(fd_, -1); }
+	// A close-on-exec duplicate of @fd, owned.
+	static Result<UniqueFd> duplicate(int fd)
+	{
+		int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (d < 0)
+			return last_error("fcntl(F_DUPFD_CLOEXEC)");
+		return UniqueFd(d);
+	}
 
 private:
 	int fd_ = -1;

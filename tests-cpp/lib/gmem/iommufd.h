@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <ostream>
+#include <string>
 #include <utility>
 
 #include "gmem/fd.h"
@@ -25,6 +26,10 @@ class Ioas;
 
 // IOMMU_IOAS_MAP_FILE / IOMMU_IOAS_MAP permissions.
 inline constexpr uint32_t kIommuReadWrite = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+
+// IOMMU_DESTROY of object @id of the iommufd context @iommufd; @what names
+// the object in the error.
+Result<void> iommufd_destroy(int iommufd, uint32_t id, const std::string &what);
 
 // An open /dev/iommu: one iommufd context.
 class Iommufd {

@@ -859,6 +859,25 @@ TEST_F(iommufd_gmem, mirror_status_errors)
 	ASSERT_EQ(st.out_iopte_adds, retry.out_iopte_adds);
 	ASSERT_EQ(st.out_iopte_removes, retry.out_iopte_removes);
 
+	/* Unknown flags, non-zero reserved words, another IOAS id */
+	EXPECT_ERRNO(EOPNOTSUPP,
+		     _test_ioctl_mirror_status(self->fd, self->ioas_id,
+					       AREA_IOVA(0), 1 << 1, &st));
+	st = (struct iommu_ioas_mirror_status){
+		.size = sizeof(st),
+		.ioas_id = self->ioas_id,
+		.__reserved = 1,
+		.iova = AREA_IOVA(0),
+	};
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(self->fd, IOMMU_IOAS_MIRROR_STATUS, &st));
+	st.__reserved = 0;
+	st.__reserved2 = 1;
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(self->fd, IOMMU_IOAS_MIRROR_STATUS, &st));
+	EXPECT_ERRNO(ENOENT,
+		     _test_ioctl_mirror_status(self->fd, self->ioas_id + 1000,
+					       AREA_IOVA(0), 0, &st));
+	test_ioctl_mirror_status(AREA_IOVA(0), 0, &st);
+
 	/* A memfd area and a user memory area are not guest_memfd ones */
 	test_ioctl_ioas_map_fixed_file(mfd, 0, PAGE_SIZE, AREA_IOVA(1));
 	test_err_mirror_status(EINVAL, AREA_IOVA(1));
