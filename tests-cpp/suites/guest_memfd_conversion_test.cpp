@@ -180,8 +180,9 @@ TEST_P(GuestMemfdConversionTest, VmspliceReferenceRefusesToPrivate)
 
 	auto res = gmem_->convert_private(32 * kPage, 4 * kPage);
 	EXPECT_THAT(res, FailsWithErrno(EAGAIN));
-	if (!res.ok())
+	if (!res.ok()) {
 		EXPECT_EQ(res.error().error_offset.value_or(0), 33 * kPage);
+	}
 	ExpectStates();
 
 	wr.reset();

@@ -262,8 +262,9 @@ TEST_F(GuestMemfdNotifierTest, MemoryFailureNotifiesThePoisonedPage)
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
 		GTEST_SKIP() << "MADV_HWPOISON not available";
 	ASSERT_TRUE(WIFEXITED(status) || WTERMSIG(status) == SIGBUS) << "status " << status;
-	if (WIFEXITED(status))
+	if (WIFEXITED(status)) {
 		ASSERT_EQ(WEXITSTATUS(status), 0);
+	}
 	// The child's write faulted the page in: an allocation of that page.
 	std::vector<Event> want = change("allocate", 5 * kPage, 6 * kPage, false);
 	for (auto &e : change("memory_failure", 5 * kPage, 6 * kPage, false))
