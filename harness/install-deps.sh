@@ -26,7 +26,7 @@ fi
 
 pkgs=(
 	build-essential bc bison flex libelf-dev libssl-dev dwarves cpio kmod
-	xz-utils zstd ccache git rsync python3 perl cmake ninja-build
+	xz-utils zstd lz4 ccache git rsync python3 perl cmake ninja-build
 	busybox-static libgtest-dev libgmock-dev liburing-dev libbenchmark-dev
 	libcap-dev libnuma-dev libmnl-dev pkg-config clang-format
 	ca-certificates
