@@ -87,7 +87,14 @@ fi
 [ $shell = 1 ] && touch "$results/shell"
 
 append="console=ttyS0 earlyprintk=serial panic=-1 hugepages=128 rdinit=/init"
-append+=" hung_task_panic=0 printk.devkmsg=on$extra"
+append+=" hung_task_panic=0 printk.devkmsg=on"
+# The guest's clock is the host's, but under TCG a vCPU thread may wait on
+# the host for a core (2 vCPUs on one core of a slow host) with no steal
+# time accounting, so the kernel's watchdogs get room for a host half as
+# fast as this project's: soft lockup after 60 s (2 x watchdog_thresh),
+# RCU stall after 60 s, hung task after 360 s (defaults 20, 21, 120 s).
+append+=" watchdog_thresh=30 rcupdate.rcu_cpu_stall_timeout=60"
+append+=" sysctl.kernel.hung_task_timeout_secs=360$extra"
 # -cpu max without LA57: with 5-level paging, a timer interrupt that lands
 # while start_kernel() re-runs identify_cpu() (the capability bits are
 # rebuilt from zero) makes KASAN misjudge a per-CPU address as wild (seen
@@ -110,9 +117,16 @@ if [ $quiet = 0 ]; then
 	tailpid=$!
 fi
 set +e
+tq=$(date +%s.%N)
 timeout --kill-after=10 "$timeout" "${qemu[@]}" -serial "file:$results/console.log" </dev/null
 qrc=$?
 set -e
+# How long QEMU ran (host clock), and the guest's uptime when /init
+# started and when the program ended: the runner's time report (boot and
+# shutdown = wall time less the program's) and headroom check read these.
+awk -v a="$tq" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f\n", b - a }' >"$results/wall_seconds"
+sed -n 's/^GMEM-INIT: start \([0-9.]*\).*/\1/p' "$results/console.log" | head -n 1 >"$results/init_seconds"
+sed -n 's/^GMEM-INIT: exit .* after \([0-9.]*\) s.*/\1/p' "$results/console.log" | head -n 1 >"$results/exit_seconds"
 if [ -n "$tailpid" ]; then
 	sleep 0.3
 	kill "$tailpid" 2>/dev/null || true

@@ -39,3 +39,7 @@ kbuild_dir() { echo "$(build_root)/$1"; }
 
 # Where kselftests are built.
 selftests_dir() { echo "$(build_root)/selftests"; }
+
+# Seconds one kselftest harness case may run (build-selftests.sh builds it
+# into the tests; CMake's GMEM_KSFT_TIMEOUT passes the same default).
+KSFT_TIMEOUT_DEFAULT=300

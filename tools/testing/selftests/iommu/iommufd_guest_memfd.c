@@ -710,8 +710,11 @@ TEST_F(iommufd_gmem, close_gmem_while_mapped)
 	test_err_mirror_status(ENOENT, AREA_IOVA(0));
 	if (cfd < 0)
 		return;
-	/* The release may be deferred a little after the last fput() */
-	for (i = 0; i != 200; i++) {
+	/*
+	 * The release may be deferred a little after the last fput(): wait
+	 * up to 30 s, which a slow TCG host needs far less than.
+	 */
+	for (i = 0; i != 3000; i++) {
 		if (gmem_client_count(cfd, "end", "release", 0, self->size))
 			break;
 		usleep(10000);
