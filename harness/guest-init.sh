@@ -28,8 +28,16 @@ if [ -f shell ]; then
 	setsid cttyhack sh -l
 	rc=$?
 else
-	sh ./cmd.sh >output.log 2>&1 </dev/null
+	# output.log as the program wrote it; output.ts the same lines, each
+	# after the guest's uptime when it arrived (per-case durations).
+	set -o pipefail
+	sh ./cmd.sh 2>&1 </dev/null | awk '{
+		getline t < "/proc/uptime"; close("/proc/uptime"); split(t, u, " ")
+		print > "output.log"; printf "%s\t%s\n", u[1], $0 > "output.ts"
+		fflush("output.log"); fflush("output.ts")
+	}'
 	rc=$?
+	set +o pipefail
 fi
 echo "$rc" >exit_status
 echo "GMEM-INIT: exit $rc after $(cut -d' ' -f1 /proc/uptime) s"

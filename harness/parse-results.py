@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 KSFT_SKIP = 4
+GTEST_TIMES = {}
 TAP_RE = re.compile(r'^(not ok|ok) (\d+)(?: -)? ?([^#]*?)\s*(?:#\s*(\S+)\s*(.*))?$')
 
 
@@ -77,6 +78,37 @@ def parse_ktap(lines):
     return cases, plan_top, top_results
 
 
+def case_durations(ts_path):
+    """Seconds each TAP case took, from output.ts (guest uptime, tab, line,
+    written by the guest's /init as the lines arrived). A kselftest harness
+    case runs from its "#  RUN" line to its result line; other TAP cases
+    from the previous result line. Output is block-buffered, but the
+    harness flushes before each case's fork, so both ends are flushed when
+    they happen. Returns {case name: seconds}."""
+    durs = {}
+    if not ts_path.exists():
+        return durs
+    start, last = {}, None
+    for raw in ts_path.read_text(errors='replace').splitlines():
+        t, _, line = raw.partition('\t')
+        try:
+            t = float(t)
+        except ValueError:
+            continue
+        if last is None:
+            last = t
+        if m := re.match(r'^#\s+RUN\s+(\S+)', line):
+            start[m.group(1)] = t
+            continue
+        m = TAP_RE.match(line)
+        if not m:
+            continue
+        name = m.group(3).strip()
+        durs[name] = round(t - start.pop(name, last), 1)
+        last = t
+    return durs
+
+
 def parse_gtest(xml_path):
     cases = []
     root = ET.parse(xml_path).getroot()
@@ -92,6 +124,10 @@ def parse_gtest(xml_path):
             cases.append((name, 'skipped', 'disabled'))
         else:
             cases.append((name, 'passed', ''))
+        try:
+            GTEST_TIMES[name] = round(float(tc.get('time') or 0), 1)
+        except ValueError:
+            pass
     return cases
 
 
@@ -140,12 +176,34 @@ def main():
         cases.append((f'{suite}: kernel log', 'failed', f'{len(splats)} splat line(s): {splats[0]}'))
 
     n = {s: sum(1 for c in cases if c[1] == s) for s in ('passed', 'failed', 'skipped')}
+    durs = dict(GTEST_TIMES) if xmls else case_durations(rundir / 'output.ts')
+
+    def num(name):
+        try:
+            return float((rundir / name).read_text().strip())
+        except (OSError, ValueError):
+            return None
+    wall, t_init, t_exit = num('wall_seconds'), num('init_seconds'), num('exit_seconds')
+    run = t_exit - t_init if t_init is not None and t_exit is not None else None
+    if run is not None and len(cases) == 1 and not durs:
+        durs = {cases[0][0]: round(run, 1)}  # a plain program: one case
+    slow = max(durs.items(), key=lambda kv: kv[1], default=('-', 0.0))
     with open(rundir / 'cases.tsv', 'w') as f:
-        f.write('case\tstatus\tdetail\n')
+        f.write('case\tstatus\tdetail\tseconds\n')
         for c in cases:
-            f.write('\t'.join(x.replace('\t', ' ') for x in c) + '\n')
+            d = durs.get(c[0], durs.get(c[0].split(' ')[0]))
+            f.write('\t'.join(x.replace('\t', ' ') for x in c) +
+                    f"\t{'' if d is None else d}\n")
+
+    def fmt(x):
+        return '' if x is None else f'{x:.1f}'
+    # suite, passed, failed, skipped, splats, then times in seconds: the
+    # guest's wall time, its boot and shutdown (wall less the program), the
+    # program's run, the slowest case and its name.
     with open(rundir / 'result.tsv', 'w') as f:
-        f.write(f"{suite}\t{n['passed']}\t{n['failed']}\t{n['skipped']}\t{len(splats)}\n")
+        f.write(f"{suite}\t{n['passed']}\t{n['failed']}\t{n['skipped']}\t{len(splats)}\t"
+                f"{fmt(wall)}\t{fmt(wall - run if wall is not None and run is not None else None)}\t"
+                f"{fmt(run)}\t{fmt(slow[1])}\t{slow[0]}\n")
     for c in cases:
         if c[1] != 'passed':
             print(f'{suite}: {c[1].upper()}: {c[0]} {c[2]}'.rstrip())

@@ -30,4 +30,5 @@ t2=$(date +%s)
 log "test: build $((t1 - t0)) s, tests $((t2 - t1)) s"
 mapfile -t suites <"$build/suites.txt"
 if [ $# -gt 0 ]; then suites=(); fi # a filtered run only judges what ran
-python3 "$HARNESS_DIR/summary.py" "$build/test-results" "${suites[@]}"
+python3 "$HARNESS_DIR/summary.py" "$build/test-results" --limits "$build/limits.tsv" \
+	--build-seconds $((t1 - t0)) --tests-seconds $((t2 - t1)) "${suites[@]}"
