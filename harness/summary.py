@@ -86,6 +86,10 @@ def t(x):
     return '-' if x is None else f'{x:.0f}'
 
 
+def t1(x):
+    return '-' if x is None else f'{x:.1f}'
+
+
 w = max([len('suite')] + [len(r['suite']) for r in rows.values()])
 print()
 print(f"{'suite':<{w}}  {'passed':>6}  {'failed':>6}  {'skipped':>7}  {'splats':>6}"
@@ -101,7 +105,7 @@ for r in rows.values():
     if h is not None and (low[0] is None or h < low[0]):
         low = (h, r['suite'], why)
     print(f"{r['suite']:<{w}}  {c[0]:>6}  {c[1]:>6}  {c[2]:>7}  {c[3]:>6}"
-          f"  {t(r['wall']):>6}  {t(r['boot']):>6}  {t(r['slow']):>14}"
+          f"  {t(r['wall']):>6}  {t(r['boot']):>6}  {t1(r['slow']):>14}"
           f"  {'-' if h is None else f'{h:.1f}x':>8}")
     tot = [a + b for a, b in zip(tot, c)]
     if r['wall'] is not None:
