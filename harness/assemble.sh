@@ -13,23 +13,27 @@
 # and mode, no file here at a kernel path is missing from the series, and
 # Kconfig.patch is the series' cumulative Kconfig diff. CI relies on this.
 #
-# Usage: assemble.sh [--force] [--adopt]
+# Usage: assemble.sh [--force] [--adopt | --refresh]
 #   --force  discard uncommitted edits and commits not written back in the
 #            assembled tree (otherwise such a tree is refused: run
 #            writeback.sh first).
 #   --adopt  if the mirror was edited directly, do not fail: carry its
 #            differences into the assembled tree as uncommitted edits, for
 #            writeback.sh to fold into the patches.
+#   --refresh  after patches/ were edited by hand: the patches win, the
+#            mirror and Kconfig.patch are rewritten from them.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 force=0
 adopt=0
+refresh=0
 for a in "$@"; do
 	case "$a" in
 	--force) force=1 ;;
 	--adopt) adopt=1 ;;
-	*) die "assemble: unknown argument $a (usage: assemble.sh [--force] [--adopt])" ;;
+	--refresh) refresh=1 ;;
+	*) die "assemble: unknown argument $a (usage: assemble.sh [--force] [--adopt | --refresh])" ;;
 	esac
 done
 
@@ -142,6 +146,10 @@ mirror_diff() {
 	kconfig_view "$final" >"$tmp/Kconfig.patch"
 	cmp -s "$tmp/Kconfig.patch" "$REPO_DIR/Kconfig.patch" || echo "kconfig Kconfig.patch"
 }
+if [ $refresh = 1 ]; then
+	refresh_mirror "$final"
+	[ $adopt = 0 ] || die "assemble: --adopt and --refresh exclude each other"
+fi
 mirror_diff >"$tmp/mismatch"
 
 if [ -s "$tmp/mismatch" ] && [ $adopt = 0 ]; then
@@ -155,19 +163,21 @@ if [ -s "$tmp/mismatch" ] && [ $adopt = 0 ]; then
 		mode) echo "  $f: mode differs (the series has $(git ls-tree "$final" -- "$f" | cut -d' ' -f1))" ;;
 		content)
 			echo "  $f: content differs (- series, + here):"
-			[ $lines -lt 40 ] && git show "$final:$f" | diff -u - "$REPO_DIR/$f" |
-				tail -n +3 | head -n $((40 - lines)) | sed 's/^/    /'
+			if [ $lines -lt 40 ]; then
+				git show "$final:$f" | diff -u - "$REPO_DIR/$f" |
+					tail -n +3 | head -n $((40 - lines)) | sed 's/^/    /' || true
+			fi
 			lines=$((lines + 20))
 			;;
 		kconfig)
 			echo "  Kconfig.patch: not the series' Kconfig diff (- series, + here):"
-			diff -u "$tmp/Kconfig.patch" "$REPO_DIR/Kconfig.patch" | tail -n +3 | head -n 20 | sed 's/^/    /'
+			diff -u "$tmp/Kconfig.patch" "$REPO_DIR/Kconfig.patch" | tail -n +3 | head -n 20 | sed 's/^/    /' || true
 			;;
 		esac
 	done <"$tmp/mismatch" >&2
-	echo "  hint: after editing the files here, run assemble.sh --adopt and then" >&2
-	echo "  writeback.sh to fold the edits into the patches; after editing patches," >&2
-	echo "  run assemble.sh then writeback.sh to refresh the files here." >&2
+	echo "  hint: edited the files here? assemble.sh --adopt makes them edits in the" >&2
+	echo "  assembled tree, then writeback.sh folds them into the patches. Edited" >&2
+	echo "  patches/ by hand? assemble.sh --refresh rewrites the files here." >&2
 	exit 1
 fi
 
@@ -211,7 +221,8 @@ if [ -s "$tmp/mismatch" ]; then
 			die "assemble: Kconfig.patch does not apply to the base's Kconfig files"
 		}
 	fi
-	log "assemble: $(wc -l <"$tmp/mismatch") differences of the repository's files are now uncommitted edits in $tree; fold them into the patches with harness/writeback.sh"
+	log "assemble: $tree at $(git log -1 --format=%h) ($np patches); $(wc -l <"$tmp/mismatch") differences of the repository's files are now uncommitted edits there: fold them into the patches with harness/writeback.sh"
+else
+	log "assemble: $tree at $(git log -1 --format=%h) ($np patches, series reproduces the repository's files)"
 fi
-log "assemble: $tree at $(git log -1 --format=%h) ($np patches, series reproduces the repository's files)"
 echo "$tree"

@@ -72,3 +72,32 @@ kbuild_dir() { echo "$(build_root)/$1"; }
 
 # Where kselftests are built.
 selftests_dir() { echo "$(build_root)/selftests"; }
+
+# Write the mirror from COMMIT (run in the kernel tree): the final state of
+# every file the series adds, at its kernel path in this repository (files
+# no patch adds any more are deleted), and Kconfig.patch.
+refresh_mirror() {
+	local c=$1 f dst
+	local -A added=()
+	while read -r f; do
+		added[$f]=1
+		dst="$REPO_DIR/$f"
+		mkdir -p "$(dirname "$dst")"
+		git show "$c:$f" >"$dst.tmp"
+		if [ "$(git ls-tree "$c" -- "$f" | cut -d' ' -f1)" = 100755 ]; then
+			chmod 755 "$dst.tmp"
+		else
+			chmod 644 "$dst.tmp"
+		fi
+		if cmp -s "$dst.tmp" "$dst" && [ "$(stat -c %a "$dst.tmp")" = "$(stat -c %a "$dst")" ]; then
+			rm -f "$dst.tmp"
+		else
+			mv "$dst.tmp" "$dst"
+			log "refreshed $f"
+		fi
+	done < <(git diff --no-renames --name-only --diff-filter=A "$BASE_REF" "$c")
+	while read -r f; do
+		[ -n "${added[$f]:-}" ] || { rm -f "$REPO_DIR/$f"; log "removed $f (no patch adds it)"; }
+	done < <(repo_kernel_files)
+	kconfig_view "$c" >"$REPO_DIR/Kconfig.patch"
+}

@@ -111,9 +111,16 @@ done
 # files it steps back over; their final content is what it was, so give
 # them back their modification times and the kernel build stays
 # incremental.
-if git log --format=%s "$BASE_REF..HEAD" | grep -qE '^(fixup|squash|amend)! '; then
+if [ -n "$(git log --format=%s "$BASE_REF..HEAD" | grep -E '^(fixup|squash|amend)! ' || true)" ]; then
 	stamps=$(mktemp)
 	trap 'rm -f "$stamps"' EXIT
+	restore_stamps() {
+		local entry f
+		while IFS= read -r -d '' entry; do
+			f=${entry#* }
+			if [ -e "$f" ]; then touch -m -d "@${entry%% *}" "$f"; fi
+		done <"$stamps"
+	}
 	git diff --no-renames --name-only -z "$BASE_REF" HEAD |
 		while IFS= read -r -d '' f; do
 			[ -e "$f" ] && printf '%s %s\0' "$(stat -c %.9Y "$f")" "$f"
@@ -122,17 +129,15 @@ if git log --format=%s "$BASE_REF..HEAD" | grep -qE '^(fixup|squash|amend)! '; t
 		-c user.name="$SERIES_NAME" -c user.email="$SERIES_EMAIL" \
 		rebase -q -i --autosquash "$BASE_REF" >"$stamps.log" 2>&1; then
 		stopped=$(tail -n 1 "$(git rev-parse --git-path rebase-merge/done)" 2>/dev/null || true)
-		conflicts=$(git diff --name-only --diff-filter=U | tr '\n' ' ')
+		conflicts=$(git diff --name-only --diff-filter=U | paste -sd' ')
 		git rebase --abort || true
 		undo
+		restore_stamps
 		sed 's/^/  /' "$stamps.log" | tail -n 15 >&2
 		die "writeback: folding '${stopped#* * }' conflicts in ${conflicts:-(see above)}: the edit depends on a later patch (use --into a later one); the tree is as it was"
 	fi
 	rm -f "$stamps.log"
-	while IFS= read -r -d '' entry; do
-		f=${entry#* }
-		[ -e "$f" ] && touch -m -d "@${entry%% *}" "$f"
-	done <"$stamps"
+	restore_stamps
 fi
 
 # Export, renumbered from 0001, with output that depends on nothing but
@@ -173,29 +178,7 @@ done
 } >"$REPO_DIR/series.tmp"
 mv "$REPO_DIR/series.tmp" "$REPO_DIR/series"
 
-# The mirror: the final state of every file the series adds.
-declare -A added=()
-while read -r f; do
-	added[$f]=1
-	dst="$REPO_DIR/$f"
-	mkdir -p "$(dirname "$dst")"
-	git show "HEAD:$f" >"$dst.tmp"
-	if [ "$(git ls-tree HEAD -- "$f" | cut -d' ' -f1)" = 100755 ]; then
-		chmod 755 "$dst.tmp"
-	else
-		chmod 644 "$dst.tmp"
-	fi
-	if cmp -s "$dst.tmp" "$dst" && [ "$(stat -c %a "$dst.tmp")" = "$(stat -c %a "$dst")" ]; then
-		rm -f "$dst.tmp"
-	else
-		mv "$dst.tmp" "$dst"
-		log "writeback: refreshed $f"
-	fi
-done < <(git diff --no-renames --name-only --diff-filter=A "$BASE_REF" HEAD)
-while read -r f; do
-	[ -n "${added[$f]:-}" ] || { rm -f "$REPO_DIR/$f"; log "writeback: removed $f (no patch adds it)"; }
-done < <(repo_kernel_files)
-kconfig_view HEAD >"$REPO_DIR/Kconfig.patch"
+refresh_mirror HEAD
 
 # Re-assemble from what was written: same files, the series' own commits.
 git update-ref "$ASSEMBLED_REF" HEAD
