@@ -96,9 +96,14 @@ while read -r patch _; do
 	if [ -s "$tmp/diff" ] && ! git apply --cached --whitespace=nowarn "$tmp/diff" 2>"$tmp/err"; then
 		echo "assemble: patch $patch does not apply to the tree so far:" >&2
 		sed 's/^/  /' "$tmp/err" >&2
-		# Name the hunk that failed.
-		git apply --cached --check -v "$tmp/diff" 2>&1 |
-			grep -E '^(Checking|error|Hunk)' | sed 's/^/  /' >&2 || true
+		# Name the hunk that failed: the one of that file starting there.
+		where=$(sed -n 's/^error: patch failed: //p' "$tmp/err" | head -n 1)
+		if [ -n "$where" ]; then
+			awk -v f="${where%:*}" -v l="${where##*:}" '
+				/^diff --git / { cur = ($3 == "a/" f) }
+				cur && index($0, "@@ -" l ",") == 1 { print "  failing hunk: " $0; exit }
+			' "$tmp/diff" >&2
+		fi
 		exit 1
 	fi
 	{
