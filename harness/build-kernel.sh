@@ -12,6 +12,9 @@
 #                  (checked out by hand, with --no-assemble): a symbol the
 #                  fragments ask for that no Kconfig file of the tree
 #                  declares yet is reported, not fatal.
+# GMEM_KERNEL_PREBUILT=1: neither assemble nor build; use the kernel and
+#   headers already in the build directory (for work on userspace while
+#   someone else edits or builds the assembled tree).
 # Output: $GMEM_CACHE/build/CONFIG/ (bzImage at arch/x86/boot/bzImage,
 #         UAPI headers under usr/include)
 set -euo pipefail
@@ -43,6 +46,14 @@ add_frag() {
 	frags+=("$cfgdir/$f")
 }
 add_frag "$name.config"
+
+if [ "${GMEM_KERNEL_PREBUILT:-0}" = 1 ]; then
+	out=$(kbuild_dir "$name")
+	[ -f "$out/arch/x86/boot/bzImage" ] && [ -d "$out/usr/include" ] ||
+		die "build-kernel[$name]: GMEM_KERNEL_PREBUILT=1 but $out has no built kernel"
+	log "build-kernel[$name]: using the prebuilt $out/arch/x86/boot/bzImage"
+	exit 0
+fi
 
 tree=$(ktree)
 [ $assemble = 1 ] && "$HARNESS_DIR/assemble.sh" >/dev/null
