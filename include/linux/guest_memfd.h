@@ -39,6 +39,15 @@ struct module;
  *       folio lock
  *         mapping->i_mmap_rwsem
  *
+ *   client locks (e.g. iommufd's pages->mutex)
+ *     folio lock
+ *
+ * Memory failure calls guest_memfd with a folio locked; guest_memfd drops
+ * that folio lock before it takes the invalidate lock to notify
+ * %GUEST_MEMFD_REASON_MEMORY_FAILURE and takes it back afterwards, so no
+ * path holds a folio lock while it waits for the invalidate lock or a
+ * client lock.  lockdep does not track folio locks: keep it that way.
+ *
  * The second order is the mmap fault handler's: it checks a page's state
  * and looks the page up under the invalidate lock held for reading, so that
  * a conversion to private (which holds it for writing from before it
@@ -119,8 +128,11 @@ struct module;
  *	for reading, like %GUEST_MEMFD_REASON_MEMORY_FAILURE.  A fault on a
  *	user mapping that fills a page nobody used before is notified the
  *	same way, for that page (with mmap_lock held: callbacks never take
- *	it).  Pages allocated by guest_memfd_get_pfn() are not notified: the
- *	client asked for them.  No prepare step.
+ *	it), and so are a fault of the owner (KVM) that fills a page, see
+ *	guest_memfd_notify_allocated(), and the shared pages a client
+ *	allocates with guest_memfd_allocate().  Pages allocated by
+ *	guest_memfd_get_pfn() are not notified: the client asked for them.
+ *	No prepare step.
  * @GUEST_MEMFD_REASON_POPULATE: the owner wrote initial contents into pages
  *	of the range (e.g. a confidential guest's launch image).  Not sent yet.
  */
@@ -244,10 +256,22 @@ struct guest_memfd_notifier {
  * @free_folio: optional.  Called when a folio leaves the file's page cache
  *	(hole punch, or eviction of the inode), e.g. to give a page back to
  *	the host after the guest used it as private memory.
+ * @convert: optional.  Called by a conversion of the pages [@start, @end)
+ *	after every client's invalidate_begin (so KVM has zapped its mappings
+ *	and the host's page tables map none of the pages) and before the
+ *	state changes: the step of an architecture whose hardware tracks the
+ *	state too (SEV-SNP's RMPUPDATE).  @priv is what the owner gave
+ *	guest_memfd_create().  Return 0, or a negative errno with
+ *	*@error_index set to the page that failed: the state then stays as it
+ *	was, invalidate_end still follows (clients map the pages again as
+ *	they are), and the conversion fails with that errno.  Runs with the
+ *	invalidate lock held for writing.
  */
 struct guest_memfd_owner_ops {
 	void (*release)(struct file *file);
 	void (*free_folio)(struct folio *folio);
+	int (*convert)(void *priv, pgoff_t start, pgoff_t end, bool to_private,
+		       pgoff_t *error_index);
 };
 
 /* Access a client wants to a page, for guest_memfd_get_pfn(). */
@@ -269,6 +293,14 @@ void guest_memfd_lock(struct guest_memfd_notifier *n);
 void guest_memfd_unlock(struct guest_memfd_notifier *n);
 int guest_memfd_get_pfn_locked(struct guest_memfd_notifier *n, pgoff_t index,
 			       unsigned int flags, unsigned long *pfn);
+int guest_memfd_walk_shared(struct guest_memfd_notifier *n, pgoff_t start,
+			    pgoff_t end,
+			    int (*fn)(void *data, pgoff_t index,
+				      unsigned long pfn),
+			    void *data);
+int guest_memfd_allocate(struct guest_memfd_notifier *n, pgoff_t start,
+			 pgoff_t end, unsigned int access, pgoff_t *error_index);
+void guest_memfd_notify_allocated(struct file *file, pgoff_t index);
 
 struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 				void *priv, struct module *module,
@@ -325,6 +357,28 @@ static inline int guest_memfd_get_pfn_locked(struct guest_memfd_notifier *n,
 					     unsigned long *pfn)
 {
 	return -EINVAL;
+}
+
+static inline int guest_memfd_walk_shared(struct guest_memfd_notifier *n,
+					  pgoff_t start, pgoff_t end,
+					  int (*fn)(void *data, pgoff_t index,
+						    unsigned long pfn),
+					  void *data)
+{
+	return -EINVAL;
+}
+
+static inline int guest_memfd_allocate(struct guest_memfd_notifier *n,
+				       pgoff_t start, pgoff_t end,
+				       unsigned int access,
+				       pgoff_t *error_index)
+{
+	return -EINVAL;
+}
+
+static inline void guest_memfd_notify_allocated(struct file *file,
+						pgoff_t index)
+{
 }
 
 static inline struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,

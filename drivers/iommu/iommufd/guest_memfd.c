@@ -8,27 +8,36 @@
  * taking PFNs from guest_memfd and never reading them back from a domain.
  * guest_memfd's notifier keeps it so:
  *
- *  - conversion to private, hole punch, memory failure and release unmap the
- *    pages in invalidate_begin, before the pages change (an IOMMU access to a
- *    private page can be fatal on some hardware);
+ *  - conversion to private, hole punch and release unmap the pages in
+ *    invalidate_begin, before the pages change (an IOMMU access to a
+ *    private page can be fatal on some hardware); memory failure unmaps the
+ *    pages of its range that have the error;
  *  - conversion to shared allocates the pages it converts in prepare,
  *    before the point of no return, and maps them in invalidate_end, once
  *    they are shared (a page that already was shared, even a hole, is not
  *    converted and stays as it is);
- *  - fallocate(), and a fault on a user mapping that fills a hole, map the
- *    new pages in invalidate_end (GUEST_MEMFD_REASON_ALLOCATE).
+ *  - fallocate(), a fault on a user mapping or of KVM that fills a hole,
+ *    and another client's allocation (another IOAS mapping the range) map
+ *    the new pages in invalidate_end (GUEST_MEMFD_REASON_ALLOCATE);
+ *  - every invalidate_end leaves its range mapping what should be mapped.
  *
  * invalidate_end cannot fail. A page that fails to map there stays unmapped
  * in every domain (the safe direction), is recorded as pending with the
  * errno, and is retried by the next notification, the next domain attached,
  * or IOMMU_IOAS_MIRROR_STATUS with IOMMU_MIRROR_STATUS_RETRY.
  *
- * State, in iopt_pages_gmem and under pages->mutex: a bitmap of the pages
+ * State, in iopt_pages_gmem and under pages->mutex: an xarray of the pages
  * mapped in every tracked domain (with no domain: of the pages that would
- * be), and one of the pending pages. Unmapping only ever walks set bits, so
- * it never meets a hole.
+ * be), and a count of the pages pending. Unmapping only ever walks that
+ * xarray, so it never meets a hole. Its size, like the time any walk takes,
+ * follows the mapped pages, never the range: guest_memfd_walk_shared()
+ * finds the shared, allocated pages from guest_memfd's own state, so a
+ * range may be as large as the file (a VMM maps the whole guest memory).
+ * No high-order allocation either way.
  *
- * Lock order: iopt rwsems -> guest_memfd's invalidate lock -> pages->mutex.
+ * Lock order: iopt rwsems -> guest_memfd's invalidate lock -> pages->mutex
+ * -> folio lock (guest_memfd's page lookups; memory failure drops the folio
+ * lock before it notifies, see <linux/guest_memfd.h>).
  * Callbacks run under the invalidate lock and take only pages->mutex, never
  * the iopt rwsems: the (area, domain) pairs to unmap come from
  * pages->tracker. Paths that fill a domain take the invalidate lock for
@@ -37,7 +46,6 @@
  * user pages take mmap_lock under it, while guest_memfd takes the
  * invalidate lock under mmap_lock (faults).
  */
-#include <linux/bitmap.h>
 #include <linux/file.h>
 #include <linux/guest_memfd.h>
 #include <linux/highmem.h>
@@ -73,6 +81,11 @@ static int iopt_gmem_lookup(struct iopt_pages *pages, unsigned long index,
 					  GUEST_MEMFD_ACCESS_SHARED, pfn);
 }
 
+static bool iopt_gmem_is_mapped(struct iopt_pages *pages, unsigned long index)
+{
+	return xa_load(&pages->gmem.mapped, index);
+}
+
 static int iopt_gmem_map_one(struct iopt_pages *pages, struct iopt_area *area,
 			     struct iommu_domain *domain, unsigned long index,
 			     unsigned long pfn)
@@ -102,34 +115,121 @@ static void iopt_gmem_unmap_run(struct iopt_pages *pages,
 	pages->gmem.iopte_removes += npages;
 }
 
+/*
+ * Call @fn for each run of consecutive mapped pages in [start, end).  @fn
+ * may erase the entries of its run.
+ */
+static void iopt_gmem_for_each_mapped_run(struct iopt_pages *pages,
+					  unsigned long start,
+					  unsigned long end,
+					  void (*fn)(struct iopt_pages *pages,
+						     unsigned long index,
+						     unsigned long npages,
+						     void *data),
+					  void *data)
+{
+	XA_STATE(xas, &pages->gmem.mapped, start);
+	unsigned long first = 0, next = 0;
+	void *entry;
+
+	if (start >= end)
+		return;
+
+	/*
+	 * The entries are values and nobody frees them but under
+	 * pages->mutex, which is held: no RCU needed to walk them.
+	 */
+	lockdep_assert_held(&pages->mutex);
+	for (;;) {
+		rcu_read_lock();
+		entry = xas_find(&xas, end - 1);
+		rcu_read_unlock();
+		if (entry && xas.xa_index == next && next != first) {
+			next++;
+			continue;
+		}
+		if (next != first) {
+			fn(pages, first, next - first, data);
+			cond_resched();
+		}
+		if (!entry)
+			break;
+		first = xas.xa_index;
+		next = first + 1;
+		xas_set(&xas, next);
+	}
+}
+
+struct iopt_gmem_unmap_args {
+	struct iopt_area *area;
+	struct iommu_domain *domain;
+};
+
+static void iopt_gmem_unmap_domain_run(struct iopt_pages *pages,
+				       unsigned long index,
+				       unsigned long npages, void *data)
+{
+	struct iopt_gmem_unmap_args *args = data;
+
+	iopt_gmem_unmap_run(pages, args->area, args->domain, index, npages);
+}
+
 /* Unmap the pages below @end that are mapped, from one domain */
 static void iopt_gmem_unmap_below(struct iopt_pages *pages,
 				  struct iopt_area *area,
 				  struct iommu_domain *domain, unsigned long end)
 {
-	unsigned long rs = 0, re;
+	struct iopt_gmem_unmap_args args = { .area = area, .domain = domain };
 
-	for_each_set_bitrange_from(rs, re, pages->gmem.mapped, end)
-		iopt_gmem_unmap_run(pages, area, domain, rs, re - rs);
+	iopt_gmem_for_each_mapped_run(pages, 0, end,
+				      iopt_gmem_unmap_domain_run, &args);
 }
 
-/* Map every mapped page into one more domain; on failure undo it all */
-static int iopt_gmem_fill_track(struct iopt_pages *pages,
-				struct iopt_area *area,
-				struct iommu_domain *domain)
+/* Unmap one page from the tracked domains before @stop in the list */
+static void iopt_gmem_unmap_tracks_before(struct iopt_pages *pages,
+					  struct iopt_pages_track *stop,
+					  unsigned long index)
 {
+	struct iopt_pages_track *track;
+
+	list_for_each_entry(track, &pages->tracker, elm) {
+		if (track == stop)
+			break;
+		iopt_gmem_unmap_run(pages, track->area, track->domain, index, 1);
+	}
+}
+
+static void iopt_gmem_forget(struct iopt_pages *pages, unsigned long index)
+{
+	xa_erase(&pages->gmem.mapped, index);
+	pages->gmem.nr_mapped--;
+}
+
+/*
+ * Map every mapped page into the domain of @new, the last of the tracker's
+ * list: the domains before it in the list map them already.  A page that
+ * should no longer be mapped (a memory error whose notification has not
+ * come yet, or never comes) is unmapped from those domains and forgotten
+ * instead.  On failure @new's domain is left as it was.
+ */
+static int iopt_gmem_fill_track(struct iopt_pages *pages,
+				struct iopt_pages_track *new)
+{
+	struct iopt_area *area = new->area;
 	unsigned long index;
 	unsigned long pfn;
+	void *entry;
 	int rc;
 
 	lockdep_assert_held(&pages->mutex);
 
-	for_each_set_bit(index, pages->gmem.mapped, pages->npages) {
-		/* Under the invalidate lock a set bit is a shared page */
-		rc = iopt_gmem_lookup(pages, index, &pfn);
-		if (WARN_ON_ONCE(rc))
-			goto err_unmap;
-		rc = iopt_gmem_map_one(pages, area, domain, index, pfn);
+	xa_for_each(&pages->gmem.mapped, index, entry) {
+		if (iopt_gmem_lookup(pages, index, &pfn)) {
+			iopt_gmem_unmap_tracks_before(pages, new, index);
+			iopt_gmem_forget(pages, index);
+			continue;
+		}
+		rc = iopt_gmem_map_one(pages, area, new->domain, index, pfn);
 		if (rc)
 			goto err_unmap;
 		cond_resched();
@@ -137,7 +237,7 @@ static int iopt_gmem_fill_track(struct iopt_pages *pages,
 	return 0;
 
 err_unmap:
-	iopt_gmem_unmap_below(pages, area, domain, index);
+	iopt_gmem_unmap_below(pages, area, new->domain, index);
 	return rc;
 }
 
@@ -146,8 +246,12 @@ static int iopt_gmem_map_index(struct iopt_pages *pages, unsigned long index,
 			       unsigned long pfn)
 {
 	struct iopt_pages_track *track;
-	struct iopt_pages_track *done;
 	int rc;
+
+	rc = xa_insert(&pages->gmem.mapped, index, xa_mk_value(0),
+		       GFP_KERNEL_ACCOUNT);
+	if (rc)
+		return rc;
 
 	list_for_each_entry(track, &pages->tracker, elm) {
 		rc = iopt_gmem_map_one(pages, track->area, track->domain, index,
@@ -155,104 +259,106 @@ static int iopt_gmem_map_index(struct iopt_pages *pages, unsigned long index,
 		if (rc)
 			goto err_unmap;
 	}
-	__set_bit(index, pages->gmem.mapped);
 	pages->gmem.nr_mapped++;
 	return 0;
 
 err_unmap:
-	list_for_each_entry(done, &pages->tracker, elm) {
-		if (done == track)
-			break;
-		iopt_gmem_unmap_run(pages, done->area, done->domain, index, 1);
-	}
+	iopt_gmem_unmap_tracks_before(pages, track, index);
+	xa_erase(&pages->gmem.mapped, index);
 	return rc;
 }
 
-static void iopt_gmem_clear_pending(struct iopt_pages *pages,
-				    unsigned long index)
+/* guest_memfd_walk_shared() callback: map a page that is not mapped yet */
+static int iopt_gmem_sync_page(void *data, pgoff_t file_index,
+			       unsigned long pfn)
 {
-	if (__test_and_clear_bit(index, pages->gmem.pending))
-		pages->gmem.nr_pending--;
-}
-
-/* Make one page mapped if and only if it is shared and allocated */
-static void iopt_gmem_sync_index(struct iopt_pages *pages, unsigned long index)
-{
-	unsigned long pfn;
+	struct iopt_pages *pages = data;
+	unsigned long index = file_index - pages->gmem.start;
 	int rc;
 
-	if (test_bit(index, pages->gmem.mapped))
-		return;
-
-	if (iopt_gmem_lookup(pages, index, &pfn)) {
-		iopt_gmem_clear_pending(pages, index);
-		return;
-	}
+	if (iopt_gmem_is_mapped(pages, index))
+		return 0;
 
 	rc = iopt_gmem_map_index(pages, index, pfn);
 	if (rc) {
-		if (!__test_and_set_bit(index, pages->gmem.pending))
-			pages->gmem.nr_pending++;
+		/* Stays unmapped everywhere; the next resync retries it */
+		pages->gmem.nr_pending++;
 		pages->gmem.error = rc;
-		return;
 	}
-	iopt_gmem_clear_pending(pages, index);
+	return 0;
 }
 
-static void iopt_gmem_sync_done(struct iopt_pages *pages)
+/*
+ * Map the shared, allocated pages of [start, end) that are not mapped.
+ * With pages pending, resync the whole range instead: the pending count is
+ * only exact after a full resync, which recounts it.
+ */
+static void iopt_gmem_sync(struct iopt_pages *pages, unsigned long start,
+			   unsigned long end)
 {
+	lockdep_assert_held(&pages->mutex);
+
+	if (pages->gmem.nr_pending) {
+		pages->gmem.nr_pending = 0;
+		start = 0;
+		end = pages->npages;
+	}
+	if (start < end)
+		guest_memfd_walk_shared(&pages->gmem.notifier,
+					pages->gmem.start + start,
+					pages->gmem.start + end,
+					iopt_gmem_sync_page, pages);
 	if (!pages->gmem.nr_pending)
 		pages->gmem.error = 0;
 }
 
 static void iopt_gmem_retry(struct iopt_pages *pages)
 {
-	unsigned long index;
-
-	lockdep_assert_held(&pages->mutex);
-
-	for_each_set_bit(index, pages->gmem.pending, pages->npages) {
-		iopt_gmem_sync_index(pages, index);
-		cond_resched();
-	}
-	iopt_gmem_sync_done(pages);
+	iopt_gmem_sync(pages, 0, 0);
 }
 
-static void iopt_gmem_map_range(struct iopt_pages *pages, unsigned long start,
-				unsigned long end)
+static void iopt_gmem_unmap_all_run(struct iopt_pages *pages,
+				    unsigned long index, unsigned long npages,
+				    void *data)
 {
-	unsigned long index;
+	struct iopt_pages_track *track;
+	unsigned long i;
 
-	for (index = start; index < end; index++) {
-		iopt_gmem_sync_index(pages, index);
-		cond_resched();
-	}
-	iopt_gmem_sync_done(pages);
+	list_for_each_entry(track, &pages->tracker, elm)
+		iopt_gmem_unmap_run(pages, track->area, track->domain, index,
+				    npages);
+	for (i = index; i < index + npages; i++)
+		xa_erase(&pages->gmem.mapped, i);
+	pages->gmem.nr_mapped -= npages;
 }
 
 /* Unmap [start, end) from every tracked domain */
 static void iopt_gmem_unmap_range(struct iopt_pages *pages,
 				  unsigned long start, unsigned long end)
 {
-	struct iopt_pages_track *track;
-	unsigned long rs = start, re;
-	unsigned long index;
-
 	lockdep_assert_held(&pages->mutex);
 
-	for_each_set_bitrange_from(rs, re, pages->gmem.mapped, end) {
-		list_for_each_entry(track, &pages->tracker, elm)
-			iopt_gmem_unmap_run(pages, track->area, track->domain,
-					    rs, re - rs);
-		bitmap_clear(pages->gmem.mapped, rs, re - rs);
-		pages->gmem.nr_mapped -= re - rs;
-	}
+	iopt_gmem_for_each_mapped_run(pages, start, end,
+				      iopt_gmem_unmap_all_run, NULL);
+}
 
-	/* Whatever failed to map there is no longer to be mapped */
-	index = start;
-	for_each_set_bit_from(index, pages->gmem.pending, end)
-		iopt_gmem_clear_pending(pages, index);
-	iopt_gmem_sync_done(pages);
+/*
+ * Memory failure: unmap, from every domain, the mapped pages of the range
+ * that can no longer be looked up (the page with the error); the others
+ * of the range stay.
+ */
+static void iopt_gmem_unmap_failed(struct iopt_pages *pages,
+				   unsigned long start, unsigned long end)
+{
+	unsigned long index = start;
+	unsigned long pfn;
+	void *entry;
+
+	xa_for_each_range(&pages->gmem.mapped, index, entry, start, end - 1) {
+		if (!iopt_gmem_lookup(pages, index, &pfn))
+			continue;
+		iopt_gmem_unmap_all_run(pages, index, 1, NULL);
+	}
 }
 
 /* The part of @range inside @pages, as page indexes of @pages */
@@ -275,9 +381,7 @@ static int iopt_gmem_prepare(struct guest_memfd_notifier *n,
 			     pgoff_t *error_index)
 {
 	struct iopt_pages *pages = iopt_gmem_pages(n);
-	unsigned long start, end, index;
-	unsigned long pfn;
-	int rc;
+	unsigned long start, end;
 
 	if (range->reason != GUEST_MEMFD_REASON_CONVERT_SHARED ||
 	    !iopt_gmem_clamp(pages, range, &start, &end))
@@ -286,20 +390,11 @@ static int iopt_gmem_prepare(struct guest_memfd_notifier *n,
 	/*
 	 * Allocate now what invalidate_end maps: it cannot fail. Only the
 	 * private pages are converted; a shared page in the span (even a
-	 * hole) is left as it is. A page with a memory error is not mapped
-	 * anyway.
+	 * hole) is left as it is.
 	 */
-	for (index = start; index < end; index++) {
-		rc = guest_memfd_get_pfn_locked(n, pages->gmem.start + index,
-						GUEST_MEMFD_ACCESS_PRIVATE |
-						GUEST_MEMFD_GET_ALLOC, &pfn);
-		if (rc && rc != -EACCES && rc != -EHWPOISON) {
-			*error_index = pages->gmem.start + index;
-			return rc;
-		}
-		cond_resched();
-	}
-	return 0;
+	return guest_memfd_allocate(n, pages->gmem.start + start,
+				    pages->gmem.start + end,
+				    GUEST_MEMFD_ACCESS_PRIVATE, error_index);
 }
 
 static void iopt_gmem_abort(struct guest_memfd_notifier *n,
@@ -328,7 +423,10 @@ static void iopt_gmem_invalidate_begin(struct guest_memfd_notifier *n,
 		return;
 
 	mutex_lock(&pages->mutex);
-	iopt_gmem_unmap_range(pages, start, end);
+	if (range->reason == GUEST_MEMFD_REASON_MEMORY_FAILURE)
+		iopt_gmem_unmap_failed(pages, start, end);
+	else
+		iopt_gmem_unmap_range(pages, start, end);
 	mutex_unlock(&pages->mutex);
 }
 
@@ -336,22 +434,17 @@ static void iopt_gmem_invalidate_end(struct guest_memfd_notifier *n,
 				     const struct guest_memfd_range *range)
 {
 	struct iopt_pages *pages = iopt_gmem_pages(n);
-	unsigned long start, end;
+	unsigned long start = 0, end = 0;
 
+	/*
+	 * Whatever the reason, the range now maps what should be mapped: the
+	 * pages that became shared or allocated are mapped, and nothing of a
+	 * change that did not happen is lost.
+	 */
 	mutex_lock(&pages->mutex);
-	switch (range->reason) {
-	case GUEST_MEMFD_REASON_CONVERT_SHARED:
-	case GUEST_MEMFD_REASON_ALLOCATE:
-		if (pages->gmem.nr_pending)
-			iopt_gmem_retry(pages);
-		if (iopt_gmem_clamp(pages, range, &start, &end))
-			iopt_gmem_map_range(pages, start, end);
-		break;
-	default:
-		if (pages->gmem.nr_pending)
-			iopt_gmem_retry(pages);
-		break;
-	}
+	if (range->reason != GUEST_MEMFD_REASON_RELEASE)
+		iopt_gmem_clamp(pages, range, &start, &end);
+	iopt_gmem_sync(pages, start, end);
 	mutex_unlock(&pages->mutex);
 }
 
@@ -381,9 +474,8 @@ struct iopt_pages *iopt_alloc_gmem_pages(struct file *file,
 {
 	struct guest_memfd_notifier *n;
 	struct iopt_pages *pages;
-	unsigned long index;
+	pgoff_t error_index;
 	unsigned long end;
-	unsigned long pfn;
 	int rc;
 
 	if (!(guest_memfd_flags(file) & GUEST_MEMFD_F_CONVERTIBLE))
@@ -404,12 +496,7 @@ struct iopt_pages *iopt_alloc_gmem_pages(struct file *file,
 	pages->gmem.file = get_file(file);
 	pages->gmem.start = start >> PAGE_SHIFT;
 
-	pages->gmem.mapped = bitmap_zalloc(pages->npages, GFP_KERNEL_ACCOUNT);
-	pages->gmem.pending = bitmap_zalloc(pages->npages, GFP_KERNEL_ACCOUNT);
-	if (!pages->gmem.mapped || !pages->gmem.pending) {
-		rc = -ENOMEM;
-		goto err_put;
-	}
+	xa_init(&pages->gmem.mapped);
 
 	n = &pages->gmem.notifier;
 	n->ops = &iopt_gmem_notifier_ops;
@@ -417,22 +504,22 @@ struct iopt_pages *iopt_alloc_gmem_pages(struct file *file,
 	if (rc)
 		goto err_put;
 
+	/*
+	 * Allocate the range's shared pages (every client, this one included,
+	 * is told: a page that another client or the owner allocated is
+	 * mapped the same way), then record those not recorded yet by a
+	 * notification since the registration.
+	 */
 	guest_memfd_lock(n);
-	mutex_lock(&pages->mutex);
-	for (index = 0; index < pages->npages; index++) {
-		rc = guest_memfd_get_pfn_locked(n, pages->gmem.start + index,
-						GUEST_MEMFD_ACCESS_SHARED |
-						GUEST_MEMFD_GET_ALLOC, &pfn);
-		if (!rc) {
-			__set_bit(index, pages->gmem.mapped);
-			pages->gmem.nr_mapped++;
-		} else if (rc != -EACCES && rc != -EHWPOISON) {
-			break;
-		}
-		rc = 0;
-		cond_resched();
+	rc = guest_memfd_allocate(n, pages->gmem.start,
+				  pages->gmem.start + pages->npages,
+				  GUEST_MEMFD_ACCESS_SHARED, &error_index);
+	if (!rc) {
+		mutex_lock(&pages->mutex);
+		iopt_gmem_sync(pages, 0, pages->npages);
+		rc = pages->gmem.error;
+		mutex_unlock(&pages->mutex);
 	}
-	mutex_unlock(&pages->mutex);
 	guest_memfd_unlock(n);
 	if (rc)
 		goto err_put;
@@ -450,8 +537,7 @@ void iopt_gmem_release(struct iopt_pages *pages)
 	if (pages->gmem.notifier.inode)
 		guest_memfd_unregister_notifier(&pages->gmem.notifier);
 	fput(pages->gmem.file);
-	bitmap_free(pages->gmem.mapped);
-	bitmap_free(pages->gmem.pending);
+	xa_destroy(&pages->gmem.mapped);
 }
 
 /**
@@ -478,7 +564,7 @@ int iopt_gmem_fill_domains(struct iopt_area *area, struct iopt_pages *pages)
 	list_for_each_entry(track, &pages->tracker, elm) {
 		if (track->area != area)
 			continue;
-		rc = iopt_gmem_fill_track(pages, area, track->domain);
+		rc = iopt_gmem_fill_track(pages, track);
 		if (rc)
 			goto err_unmap;
 	}
@@ -548,7 +634,9 @@ int iopt_gmem_fill_domain(struct iopt_area *area, struct iopt_pages *pages,
 	if (rc)
 		goto out_unlock;
 
-	rc = iopt_gmem_fill_track(pages, area, domain);
+	rc = iopt_gmem_fill_track(pages, list_last_entry(&pages->tracker,
+							 struct iopt_pages_track,
+							 elm));
 	if (rc) {
 		iopt_untrack_domain(pages, area, domain);
 		goto out_unlock;

@@ -23,6 +23,7 @@
 #include <linux/pseudo_fs.h>
 #include <linux/pagemap.h>
 #include <linux/sched.h>
+#include <linux/sched/signal.h>
 #include <linux/string.h>
 #include <linux/swap.h>
 #include <linux/uaccess.h>
@@ -36,11 +37,13 @@ static struct vfsmount *gmem_mnt;
 #define GMEM_SHARED	xa_mk_value(1)
 
 /*
- * How often a conversion to private looks for unexpected page references,
- * draining the per-CPU LRU batches (which hold a reference on folios just
- * added to the page cache) before each new look.
+ * How often a conversion to private looks again for unexpected page
+ * references, draining the per-CPU LRU batches (which hold a reference on
+ * folios just added to the page cache) before each new look and sleeping
+ * 1, 2, 4, ... jiffies from the second on: about 2^(TRIES - 1) jiffies in
+ * all (128 ms at HZ=1000) before a reference counts as a long-term one.
  */
-#define GMEM_CONVERT_REF_TRIES	4
+#define GMEM_CONVERT_REF_TRIES	8
 
 static bool gmem_is_convertible(struct inode *inode)
 {
@@ -119,6 +122,276 @@ struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
 
 	return folio;
 }
+
+/*
+ * Find the first range of pages in [@index, @end) that are all shared (or
+ * all private): [*@first, *@last).  One step per range of the tree, so the
+ * cost follows the number of distinct ranges, not the number of pages.
+ * Called with the invalidate lock held.  Returns false if there is none.
+ */
+static bool gmem_next_range(struct inode *inode, pgoff_t index, pgoff_t end,
+			    bool shared, pgoff_t *first, pgoff_t *last)
+{
+	struct gmem_inode *gi = GMEM_I(inode);
+	MA_STATE(mas, &gi->shareability, index, index);
+
+	if (index >= end)
+		return false;
+
+	if (!gmem_is_convertible(inode)) {
+		if (!(gi->flags & GUEST_MEMFD_F_INIT_SHARED) != !shared)
+			return false;
+		*first = index;
+		*last = end;
+		return true;
+	}
+
+	if (shared) {
+		if (!mas_find(&mas, end - 1))
+			return false;
+		*first = max_t(pgoff_t, mas.index, index);
+		*last = mas.last >= end - 1 ? end : mas.last + 1;
+		return true;
+	}
+
+	/* Private ranges are the gaps between the entries. */
+	while (index < end) {
+		void *entry;
+
+		mas_set(&mas, index);
+		entry = mas_walk(&mas);
+		if (!entry) {
+			*first = index;
+			*last = mas.last >= end - 1 ? end : mas.last + 1;
+			return true;
+		}
+		if (mas.last >= end - 1)
+			break;
+		index = mas.last + 1;
+	}
+	return false;
+}
+
+/*
+ * Make a folio of the file safe to hand out: zero it the first time.  A
+ * folio that fallocate() allocated is not up to date until somebody uses
+ * it.  Returns true if the folio was new.  The folio is locked.
+ */
+static bool gmem_folio_make_uptodate(struct folio *folio)
+{
+	if (folio_test_uptodate(folio))
+		return false;
+
+	folio_zero_range(folio, 0, folio_size(folio));
+	folio_mark_uptodate(folio);
+	return true;
+}
+
+static int gmem_walk_folios(struct address_space *mapping, pgoff_t index,
+			    pgoff_t end,
+			    int (*fn)(void *data, pgoff_t index,
+				      unsigned long pfn),
+			    void *data)
+{
+	struct folio_batch fbatch;
+	int ret = 0;
+
+	folio_batch_init(&fbatch);
+	while (!ret && filemap_get_folios(mapping, &index, end - 1, &fbatch)) {
+		unsigned int i;
+
+		for (i = 0; !ret && i < folio_batch_count(&fbatch); i++) {
+			struct folio *folio = fbatch.folios[i];
+			bool poisoned;
+
+			folio_lock(folio);
+			poisoned = folio_test_hwpoison(folio);
+			if (!poisoned)
+				gmem_folio_make_uptodate(folio);
+			folio_unlock(folio);
+
+			/* A page with a memory error is never handed out. */
+			if (!poisoned)
+				ret = fn(data, folio->index, folio_pfn(folio));
+		}
+		folio_batch_release(&fbatch);
+		cond_resched();
+	}
+
+	return ret;
+}
+
+/**
+ * guest_memfd_walk_shared() - Visit the allocated shared pages of a range
+ * @n: a registered notifier
+ * @start: first page index
+ * @end: page index after the last page
+ * @fn: called for each page of [@start, @end) that is shared, allocated
+ *	and has no memory error, in index order, with its index and PFN; a
+ *	non-zero return ends the walk
+ * @data: passed to @fn
+ *
+ * For a client that mirrors the allocated shared pages of a range: the
+ * cost follows the shared ranges and the allocated pages, not the size of
+ * the range, so a client may map a range as large as the file.  A page
+ * that fallocate() allocated but nobody used yet is zeroed first.  @fn
+ * runs without the folio lock and may take the client's own locks.
+ *
+ * Context: the invalidate lock held (guest_memfd_lock(), or a callback).
+ * May sleep.
+ * Return: 0, or the first non-zero value @fn returned.
+ */
+int guest_memfd_walk_shared(struct guest_memfd_notifier *n, pgoff_t start,
+			    pgoff_t end,
+			    int (*fn)(void *data, pgoff_t index,
+				      unsigned long pfn),
+			    void *data)
+{
+	struct inode *inode = n->inode;
+	pgoff_t first, last;
+	int ret;
+
+	lockdep_assert_held(&inode->i_mapping->invalidate_lock);
+
+	if (GMEM_I(inode)->released)
+		return 0;
+
+	end = min_t(pgoff_t, end, i_size_read(inode) >> PAGE_SHIFT);
+	while (gmem_next_range(inode, start, end, true, &first, &last)) {
+		ret = gmem_walk_folios(inode->i_mapping, first, last, fn, data);
+		if (ret)
+			return ret;
+		start = last;
+	}
+	return 0;
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_walk_shared, "GUEST_MEMFD");
+
+/*
+ * Allocate the missing pages among the pages of [@start, @end) that are in
+ * the given state.  [*@new_first, *@new_last) spans the pages allocated
+ * (empty if none).
+ */
+static int gmem_allocate_state(struct inode *inode, pgoff_t start, pgoff_t end,
+			       bool shared, pgoff_t *error_index,
+			       pgoff_t *new_first, pgoff_t *new_last)
+{
+	pgoff_t first, last, index;
+
+	*new_first = *new_last = start;
+	while (gmem_next_range(inode, start, end, shared, &first, &last)) {
+		for (index = first; index < last; index++) {
+			struct folio *folio;
+			bool new;
+
+			if (fatal_signal_pending(current)) {
+				*error_index = index;
+				return -EINTR;
+			}
+
+			folio = gmem_get_folio(inode, index);
+			if (IS_ERR(folio)) {
+				*error_index = index;
+				return PTR_ERR(folio);
+			}
+			new = !folio_test_hwpoison(folio) &&
+			      gmem_folio_make_uptodate(folio);
+			folio_unlock(folio);
+			folio_put(folio);
+
+			if (new) {
+				if (*new_first == *new_last)
+					*new_first = index;
+				*new_last = index + 1;
+			}
+			cond_resched();
+		}
+		start = last;
+	}
+	return 0;
+}
+
+/**
+ * guest_memfd_allocate() - Allocate the missing pages of a range for a client
+ * @n: a registered notifier
+ * @start: first page index
+ * @end: page index after the last page
+ * @access: %GUEST_MEMFD_ACCESS_SHARED or %GUEST_MEMFD_ACCESS_PRIVATE: which
+ *	pages of the range to allocate, the shared or the private ones
+ * @error_index: output, on failure: the page that failed
+ *
+ * The pages are zeroed.  Shared pages: the caller holds the invalidate lock
+ * for reading (guest_memfd_lock()) and none of the locks its own callbacks
+ * take, because every client, the caller included, is told about the new
+ * pages with %GUEST_MEMFD_REASON_ALLOCATE.  Private pages: for a client's
+ * prepare callback of %GUEST_MEMFD_REASON_CONVERT_SHARED, which allocates
+ * the pages it will map once they are shared; nothing is notified (the
+ * conversion is).  What was allocated before an error stays allocated, as
+ * after a failed fallocate().
+ *
+ * Context: May sleep.
+ * Return: 0, -EINTR on a fatal signal, -ENOMEM, -EINVAL for bad @access.
+ */
+int guest_memfd_allocate(struct guest_memfd_notifier *n, pgoff_t start,
+			 pgoff_t end, unsigned int access, pgoff_t *error_index)
+{
+	struct inode *inode = n->inode;
+	bool shared = access == GUEST_MEMFD_ACCESS_SHARED;
+	struct guest_memfd_range range;
+	pgoff_t first, last;
+	int ret;
+
+	if (access != GUEST_MEMFD_ACCESS_SHARED &&
+	    access != GUEST_MEMFD_ACCESS_PRIVATE)
+		return -EINVAL;
+	if (shared)
+		lockdep_assert_held_read(&inode->i_mapping->invalidate_lock);
+	else
+		lockdep_assert_held_write(&inode->i_mapping->invalidate_lock);
+
+	if (GMEM_I(inode)->released)
+		return -ENODEV;
+
+	end = min_t(pgoff_t, end, i_size_read(inode) >> PAGE_SHIFT);
+	ret = gmem_allocate_state(inode, start, end, shared, error_index,
+				  &first, &last);
+	if (shared && first != last) {
+		guest_memfd_range_init(&range, first, last,
+				       GUEST_MEMFD_REASON_ALLOCATE, NULL);
+		gmem_notify_begin(GMEM_I(inode), &range);
+		gmem_notify_end(GMEM_I(inode), &range);
+	}
+	return ret;
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_allocate, "GUEST_MEMFD");
+
+/**
+ * guest_memfd_notify_allocated() - Tell clients that the owner filled a page
+ * @file: a guest_memfd
+ * @index: the page index
+ *
+ * For the owner of the file (KVM's fault path), after it allocated and
+ * zeroed a page: every client that mirrors allocated pages maps it, as
+ * after fallocate().
+ *
+ * Context: the invalidate lock held for reading; the folio not locked.
+ */
+void guest_memfd_notify_allocated(struct file *file, pgoff_t index)
+{
+	struct gmem_inode *gi = GMEM_I(file_inode(file));
+	struct guest_memfd_range range;
+
+	lockdep_assert_held_read(&file->f_mapping->invalidate_lock);
+
+	if (gi->released || list_empty(&gi->notifiers))
+		return;
+
+	guest_memfd_range_init(&range, index, index + 1,
+			       GUEST_MEMFD_REASON_ALLOCATE, NULL);
+	gmem_notify_begin(gi, &range);
+	gmem_notify_end(gi, &range);
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_notify_allocated, "GUEST_MEMFD");
 
 static long gmem_punch_hole(struct inode *inode, loff_t offset, loff_t len)
 {
@@ -428,9 +701,11 @@ static bool gmem_changed_span(struct gmem_inode *gi, pgoff_t start,
  * held for writing and the range unmapped, so no new fault can map a page;
  * a fault that checked the state before still holds the folio lock until
  * its PTE is in place, so lock the folio and unmap it again if needed.
+ * A page with a memory error keeps memory failure's reference for good: it
+ * is reported as such, not as a reference that may go away.
  */
-static int gmem_check_refs(struct address_space *mapping, pgoff_t start,
-			   pgoff_t end, pgoff_t *error_index)
+static int gmem_check_refs_range(struct address_space *mapping, pgoff_t start,
+				 pgoff_t end, pgoff_t *error_index)
 {
 	struct folio_batch fbatch;
 	pgoff_t index = start;
@@ -444,17 +719,23 @@ static int gmem_check_refs(struct address_space *mapping, pgoff_t start,
 			struct folio *folio = fbatch.folios[i];
 
 			folio_lock(folio);
-			if (folio_mapped(folio))
-				unmap_mapping_pages(mapping, folio->index,
-						    folio_nr_pages(folio), false);
-			/* The page cache's references plus fbatch's one. */
-			if (folio_ref_count(folio) > folio_nr_pages(folio) + 1) {
-				*error_index = max(folio->index, start);
-				ret = -EAGAIN;
+			if (folio_test_hwpoison(folio)) {
+				ret = -EHWPOISON;
+			} else {
+				if (folio_mapped(folio))
+					unmap_mapping_pages(mapping, folio->index,
+							    folio_nr_pages(folio),
+							    false);
+				/* The page cache's references plus fbatch's. */
+				if (folio_ref_count(folio) >
+				    folio_nr_pages(folio) + 1)
+					ret = -EAGAIN;
 			}
 			folio_unlock(folio);
-			if (ret)
+			if (ret) {
+				*error_index = max(folio->index, start);
 				break;
+			}
 		}
 		folio_batch_release(&fbatch);
 		cond_resched();
@@ -463,25 +744,46 @@ static int gmem_check_refs(struct address_space *mapping, pgoff_t start,
 	return ret;
 }
 
-static int gmem_wait_for_refs(struct address_space *mapping, pgoff_t start,
-			      pgoff_t end, pgoff_t *error_index)
+/* Check the pages of [@start, @end) that change, i.e. the shared ones. */
+static int gmem_check_refs(struct inode *inode, pgoff_t start, pgoff_t end,
+			   pgoff_t *error_index)
 {
-	int tries, ret;
+	pgoff_t first, last;
+	int ret;
 
-	for (tries = 1; ; tries++) {
-		ret = gmem_check_refs(mapping, start, end, error_index);
+	while (gmem_next_range(inode, start, end, true, &first, &last)) {
+		ret = gmem_check_refs_range(inode->i_mapping, first, last,
+					    error_index);
+		if (ret)
+			return ret;
+		start = last;
+	}
+	return 0;
+}
+
+static int gmem_wait_for_refs(struct inode *inode, pgoff_t start, pgoff_t end,
+			      pgoff_t *error_index)
+{
+	unsigned int tries;
+	int ret;
+
+	for (tries = 0; ; tries++) {
+		ret = gmem_check_refs(inode, start, end, error_index);
 		if (ret != -EAGAIN || tries == GMEM_CONVERT_REF_TRIES)
 			return ret;
 
 		/*
 		 * Folios are added to the LRU through per-CPU batches that
 		 * hold a reference until drained, and KVM's or compaction's
-		 * transient references go away by themselves: drain, give
-		 * them a tick, and look again from the page that failed.
+		 * transient references go away by themselves: drain, wait a
+		 * little longer each time, and look again from the page that
+		 * failed.  A fatal signal ends the wait.
 		 */
 		lru_add_drain_all();
-		if (tries > 1)
-			schedule_timeout_uninterruptible(1);
+		if (tries)
+			schedule_timeout_killable(1UL << (tries - 1));
+		if (fatal_signal_pending(current))
+			return -EINTR;
 		start = *error_index;
 	}
 }
@@ -496,12 +798,16 @@ static int gmem_wait_for_refs(struct address_space *mapping, pgoff_t start,
  *
  * All or nothing.  Only the span of pages whose state changes is notified
  * (nothing if no page changes): prepare, the core's checks (to private:
- * unmap from every host page table, then no unexpected page reference),
- * invalidate_begin, the change, invalidate_end.
+ * unmap from every host page table, then no unexpected page reference,
+ * counting only the pages that change), invalidate_begin, the owner's
+ * convert step, the change, invalidate_end.  If the owner's step fails,
+ * invalidate_end still follows and nothing changes.
  *
  * Context: May sleep.  Takes the invalidate lock for writing.
  * Return: 0; -ENOMEM; -EAGAIN if a page going private has references beyond
- * the file's; or the errno with which a client's prepare refused.
+ * the file's; -EHWPOISON if a page going private has a memory error; -EINTR
+ * on a fatal signal; or the errno with which a client's prepare or the
+ * owner's convert step refused.
  */
 int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 		 bool to_private, pgoff_t *error_index)
@@ -556,7 +862,7 @@ int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 	if (to_private) {
 		/* Every process's mappings, not only the caller's. */
 		unmap_mapping_pages(mapping, first, last - first, false);
-		r = gmem_wait_for_refs(mapping, first, last, error_index);
+		r = gmem_wait_for_refs(inode, first, last, error_index);
 		if (r) {
 			gmem_notify_abort(gi, &range);
 			goto out_free;
@@ -564,7 +870,14 @@ int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 	}
 
 	gmem_notify_begin(gi, &range);
-	mas_store_prealloc(&mas, entry);
+	/* The owner's step, e.g. the hardware's own state of the pages. */
+	if (gi->owner_ops->convert)
+		r = gi->owner_ops->convert(gi->owner_priv, first, last,
+					   to_private, error_index);
+	if (!r)
+		mas_store_prealloc(&mas, entry);
+	else
+		mas_destroy(&mas);
 	gmem_notify_end(gi, &range);
 	goto out_unlock;
 
@@ -676,24 +989,42 @@ static int gmem_migrate_folio(struct address_space *mapping,
 	return -EINVAL;
 }
 
+/*
+ * Memory failure calls this with the folio locked.  The callbacks must not
+ * run under the folio lock: a conversion to private holds the invalidate
+ * lock for writing and locks folios (gmem_check_refs()), the mmap fault
+ * handler and guest_memfd_walk_shared() lock folios under the invalidate
+ * lock, and clients lock folios under their own locks, all of which a
+ * memory-failure callback takes.  So unlock the folio for the notification.
+ * PG_hwpoison, set before this is called, already keeps every lookup from
+ * handing the page out, and memory failure holds a reference on it; if a
+ * hole punch frees the page meanwhile, the notification finds nothing left
+ * to drop, which is what it asks for anyway.
+ * The inode reference keeps the file's notifiers and state alive while
+ * the folio lock does not; it is dropped before the folio lock is taken
+ * back, because dropping the last one truncates the file, which locks the
+ * file's folios.
+ */
 static int gmem_error_folio(struct address_space *mapping, struct folio *folio)
 {
-	struct gmem_inode *gi = GMEM_I(mapping->host);
+	struct inode *inode = mapping->host;
+	struct gmem_inode *gi = GMEM_I(inode);
 	struct guest_memfd_range range;
 
 	guest_memfd_range_init(&range, folio->index,
 			       folio->index + folio_nr_pages(folio),
 			       GUEST_MEMFD_REASON_MEMORY_FAILURE, NULL);
 
+	/* Being evicted: nobody is subscribed any more. */
+	if (!igrab(inode))
+		return MF_DELAYED;
+
+	folio_unlock(folio);
 	filemap_invalidate_lock_shared(mapping);
 
-	/* After RELEASE, clients have dropped everything already. */
-	if (gi->released)
-		goto out_unlock;
-
-	gmem_notify_begin(gi, &range);
-
 	/*
+	 * After RELEASE, clients have dropped everything already.
+	 *
 	 * Do not truncate the range, what action is taken in response to the
 	 * error is userspace's decision (assuming the architecture supports
 	 * gracefully handling memory errors).  If/when the guest attempts to
@@ -701,11 +1032,14 @@ static int gmem_error_folio(struct address_space *mapping, struct folio *folio)
 	 * at which point KVM can either terminate the VM or propagate the
 	 * error to userspace.
 	 */
+	if (!gi->released) {
+		gmem_notify_begin(gi, &range);
+		gmem_notify_end(gi, &range);
+	}
 
-	gmem_notify_end(gi, &range);
-
-out_unlock:
 	filemap_invalidate_unlock_shared(mapping);
+	iput(inode);
+	folio_lock(folio);
 
 	return MF_DELAYED;
 }
@@ -775,6 +1109,7 @@ struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 	/* From here on, evicting the inode puts the module. */
 	GMEM_I(inode)->owner_ops = ops;
 	GMEM_I(inode)->owner_module = module;
+	GMEM_I(inode)->owner_priv = priv;
 
 	inode->i_op = &gmem_iops;
 	inode->i_mapping->a_ops = &gmem_aops;
@@ -942,6 +1277,7 @@ static struct inode *gmem_alloc_inode(struct super_block *sb)
 	gi->flags = 0;
 	gi->owner_ops = NULL;
 	gi->owner_module = NULL;
+	gi->owner_priv = NULL;
 	return &gi->vfs_inode;
 }
 

@@ -54,6 +54,7 @@ struct gmem_inode {
 	/* The creator's callbacks and the module they live in. */
 	const struct guest_memfd_owner_ops *owner_ops;
 	struct module *owner_module;
+	void *owner_priv;
 	/*
 	 * Only used when the owner has a free_folio callback, see
 	 * guest_memfd_create(): ->free_folio() gets nothing but the folio, so

@@ -175,6 +175,24 @@ static const struct guest_memfd_owner_ops kt_owner_ops = {
 	.release	= kt_owner_release,
 };
 
+/* An owner whose convert step refuses with kt_convert_error, at page 5. */
+static int kt_convert_error;
+static unsigned int kt_convert_calls;
+
+static int kt_owner_convert(void *priv, pgoff_t start, pgoff_t end,
+			    bool to_private, pgoff_t *error_index)
+{
+	kt_convert_calls++;
+	if (kt_convert_error)
+		*error_index = 5;
+	return kt_convert_error;
+}
+
+static const struct guest_memfd_owner_ops kt_owner_convert_ops = {
+	.release	= kt_owner_release,
+	.convert	= kt_owner_convert,
+};
+
 static struct kt_log *kt_log_new(struct kunit *test)
 {
 	struct kt_log *log = kunit_kzalloc(test, sizeof(*log), GFP_KERNEL);
@@ -739,6 +757,50 @@ static void gmem_convert_test(struct kunit *test)
 	__fput_sync(file);
 }
 
+/*
+ * The owner's convert step runs between begin and end; if it refuses, the
+ * conversion fails with its errno and page, invalidate_end still follows
+ * (clients map the pages again as they are) and the state does not change.
+ */
+static void gmem_convert_owner_step_test(struct kunit *test)
+{
+	struct kt_log *log = kt_log_new(test);
+	pgoff_t error_index = 0;
+	struct kt_client a;
+	struct file *file;
+	pgoff_t i;
+
+	kt_client_init(&a, log, 1, &kt_ops);
+	file = guest_memfd_create(&kt_owner_convert_ops, NULL, THIS_MODULE,
+				  KT_PAGES * PAGE_SIZE, GUEST_MEMFD_F_CONVERTIBLE);
+	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, file);
+	KUNIT_ASSERT_EQ(test, guest_memfd_register_notifier(file, &a.n), 0);
+
+	kt_convert_calls = 0;
+	kt_convert_error = -EIO;
+	KUNIT_EXPECT_EQ(test, gmem_convert(file_inode(file), 2, 8, false,
+					   &error_index), -EIO);
+	KUNIT_EXPECT_EQ(test, error_index, 5UL);
+	KUNIT_EXPECT_EQ(test, kt_convert_calls, 1U);
+	KUNIT_ASSERT_EQ(test, log->nr, 3);
+	kt_expect_event(test, log, 0, 1, KT_PREPARE, GUEST_MEMFD_REASON_CONVERT_SHARED, 2, 8);
+	kt_expect_event(test, log, 1, 1, KT_BEGIN, GUEST_MEMFD_REASON_CONVERT_SHARED, 2, 8);
+	kt_expect_event(test, log, 2, 1, KT_END, GUEST_MEMFD_REASON_CONVERT_SHARED, 2, 8);
+	for (i = 0; i < KT_PAGES; i++)
+		KUNIT_EXPECT_TRUE(test, guest_memfd_is_private(file, i));
+
+	kt_convert_error = 0;
+	log->nr = 0;
+	KUNIT_EXPECT_EQ(test, gmem_convert(file_inode(file), 2, 8, false,
+					   &error_index), 0);
+	KUNIT_EXPECT_EQ(test, kt_convert_calls, 2U);
+	for (i = 0; i < KT_PAGES; i++)
+		KUNIT_EXPECT_EQ(test, guest_memfd_is_private(file, i), i < 2 || i >= 8);
+
+	guest_memfd_unregister_notifier(&a.n);
+	__fput_sync(file);
+}
+
 static struct kunit_case gmem_notifier_cases[] = {
 	KUNIT_CASE(gmem_register_test),
 	KUNIT_CASE(gmem_pairing_test),
@@ -747,6 +809,7 @@ static struct kunit_case gmem_notifier_cases[] = {
 	KUNIT_CASE(gmem_release_test),
 	KUNIT_CASE(gmem_get_pfn_test),
 	KUNIT_CASE(gmem_convert_test),
+	KUNIT_CASE(gmem_convert_owner_step_test),
 	KUNIT_CASE_SLOW(gmem_unregister_race_test),
 	{}
 };

@@ -41,6 +41,13 @@
  *                   returns its errno (e.g. EACCES on a state mismatch,
  *                   ENOENT for a missing page).  Not logged.  ENOTCONN: not
  *                   attached.
+ *   hold OFFSET     Take a reference on the page at byte OFFSET, as a
+ *                   device or firmware holding on to a page would (a
+ *                   conversion to private that changes that page then fails
+ *                   with EAGAIN).  One page at a time.  ENOENT: no page
+ *                   there.  EBUSY: already holding one.  ENOTCONN: not
+ *                   attached.
+ *   unhold          Drop it (also done by the last close()).  ENOENT: none.
  *
  * Any other command fails with EINVAL.
  *
@@ -73,6 +80,7 @@
 #include <linux/init.h>
 #include <linux/kernel.h>
 #include <linux/mutex.h>
+#include <linux/pagemap.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
@@ -135,6 +143,9 @@ struct gmem_test_client {
 	unsigned long lost;
 	int refuse_error;
 	pgoff_t refuse_index;
+
+	/* The page "hold" took a reference on, under @cmd_lock. */
+	struct folio *held;
 };
 
 static struct dentry *gmem_test_dir;
@@ -256,6 +267,8 @@ static int gmem_test_release(struct inode *inode, struct file *file)
 
 	if (c->attached)
 		guest_memfd_unregister_notifier(&c->notifier);
+	if (c->held)
+		folio_put(c->held);
 
 	kvfree(c->events);
 	kfree(c);
@@ -307,6 +320,23 @@ static int gmem_test_lookup(struct gmem_test_client *c, u64 offset,
 
 	return guest_memfd_get_pfn(&c->notifier, offset >> PAGE_SHIFT, flags,
 				   &pfn);
+}
+
+static int gmem_test_hold(struct gmem_test_client *c, u64 offset)
+{
+	struct folio *folio;
+
+	if (!c->attached)
+		return -ENOTCONN;
+	if (c->held)
+		return -EBUSY;
+
+	folio = filemap_get_folio(c->notifier.inode->i_mapping,
+				  offset >> PAGE_SHIFT);
+	if (IS_ERR(folio))
+		return -ENOENT;
+	c->held = folio;
+	return 0;
 }
 
 static int gmem_test_command(struct gmem_test_client *c, char *cmd)
@@ -365,6 +395,20 @@ static int gmem_test_command(struct gmem_test_client *c, char *cmd)
 		if (kstrtou64(argv[1], 0, &a))
 			return -EINVAL;
 		return gmem_test_lookup(c, a, argv[2], argc == 4 ? argv[3] : NULL);
+	}
+
+	if (!strcmp(argv[0], "hold") && argc == 2) {
+		if (kstrtou64(argv[1], 0, &a))
+			return -EINVAL;
+		return gmem_test_hold(c, a);
+	}
+
+	if (!strcmp(argv[0], "unhold") && argc == 1) {
+		if (!c->held)
+			return -ENOENT;
+		folio_put(c->held);
+		c->held = NULL;
+		return 0;
 	}
 
 	return -EINVAL;

@@ -818,6 +818,18 @@ TEST_F(iommufd_gmem, map_file_errors)
 	err_map_gmem(EOPNOTSUPP, fd, 0, self->size);
 	close(fd);
 
+	/*
+	 * Files that are no guest_memfd and no memfd: /dev/kvm, the VM, the
+	 * iommufd itself; and a closed fd.
+	 */
+	fd = open("/dev/kvm", O_RDWR);
+	ASSERT_LE(0, fd);
+	err_map_gmem(EINVAL, fd, 0, PAGE_SIZE);
+	err_map_gmem(EINVAL, self->vm_fd, 0, PAGE_SIZE);
+	err_map_gmem(EINVAL, self->fd, 0, PAGE_SIZE);
+	close(fd);
+	err_map_gmem(EBADF, fd, 0, PAGE_SIZE);
+
 	/* Nothing mapped, nothing allocated, no area left behind */
 	test_err_mirror_status(ENOENT, AREA_IOVA(0));
 	for (d = 0; d != self->ndomains; d++) {
@@ -838,6 +850,7 @@ TEST_F(iommufd_gmem, map_file_errors)
 TEST_F(iommufd_gmem, mirror_status_errors)
 {
 	struct iommu_ioas_mirror_status st, retry;
+	unsigned int bit;
 	__u64 iova;
 
 	test_err_mirror_status(ENOENT, AREA_IOVA(0));
@@ -862,10 +875,12 @@ TEST_F(iommufd_gmem, mirror_status_errors)
 	ASSERT_EQ(st.out_iopte_adds, retry.out_iopte_adds);
 	ASSERT_EQ(st.out_iopte_removes, retry.out_iopte_removes);
 
-	/* Unknown flags, non-zero reserved words, another IOAS id */
-	EXPECT_ERRNO(EOPNOTSUPP,
-		     _test_ioctl_mirror_status(self->fd, self->ioas_id,
-					       AREA_IOVA(0), 1 << 1, &st));
+	/* Every unknown flag, non-zero reserved words, another IOAS id */
+	for (bit = 1; bit != 32; bit++)
+		EXPECT_ERRNO(EOPNOTSUPP,
+			     _test_ioctl_mirror_status(self->fd, self->ioas_id,
+						       AREA_IOVA(0), 1U << bit,
+						       &st));
 	st = (struct iommu_ioas_mirror_status){
 		.size = sizeof(st),
 		.ioas_id = self->ioas_id,
@@ -1064,40 +1079,392 @@ TEST_F(iommufd_gmem, access_rw)
 }
 
 /*
- * Memory failure of a shared page (MADV_HWPOISON, in a child that maps it):
- * that page's IOVA maps nothing afterwards, the others stay.
+ * Poison a shared page with MADV_HWPOISON, in a child that maps it (the
+ * child may get SIGBUS for it). Returns false if the kernel refuses
+ * (no CAP_SYS_ADMIN or no CONFIG_MEMORY_FAILURE).
  */
-TEST_F(iommufd_gmem, memory_failure)
+static bool __poison(struct __test_metadata *_metadata,
+		     FIXTURE_DATA(iommufd_gmem) *self, unsigned int page)
 {
-	const unsigned int bad = 5;
 	int status;
 	pid_t pid;
 
-	set_layout("SSSSSSSSSSSSSSSS");
-	map_area(0, NR_PAGES, AREA_IOVA(0));
-	check_mirror();
-
 	pid = fork();
-	ASSERT_NE(-1, pid);
+	if (pid == -1)
+		return false;
 	if (!pid) {
-		volatile __u8 *p = self->mem + page_off(bad);
+		volatile __u8 *p = self->mem + page_off(page);
 
 		(void)*p;
 		if (madvise((void *)p, PAGE_SIZE, MADV_HWPOISON))
 			_exit(errno == EPERM || errno == EINVAL ? KSFT_SKIP : 1);
 		_exit(0);
 	}
-	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	if (waitpid(pid, &status, 0) != pid)
+		return false;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == KSFT_SKIP)
-		SKIP(return,
-		     "MADV_HWPOISON refused (needs CAP_SYS_ADMIN and CONFIG_MEMORY_FAILURE)");
-	/* The child may get SIGBUS for the page it poisoned */
-	ASSERT_TRUE((WIFEXITED(status) && !WEXITSTATUS(status)) ||
+		return false;
+	EXPECT_TRUE((WIFEXITED(status) && !WEXITSTATUS(status)) ||
 		    (WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS))
 		TH_LOG("child status 0x%x", status);
+	self->poisoned[page] = true;
+	return true;
+}
+#define poison(page)							\
+	do {								\
+		if (!__poison(_metadata, self, page))			\
+			SKIP(return, "MADV_HWPOISON refused (needs CAP_SYS_ADMIN and CONFIG_MEMORY_FAILURE)"); \
+	} while (0)
 
-	self->poisoned[bad] = true;
+/*
+ * Memory failure of a shared page: that page's IOVA maps nothing
+ * afterwards, the others stay.
+ */
+/*
+ * Only the pages that change state are checked for references: a page
+ * that is already private (here with a reference the mock client holds,
+ * as a device or firmware might) does not fail a conversion to private of
+ * a span around it; once shared, the same reference refuses it (EAGAIN).
+ */
+TEST_F(iommufd_gmem, to_private_checks_changing_pages)
+{
+	__u64 error_offset = 0;
+	int cfd;
+
+	cfd = gmem_client_open();
+	if (cfd < 0)
+		SKIP(return, "no guest_memfd mock client (CONFIG_GUEST_MEMFD_TEST)");
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", self->gmem_fd));
+	set_layout("SSSPSSSSSSSSSSSS");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	populate(0, NR_PAGES);
 	check_mirror();
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "hold %llu", page_off(3)));
+
+	to_private(0, 8);
+	check_mirror();
+
+	to_shared(3, 1);
+	ASSERT_EQ(-EAGAIN, gmem_convert(self->gmem_fd, KVM_GMEM_CONVERT_PRIVATE,
+					page_off(2), page_off(4),
+					&error_offset));
+	ASSERT_EQ(page_off(3), error_offset);
+	check_mirror();
+
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "unhold"));
+	to_private(2, 4);
+	check_mirror();
+	close(cfd);
+}
+
+TEST_F(iommufd_gmem, memory_failure)
+{
+	set_layout("SSSSSSSSSSSSSSSS");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+
+	poison(5);
+	check_mirror();
+}
+
+/*
+ * A domain attached after a memory failure maps every mapped page but the
+ * poisoned one, and the attach succeeds.
+ */
+TEST_F(iommufd_gmem, memory_failure_then_attach)
+{
+	if (self->ndomains >= GMEM_MAX_DOMAINS)
+		SKIP(return, "no room for one more domain");
+	set_layout("SSSSSSSSSSSSSSSS");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	poison(3);
+	add_domain(_metadata, self);
+	check_mirror();
+	poison(11);
+	check_mirror();
+}
+
+/*
+ * Conversion to private of a span with a poisoned page fails with
+ * EHWPOISON at that page (memory failure keeps its reference for good: no
+ * retry can succeed), and changes nothing.
+ */
+TEST_F(iommufd_gmem, to_private_hwpoison)
+{
+	__u64 error_offset = 0;
+
+	set_layout("SSSSSSSSSSSSSSSS");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	poison(6);
+	ASSERT_EQ(-EHWPOISON,
+		  gmem_convert(self->gmem_fd, KVM_GMEM_CONVERT_PRIVATE,
+			       page_off(2), page_off(8), &error_offset));
+	ASSERT_EQ(page_off(6), error_offset);
+	check_mirror();
+	ASSERT_TRUE(gmem_host_can_read(self->mem + page_off(2)));
+
+	/* The pages around it still convert */
+	to_private(2, 4);
+	to_private(7, 3);
+	check_mirror();
+}
+
+/*
+ * A second IOAS mapping the same range allocates its shared holes: the
+ * first IOAS maps them too (they are allocated shared pages now).
+ */
+TEST_F(iommufd_gmem, second_ioas_allocates)
+{
+	__u32 ioas2, stdev2, hwpt2;
+	unsigned int i;
+
+	set_layout(MIXED);
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	punch(0, NR_PAGES);
+	check_mirror();
+
+	test_ioctl_ioas_alloc(&ioas2);
+	test_cmd_mock_domain(ioas2, &stdev2, &hwpt2, NULL);
+	{
+		__u64 iova = AREA_IOVA(1);
+
+		ASSERT_EQ(0, _test_ioctl_ioas_map_file(self->fd, ioas2,
+						       self->gmem_fd, 0,
+						       self->size, &iova,
+						       IOMMU_IOAS_MAP_FIXED_IOVA |
+						       IOMMU_IOAS_MAP_WRITEABLE |
+						       IOMMU_IOAS_MAP_READABLE));
+	}
+	for (i = 0; i != NR_PAGES; i++)
+		if (self->shared[i])
+			self->allocated[i] = true;
+	check_mirror();
+	for (i = 0; i != NR_PAGES; i++)
+		ASSERT_EQ(0, _test_cmd_md_check_gmem(self->fd, hwpt2,
+						     AREA_IOVA(1) + page_off(i),
+						     PAGE_SIZE, self->gmem_fd,
+						     page_off(i),
+						     self->shared[i] ? 0 :
+						     MOCK_CHECK_GMEM_UNMAPPED));
+
+	/* And a conversion reaches both */
+	to_private(0, 2);
+	check_mirror();
+	test_cmd_md_check_gmem_unmapped(hwpt2, AREA_IOVA(1), page_off(2),
+					self->gmem_fd, 0);
+}
+
+/*
+ * KVM's own faults fill holes too: a page the guest touches (here through
+ * KVM_PRE_FAULT_MEMORY, which faults like a vCPU) is allocated, and if it
+ * is shared every domain maps it.
+ */
+TEST_F(iommufd_gmem, kvm_fault_allocates)
+{
+	struct kvm_userspace_memory_region2 region = {
+		.slot = 0,
+		.flags = KVM_MEM_GUEST_MEMFD,
+		.guest_phys_addr = 0,
+		.memory_size = self->size,
+		.userspace_addr = (uintptr_t)self->mem,
+		.guest_memfd = self->gmem_fd,
+		.guest_memfd_offset = 0,
+	};
+	struct kvm_pre_fault_memory range = {};
+	unsigned int i;
+	int vcpu_fd;
+
+	set_layout(MIXED);
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	punch(0, NR_PAGES);
+	check_mirror();
+
+	ASSERT_EQ(0, ioctl(self->vm_fd, KVM_SET_USER_MEMORY_REGION2, &region));
+	vcpu_fd = ioctl(self->vm_fd, KVM_CREATE_VCPU, 0);
+	ASSERT_LE(0, vcpu_fd);
+	for (i = 0; i != NR_PAGES; i++) {
+		range.gpa = page_off(i);
+		range.size = PAGE_SIZE;
+		if (ioctl(vcpu_fd, KVM_PRE_FAULT_MEMORY, &range)) {
+			close(vcpu_fd);
+			if (errno == ENOTTY || errno == EOPNOTSUPP || errno == EINVAL)
+				SKIP(return, "KVM_PRE_FAULT_MEMORY: %s",
+				     strerror(errno));
+			ASSERT_EQ(0, errno);
+		}
+		self->allocated[i] = true;
+	}
+	check_mirror();
+	close(vcpu_fd);
+}
+
+/*
+ * The mirror's cost follows the allocated shared pages, not the range: a
+ * sparse file of 1 TiB or 17 TiB (more than 2^32 pages), private but for a
+ * few pages spread over it, maps as a whole into an IOAS (with no domain:
+ * a mock domain's IOVA space is smaller), a window of it beyond page 2^32
+ * into a mock domain, and both follow conversions and hole punches. No
+ * high-order allocation, no WARN.
+ */
+FIXTURE(iommufd_gmem_huge)
+{
+	int fd;
+	int vm_fd;
+	int gmem_fd;
+};
+
+FIXTURE_VARIANT(iommufd_gmem_huge)
+{
+	__u64 size;
+};
+
+FIXTURE_VARIANT_ADD(iommufd_gmem_huge, tib1)
+{
+	.size = 1ULL << 40,
+};
+
+FIXTURE_VARIANT_ADD(iommufd_gmem_huge, tib17)
+{
+	.size = 17ULL << 40,
+};
+
+FIXTURE_SETUP(iommufd_gmem_huge)
+{
+	const char *skip = NULL;
+	int r;
+
+	self->vm_fd = -1;
+	self->gmem_fd = -1;
+	self->fd = open("/dev/iommu", O_RDWR);
+	ASSERT_NE(-1, self->fd);
+	r = gmem_vm_create(variant->size, 0, &self->vm_fd, &self->gmem_fd,
+			   &skip);
+	if (r == 1)
+		SKIP(return, "%s", skip);
+	ASSERT_EQ(0, r);
+}
+
+FIXTURE_TEARDOWN(iommufd_gmem_huge)
+{
+	teardown_iommufd(self->fd, _metadata);
+	if (self->gmem_fd >= 0)
+		close(self->gmem_fd);
+	if (self->vm_fd >= 0)
+		close(self->vm_fd);
+}
+
+#define HUGE_SHARED	81
+#define HUGE_IOVA	(1ULL << 44)
+#define HUGE_WINDOW	16
+
+/*
+ * The window [win, win + HUGE_WINDOW) of the file, mapped at the start of
+ * the mock aperture: a page is mapped iff it is in @shared and not @gone.
+ */
+static void check_window(struct __test_metadata *_metadata, int fd,
+			 __u32 hwpt_id, int gmem_fd, __u64 win,
+			 const __u64 *shared, unsigned int n, __u64 gone)
+{
+	unsigned int i, j;
+
+	for (i = 0; i != HUGE_WINDOW; i++) {
+		__u64 p = win + i;
+		bool exp = false;
+
+		for (j = 0; j != n; j++)
+			exp |= shared[j] == p;
+		exp &= p != gone;
+		ASSERT_EQ(0, _test_cmd_md_check_gmem(fd, hwpt_id,
+						     MOCK_APERTURE_START +
+						     i * PAGE_SIZE, PAGE_SIZE,
+						     gmem_fd, p * PAGE_SIZE,
+						     exp ? 0 :
+						     MOCK_CHECK_GMEM_UNMAPPED))
+			TH_LOG("file page %llu should %s", (unsigned long long)p,
+			       exp ? "be mapped" : "map nothing");
+	}
+}
+
+TEST_F(iommufd_gmem_huge, map_whole_file)
+{
+	__u64 pages = variant->size / PAGE_SIZE;
+	__u64 shared[HUGE_SHARED];
+	struct iommu_ioas_mirror_status st;
+	__u32 ioas_id, small_ioas, stdev_id, hwpt_id;
+	__u64 iova = HUGE_IOVA, win;
+	unsigned int mid = HUGE_SHARED / 2;
+	unsigned int i;
+
+	/*
+	 * First, last, page 2^32 and the one before (17 TiB) and spread
+	 * evenly in between; each distinct and in order.
+	 */
+	for (i = 0; i != HUGE_SHARED; i++)
+		shared[i] = i * (pages / HUGE_SHARED) + i % 2;
+	if (pages > (1ULL << 32)) {
+		mid = (1ULL << 32) / (pages / HUGE_SHARED);
+		shared[mid - 1] = (1ULL << 32) - 1;
+		shared[mid] = 1ULL << 32;
+	}
+	shared[HUGE_SHARED - 1] = pages - 1;
+	for (i = 1; i != HUGE_SHARED; i++)
+		ASSERT_LT(shared[i - 1], shared[i]);
+	for (i = 0; i != HUGE_SHARED; i++)
+		ASSERT_EQ(0, gmem_convert(self->gmem_fd, KVM_GMEM_CONVERT_SHARED,
+					  shared[i] * PAGE_SIZE, PAGE_SIZE,
+					  NULL));
+
+	test_ioctl_ioas_alloc(&ioas_id);
+	ASSERT_EQ(0, _test_ioctl_ioas_map_file(self->fd, ioas_id, self->gmem_fd,
+					       0, variant->size, &iova,
+					       IOMMU_IOAS_MAP_FIXED_IOVA |
+					       IOMMU_IOAS_MAP_WRITEABLE |
+					       IOMMU_IOAS_MAP_READABLE));
+	ASSERT_EQ(0, _test_ioctl_mirror_status(self->fd, ioas_id, HUGE_IOVA, 0,
+					       &st));
+	ASSERT_EQ(variant->size, st.out_length);
+	ASSERT_EQ(HUGE_SHARED, st.out_mapped_pages);
+	ASSERT_EQ(0, st.out_pending_pages);
+
+	/*
+	 * A mock domain's IOVA space is below 2 GiB: it gets a window of the
+	 * file around the page at 2^32 (or the middle of the file), mapped
+	 * from a second IOAS.
+	 */
+	test_ioctl_ioas_alloc(&small_ioas);
+	test_cmd_mock_domain(small_ioas, &stdev_id, &hwpt_id, NULL);
+	win = shared[mid] - HUGE_WINDOW / 2;
+	iova = MOCK_APERTURE_START;
+	ASSERT_EQ(0, _test_ioctl_ioas_map_file(self->fd, small_ioas,
+					       self->gmem_fd, win * PAGE_SIZE,
+					       HUGE_WINDOW * PAGE_SIZE, &iova,
+					       IOMMU_IOAS_MAP_FIXED_IOVA |
+					       IOMMU_IOAS_MAP_WRITEABLE |
+					       IOMMU_IOAS_MAP_READABLE));
+	check_window(_metadata, self->fd, hwpt_id, self->gmem_fd, win, shared,
+		     HUGE_SHARED, -1);
+
+	/* Conversion and hole punch far into the file */
+	ASSERT_EQ(0, gmem_convert(self->gmem_fd, KVM_GMEM_CONVERT_PRIVATE,
+				  shared[mid] * PAGE_SIZE, PAGE_SIZE,
+				  NULL));
+	check_window(_metadata, self->fd, hwpt_id, self->gmem_fd, win, shared,
+		     HUGE_SHARED, shared[mid]);
+	ASSERT_EQ(0, fallocate(self->gmem_fd,
+			       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       (pages - 1) * PAGE_SIZE, PAGE_SIZE));
+	ASSERT_EQ(0, _test_ioctl_mirror_status(self->fd, ioas_id, HUGE_IOVA, 0,
+					       &st));
+	ASSERT_EQ(HUGE_SHARED - 2, st.out_mapped_pages);
+	ASSERT_EQ(0, st.out_pending_pages);
+
+	/* The whole range to private is one step per range, not per page */
+	ASSERT_EQ(0, gmem_convert(self->gmem_fd, KVM_GMEM_CONVERT_PRIVATE, 0,
+				  variant->size, NULL));
+	ASSERT_EQ(0, _test_ioctl_mirror_status(self->fd, ioas_id, HUGE_IOVA, 0,
+					       &st));
+	ASSERT_EQ(0, st.out_mapped_pages);
+	test_ioctl_ioas_unmap_id(ioas_id, HUGE_IOVA, variant->size);
 }
 
 /* Dropping the page cache changes nothing in the mirror. */
@@ -1121,6 +1488,131 @@ TEST_F(iommufd_gmem, drop_caches)
 	get_status(_metadata, self, 0, &after);
 	ASSERT_EQ(before.out_iopte_adds, after.out_iopte_adds);
 	ASSERT_EQ(before.out_iopte_removes, after.out_iopte_removes);
+}
+
+/*
+ * Long work under the invalidate lock ends on a fatal signal, with nothing
+ * changed: a child maps (or converts to shared, with the range mapped) a
+ * 1 GiB range whose pages must all be allocated; once allocation is under
+ * way the parent kills it. Without a fatal-signal check the child could
+ * only die after allocating every page; with it, part of the range stays
+ * unallocated, and a conversion leaves the range private.
+ */
+#define KILL_SIZE	(1ULL << 30)
+
+static unsigned long resident_pages(void *mem, size_t size)
+{
+	size_t n = size / PAGE_SIZE, i;
+	unsigned long count = 0;
+	unsigned char *vec;
+
+	vec = malloc(n);
+	if (!vec || mincore(mem, size, vec)) {
+		free(vec);
+		return ~0UL;
+	}
+	for (i = 0; i != n; i++)
+		count += vec[i] & 1;
+	free(vec);
+	return count;
+}
+
+static int kill_during(int iommufd, int gmem_fd, void *mem, bool convert)
+{
+	unsigned long seen = 0;
+	int status, i;
+	pid_t pid;
+
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+		struct iommu_ioas_map_file map = {
+			.size = sizeof(map),
+			.flags = IOMMU_IOAS_MAP_FIXED_IOVA |
+				 IOMMU_IOAS_MAP_READABLE,
+			.fd = gmem_fd,
+			.length = KILL_SIZE,
+			.iova = HUGE_IOVA,
+		};
+
+		if (ioctl(iommufd, IOMMU_IOAS_ALLOC, &alloc))
+			_exit(2);
+		map.ioas_id = alloc.out_ioas_id;
+		if (ioctl(iommufd, IOMMU_IOAS_MAP_FILE, &map))
+			_exit(3);
+		if (convert)
+			gmem_convert(gmem_fd, KVM_GMEM_CONVERT_SHARED, 0,
+				     KILL_SIZE, NULL);
+		_exit(0);
+	}
+	/* Wait until the allocation is under way, 60 s at most */
+	for (i = 0; i != 6000 && !seen; i++) {
+		usleep(10000);
+		seen = resident_pages(mem, KILL_SIZE);
+		if (seen == ~0UL)
+			break;
+	}
+	kill(pid, SIGKILL);
+	if (waitpid(pid, &status, 0) != pid)
+		return -1;
+	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL)
+		return -2;
+	return seen && seen != ~0UL ? 0 : -3;
+}
+
+TEST(gmem_map_file_killable)
+{
+	const char *skip = NULL;
+	int fd, vm_fd, gmem_fd, r;
+	void *mem;
+
+	r = gmem_vm_create(KILL_SIZE, GUEST_MEMFD_FLAG_INIT_SHARED, &vm_fd,
+			   &gmem_fd, &skip);
+	if (r == 1)
+		SKIP(return, "%s", skip);
+	ASSERT_EQ(0, r);
+	fd = open("/dev/iommu", O_RDWR);
+	ASSERT_NE(-1, fd);
+	mem = mmap(NULL, KILL_SIZE, PROT_READ, MAP_SHARED, gmem_fd, 0);
+	ASSERT_NE(MAP_FAILED, mem);
+
+	ASSERT_EQ(0, kill_during(fd, gmem_fd, mem, false));
+	ASSERT_GT(KILL_SIZE / PAGE_SIZE, resident_pages(mem, KILL_SIZE));
+
+	munmap(mem, KILL_SIZE);
+	close(fd);
+	close(gmem_fd);
+	close(vm_fd);
+}
+
+TEST(gmem_convert_killable)
+{
+	const char *skip = NULL;
+	int fd, vm_fd, gmem_fd, r;
+	__u8 *mem;
+
+	r = gmem_vm_create(KILL_SIZE, 0, &vm_fd, &gmem_fd, &skip);
+	if (r == 1)
+		SKIP(return, "%s", skip);
+	ASSERT_EQ(0, r);
+	fd = open("/dev/iommu", O_RDWR);
+	ASSERT_NE(-1, fd);
+	mem = mmap(NULL, KILL_SIZE, PROT_READ, MAP_SHARED, gmem_fd, 0);
+	ASSERT_NE(MAP_FAILED, mem);
+
+	/* The private range is mapped; converting it allocates all of it */
+	ASSERT_EQ(0, kill_during(fd, gmem_fd, mem, true));
+	ASSERT_GT(KILL_SIZE / PAGE_SIZE, resident_pages(mem, KILL_SIZE));
+	/* All or nothing: still private */
+	ASSERT_FALSE(gmem_host_can_read(mem));
+	ASSERT_FALSE(gmem_host_can_read(mem + KILL_SIZE - PAGE_SIZE));
+
+	munmap(mem, KILL_SIZE);
+	close(fd);
+	close(gmem_fd);
+	close(vm_fd);
 }
 
 TEST_HARNESS_MAIN

@@ -405,14 +405,20 @@ TEST_F(conversion, invalid_arguments)
 	for (c = 0; c < 2; c++) {
 		unsigned long cmd = cmds[c];
 
-		/* flags must be 0 */
-		args = (struct kvm_gmem_convert){ .size = self->page, .flags = 1 };
-		ASSERT_EQ(-1, ioctl(self->fd, cmd, &args));
-		ASSERT_EQ(EINVAL, errno);
-		/* every reserved word must be 0 */
-		for (i = 0; i < 4; i++) {
+		/* every flag bit is unknown; every reserved word must be 0 */
+		for (i = 0; i < 64; i++) {
+			args = (struct kvm_gmem_convert){
+				.offset = self->page,
+				.size = self->page,
+				.flags = 1ULL << i,
+			};
+			ASSERT_EQ(-1, ioctl(self->fd, cmd, &args));
+			ASSERT_EQ(EINVAL, errno);
+			ASSERT_EQ(self->page, args.error_offset);
+		}
+		for (i = 0; i < 4 * 64; i++) {
 			args = (struct kvm_gmem_convert){ .size = self->page };
-			args.reserved[i] = 1;
+			args.reserved[i / 64] = 1ULL << (i % 64);
 			ASSERT_EQ(-1, ioctl(self->fd, cmd, &args));
 			ASSERT_EQ(EINVAL, errno);
 		}
@@ -432,6 +438,50 @@ TEST_F(conversion, invalid_arguments)
 		ASSERT_EQ(EFAULT, errno);
 		check_states();
 	}
+}
+
+/*
+ * The conversion ioctls on every other kind of fd: they are guest_memfd
+ * ioctls, nothing else takes them, and the file is left as it was.
+ */
+TEST_F(conversion, wrong_fds)
+{
+	struct kvm_gmem_convert args = { .size = 4096 };
+	unsigned long cmds[] = { KVM_GMEM_CONVERT_SHARED, KVM_GMEM_CONVERT_PRIVATE };
+	int memfd, kvm_fd, iommufd, closed, c;
+
+	memfd = memfd_create("gmem-wrong-fd", 0);
+	ASSERT_LE(0, memfd);
+	ASSERT_EQ(0, ftruncate(memfd, self->size));
+	kvm_fd = open("/dev/kvm", O_RDWR);
+	ASSERT_LE(0, kvm_fd);
+	iommufd = open("/dev/iommu", O_RDWR);
+	closed = dup(memfd);
+	ASSERT_LE(0, closed);
+	close(closed);
+
+	for (c = 0; c < 2; c++) {
+		ASSERT_EQ(-1, ioctl(memfd, cmds[c], &args));
+		ASSERT_EQ(ENOTTY, errno);
+		/* /dev/kvm and the VM do not know the ioctl either */
+		ASSERT_EQ(-1, ioctl(kvm_fd, cmds[c], &args));
+		ASSERT_TRUE(errno == EINVAL || errno == ENOTTY)
+			TH_LOG("/dev/kvm: errno %d", errno);
+		ASSERT_EQ(-1, ioctl(self->vm->fd, cmds[c], &args));
+		ASSERT_TRUE(errno == EINVAL || errno == ENOTTY)
+			TH_LOG("VM fd: errno %d", errno);
+		if (iommufd >= 0) {
+			ASSERT_EQ(-1, ioctl(iommufd, cmds[c], &args));
+			ASSERT_EQ(ENOTTY, errno);
+		}
+		ASSERT_EQ(-1, ioctl(closed, cmds[c], &args));
+		ASSERT_EQ(EBADF, errno);
+		check_states();
+	}
+	if (iommufd >= 0)
+		close(iommufd);
+	close(kvm_fd);
+	close(memfd);
 }
 
 /* A whole-range error reports error_offset = offset. */
