@@ -115,18 +115,17 @@ static void iopt_gmem_unmap_run(struct iopt_pages *pages,
 	pages->gmem.iopte_removes += npages;
 }
 
+/* What to do with a run of consecutive mapped pages */
+typedef void (*iopt_gmem_run_fn)(struct iopt_pages *pages, unsigned long index,
+				 unsigned long npages, void *data);
+
 /*
  * Call @fn for each run of consecutive mapped pages in [start, end).  @fn
  * may erase the entries of its run.
  */
-static void iopt_gmem_for_each_mapped_run(struct iopt_pages *pages,
-					  unsigned long start,
-					  unsigned long end,
-					  void (*fn)(struct iopt_pages *pages,
-						     unsigned long index,
-						     unsigned long npages,
-						     void *data),
-					  void *data)
+static void iopt_gmem_mapped_runs(struct iopt_pages *pages,
+				  unsigned long start, unsigned long end,
+				  iopt_gmem_run_fn fn, void *data)
 {
 	XA_STATE(xas, &pages->gmem.mapped, start);
 	unsigned long first = 0, next = 0;
@@ -181,8 +180,8 @@ static void iopt_gmem_unmap_below(struct iopt_pages *pages,
 {
 	struct iopt_gmem_unmap_args args = { .area = area, .domain = domain };
 
-	iopt_gmem_for_each_mapped_run(pages, 0, end,
-				      iopt_gmem_unmap_domain_run, &args);
+	iopt_gmem_mapped_runs(pages, 0, end, iopt_gmem_unmap_domain_run,
+			      &args);
 }
 
 /* Unmap one page from the tracked domains before @stop in the list */
@@ -338,8 +337,8 @@ static void iopt_gmem_unmap_range(struct iopt_pages *pages,
 {
 	lockdep_assert_held(&pages->mutex);
 
-	iopt_gmem_for_each_mapped_run(pages, start, end,
-				      iopt_gmem_unmap_all_run, NULL);
+	iopt_gmem_mapped_runs(pages, start, end, iopt_gmem_unmap_all_run,
+			      NULL);
 }
 
 /*
@@ -721,7 +720,7 @@ int iopt_gmem_rw_access(struct iopt_pages *pages, unsigned long start_byte,
  * @status: output, the out_ fields but the area's IOVA and length
  */
 void iopt_gmem_status(struct iopt_pages *pages, bool retry,
-		     struct iommu_ioas_mirror_status *status)
+		      struct iommu_ioas_mirror_status *status)
 {
 	if (retry)
 		guest_memfd_lock(&pages->gmem.notifier);

@@ -132,14 +132,13 @@ struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
 static bool gmem_next_range(struct inode *inode, pgoff_t index, pgoff_t end,
 			    bool shared, pgoff_t *first, pgoff_t *last)
 {
-	struct gmem_inode *gi = GMEM_I(inode);
-	MA_STATE(mas, &gi->shareability, index, index);
+	MA_STATE(mas, &GMEM_I(inode)->shareability, index, index);
 
 	if (index >= end)
 		return false;
 
 	if (!gmem_is_convertible(inode)) {
-		if (!(gi->flags & GUEST_MEMFD_F_INIT_SHARED) != !shared)
+		if (!(GMEM_I(inode)->flags & GUEST_MEMFD_F_INIT_SHARED) != !shared)
 			return false;
 		*first = index;
 		*last = end;
