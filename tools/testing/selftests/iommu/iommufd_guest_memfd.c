@@ -820,13 +820,17 @@ TEST_F(iommufd_gmem, map_file_errors)
 
 	/*
 	 * Files that are no guest_memfd and no memfd: /dev/kvm, the VM, the
-	 * iommufd itself; and a closed fd.
+	 * iommufd itself; and a closed fd. Without a domain, 7.3's iommufd
+	 * takes any file at map time (it only looks at the pages when a
+	 * domain or an access needs them): not this series' to change.
 	 */
 	fd = open("/dev/kvm", O_RDWR);
 	ASSERT_LE(0, fd);
-	err_map_gmem(EINVAL, fd, 0, PAGE_SIZE);
-	err_map_gmem(EINVAL, self->vm_fd, 0, PAGE_SIZE);
-	err_map_gmem(EINVAL, self->fd, 0, PAGE_SIZE);
+	if (self->ndomains) {
+		err_map_gmem(EINVAL, fd, 0, PAGE_SIZE);
+		err_map_gmem(EINVAL, self->vm_fd, 0, PAGE_SIZE);
+		err_map_gmem(EINVAL, self->fd, 0, PAGE_SIZE);
+	}
 	close(fd);
 	err_map_gmem(EBADF, fd, 0, PAGE_SIZE);
 
