@@ -48,6 +48,11 @@
  *                   there.  EBUSY: already holding one.  ENOTCONN: not
  *                   attached.
  *   unhold          Drop it (also done by the last close()).  ENOENT: none.
+ *   delay MS        Make the next prepare callback (one-shot) sleep MS
+ *                   milliseconds, at most 10000, before it answers: the
+ *                   change then holds the invalidate lock for writing that
+ *                   long, so that tests can line other paths up behind it.
+ *                   EINVAL: bad number.
  *
  * Any other command fails with EINVAL.
  *
@@ -74,6 +79,7 @@
  * 12288" then "abort truncate 4096 12288".
  */
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/guest_memfd.h>
@@ -143,6 +149,7 @@ struct gmem_test_client {
 	unsigned long lost;
 	int refuse_error;
 	pgoff_t refuse_index;
+	unsigned int delay_ms;
 
 	/* The page "hold" took a reference on, under @cmd_lock. */
 	struct folio *held;
@@ -182,7 +189,15 @@ static int gmem_test_prepare(struct guest_memfd_notifier *n,
 			     pgoff_t *error_index)
 {
 	struct gmem_test_client *c = to_client(n);
+	unsigned int delay;
 	int error;
+
+	mutex_lock(&c->lock);
+	delay = c->delay_ms;
+	c->delay_ms = 0;
+	mutex_unlock(&c->lock);
+	if (delay)
+		msleep(delay);
 
 	mutex_lock(&c->lock);
 	error = c->refuse_error;
@@ -401,6 +416,15 @@ static int gmem_test_command(struct gmem_test_client *c, char *cmd)
 		if (kstrtou64(argv[1], 0, &a))
 			return -EINVAL;
 		return gmem_test_hold(c, a);
+	}
+
+	if (!strcmp(argv[0], "delay") && argc == 2) {
+		if (kstrtou64(argv[1], 0, &a) || a > 10000)
+			return -EINVAL;
+		mutex_lock(&c->lock);
+		c->delay_ms = a;
+		mutex_unlock(&c->lock);
+		return 0;
 	}
 
 	if (!strcmp(argv[0], "unhold") && argc == 1) {

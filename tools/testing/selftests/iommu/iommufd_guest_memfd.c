@@ -11,6 +11,7 @@
  * IOMMU_IOAS_MIRROR_STATUS. If the guest_memfd debugfs mock client exists,
  * it also checks which file pages are allocated.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -1186,6 +1187,92 @@ TEST_F(iommufd_gmem, memory_failure_then_attach)
 	check_mirror();
 	poison(11);
 	check_mirror();
+}
+
+/*
+ * Memory failure, a domain attach and a conversion, lined up: the mock
+ * client makes a conversion hold the invalidate lock for a while; a child
+ * poisons a mapped page meanwhile (memory failure marks it poisoned and
+ * then waits for the lock, with the folio lock dropped); a domain attach
+ * waits for the lock too. When the conversion is done, the attach and the
+ * memory-failure notification run together: the attach must skip the
+ * poisoned page (it may not have been notified yet) and neither may wait
+ * for the other (memory failure once waited on pages->mutex holding the
+ * folio lock that the attach's page lookup needed). Three rounds, so that
+ * either order comes up.
+ */
+struct convert_arg {
+	int gmem_fd;
+	unsigned int page;
+	int rc;
+};
+
+static void *convert_thread(void *data)
+{
+	struct convert_arg *arg = data;
+
+	arg->rc = gmem_convert(arg->gmem_fd, KVM_GMEM_CONVERT_PRIVATE,
+			       page_off(arg->page), PAGE_SIZE, NULL);
+	return NULL;
+}
+
+TEST_F(iommufd_gmem, memory_failure_attach_race)
+{
+	const unsigned int bad[] = { 5, 9, 13 };
+	unsigned int r, rounds = GMEM_MAX_DOMAINS - self->ndomains;
+	int cfd;
+
+	cfd = gmem_client_open();
+	if (cfd < 0)
+		SKIP(return, "no guest_memfd mock client (CONFIG_GUEST_MEMFD_TEST)");
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", self->gmem_fd));
+	set_layout("SSSSSSSSSSSSSSSS");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+
+	for (r = 0; r != rounds && r != ARRAY_SIZE(bad); r++) {
+		struct convert_arg arg = { .gmem_fd = self->gmem_fd, .page = r };
+		int ready[2], go[2], status;
+		pthread_t thread;
+		char c = 0;
+		pid_t pid;
+
+		ASSERT_EQ(0, pipe(ready));
+		ASSERT_EQ(0, pipe(go));
+		pid = fork();
+		ASSERT_NE(-1, pid);
+		if (!pid) {
+			volatile __u8 *p = self->mem + page_off(bad[r]);
+
+			/* Fault the page in now, poison it when told */
+			*p = 1;
+			if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+				_exit(1);
+			madvise((void *)p, PAGE_SIZE, MADV_HWPOISON);
+			_exit(0);
+		}
+		ASSERT_EQ(1, read(ready[0], &c, 1));
+
+		ASSERT_EQ(0, gmem_client_cmd(cfd, "delay 1000"));
+		ASSERT_EQ(0, pthread_create(&thread, NULL, convert_thread, &arg));
+		usleep(200 * 1000);
+		ASSERT_EQ(1, write(go[1], &c, 1));
+		usleep(200 * 1000);
+		add_domain(_metadata, self);
+
+		ASSERT_EQ(0, pthread_join(thread, NULL));
+		ASSERT_EQ(0, arg.rc);
+		self->shared[r] = false;
+		ASSERT_EQ(pid, waitpid(pid, &status, 0));
+		self->poisoned[bad[r]] = true;
+		self->allocated[bad[r]] = true;
+		check_mirror();
+		close(ready[0]);
+		close(ready[1]);
+		close(go[0]);
+		close(go[1]);
+	}
+	close(cfd);
 }
 
 /*
