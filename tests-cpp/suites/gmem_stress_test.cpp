@@ -508,6 +508,8 @@ private:
 	std::array<std::atomic<uint64_t>, kOpCount> counts_{};
 	std::atomic<uint64_t> quiesce_checks_{ 0 };
 	std::atomic<uint64_t> expected_errors_{ 0 };
+	std::atomic<uint64_t> racing_conversions_{ 0 };
+	std::atomic<uint64_t> memory_fault_retries_{ 0 };
 	Clock::time_point deadline_;
 
 	std::mutex log_mu_;
@@ -788,6 +790,18 @@ bool Stress::op_convert(ThreadCtx &t, bool to_private)
 				m.shared = true;
 				if (covered_any(p))
 					m.allocated = true;
+			}
+		}
+	}
+	if (r.ok() && to_private) {
+		// No host mapping survives, not even one a racing fault made.
+		for (uint64_t p = first; p < first + n; p++) {
+			volatile uint8_t *b = data_->data() + p * kPage;
+			if (sigbus_guard([&] { (void)b[0]; })) {
+				fail("after " + what.str() + ": the host still reads the page; " +
+					     describe(p),
+				     p);
+				return true;
 			}
 		}
 	}
@@ -1264,8 +1278,18 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 		return false;
 	if (!opt_.guest_fill && m.shared && !m.allocated)
 		return false;
-	const std::string what = std::string(write ? "guest_write" : "guest_read") + " vCPU " +
-				 std::to_string(v) + " [" + std::to_string(p) + "]";
+	// A quarter of the accesses race a conversion of their own page, to
+	// shared or to private (issue 12, 8: KVM's fault against conversion).
+	// Both orders end the same: the page in the target state, allocated,
+	// holding the token; no EAGAIN (KVM keeps no reference), and a
+	// KVM_EXIT_MEMORY_FAULT only while the conversion is in flight.
+	std::optional<bool> convert_to_shared;
+	if (t.rand(4) == 0)
+		convert_to_shared = t.rand(2);
+	std::string what = std::string(write ? "guest_write" : "guest_read") + " vCPU " +
+			   std::to_string(v) + " [" + std::to_string(p) + "]";
+	if (convert_to_shared)
+		what += *convert_to_shared ? " racing to_shared" : " racing to_private";
 	log(t.id, what, p, 1);
 	auto *mb = reinterpret_cast<Mailbox *>(code_->data() + kMailbox + 64 * v);
 	const uint32_t tok = new_token();
@@ -1276,7 +1300,39 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 	mb->out_last = 0;
 	const Vcpu &vcpu = vcpus_[v];
 	kvm_run *run = vcpu.run_area();
-	auto r = vcpu.run();
+	std::atomic<bool> converting{ false };
+	std::optional<SysError> convert_error;
+	std::optional<std::thread> converter;
+	if (convert_to_shared) {
+		converting = true;
+		converter.emplace([&] {
+			auto r = *convert_to_shared ? gmem_->convert_shared(p * kPage, kPage)
+						    : gmem_->convert_private(p * kPage, kPage);
+			if (!r.ok())
+				convert_error = r.error();
+			converting = false;
+		});
+		racing_conversions_++;
+	}
+	Result<void> r;
+	for (int tries = 0;; tries++) {
+		const bool in_flight = converting;
+		r = vcpu.run();
+		if (r.ok() || run->exit_reason != KVM_EXIT_MEMORY_FAULT || !in_flight ||
+		    tries == 1000)
+			break;
+		// The state changed under KVM's fault: run again, as a VMM
+		// would once it has converted the page itself.
+		memory_fault_retries_++;
+	}
+	if (converter)
+		converter->join();
+	if (convert_error) {
+		fail(what + ": the racing conversion failed: " + convert_error->message() + "; " +
+			     describe(p),
+		     p);
+		return true;
+	}
 	if (!r.ok() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort) {
 		std::ostringstream s;
 		s << what << ": KVM_RUN " << (r.ok() ? "ok" : r.error().message()) << ", exit "
@@ -1301,6 +1357,8 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 	m.allocated = true;
 	if (write)
 		m.token = tok;
+	if (convert_to_shared)
+		m.shared = *convert_to_shared;
 	check_domains(p, 1, "after " + what);
 	return true;
 }
@@ -1530,6 +1588,10 @@ void Stress::print_summary(double seconds) const
 		    (unsigned long long)opt_.seed, (unsigned long long)total_ops_.load(), seconds,
 		    (unsigned long long)quiesce_checks_.load(),
 		    (unsigned long long)expected_errors_.load(), poisoned_.load());
+	std::printf("[ STRESS   ] guest accesses racing a conversion of their page: %llu "
+		    "(KVM_EXIT_MEMORY_FAULT retried: %llu)\n",
+		    (unsigned long long)racing_conversions_.load(),
+		    (unsigned long long)memory_fault_retries_.load());
 	for (int i = 0; i < kOpCount; i++)
 		std::printf("[ STRESS   ]   %-16s %8llu%s\n", kOpNames[i],
 			    (unsigned long long)counts_[i].load(),
