@@ -126,13 +126,14 @@ enum Op : int {
 	kFork,
 	kPinToPrivate,
 	kDmaRead,
+	kReclaim,
 	kOpCount
 };
 
 constexpr const char *kOpNames[kOpCount] = {
 	"to_shared",	   "to_private", "host_read",  "host_write",	 "punch",    "fallocate",
 	"uring_fallocate", "hwpoison",	 "guest_read", "guest_write",	 "map_file", "unmap",
-	"attach",	   "detach",	 "fork",       "pin_to_private", "dma_read",
+	"attach",	   "detach",	 "fork",       "pin_to_private", "dma_read", "reclaim",
 };
 
 // Host threads pick operations with these weights; vCPU threads do guest
@@ -146,7 +147,7 @@ constexpr Weight kHostWeights[] = {
 	{ kToShared, 14 }, { kToPrivate, 14 }, { kHostRead, 10 },      { kHostWrite, 8 },
 	{ kPunch, 6 },	   { kFallocate, 4 },  { kUringFallocate, 4 }, { kHwPoison, 2 },
 	{ kMapFile, 3 },   { kAttach, 2 },     { kFork, 1 },	       { kPinToPrivate, 2 },
-	{ kDmaRead, 6 },
+	{ kDmaRead, 6 },   { kReclaim, 1 },
 };
 
 // splitmix64: derives the per-thread seeds from the run's seed.
@@ -471,6 +472,7 @@ private:
 	bool op_pin_to_private(ThreadCtx &t);
 	bool op_dma_read(ThreadCtx &t);
 	bool op_guest(ThreadCtx &t, int v, bool write);
+	bool op_reclaim(ThreadCtx &t);
 	void count(Op op)
 	{
 		counts_[op]++;
@@ -520,6 +522,7 @@ private:
 	std::vector<std::string> failures_;
 	std::atomic<bool> uring_pins_work_{ true };
 	std::atomic<bool> hwpoison_works_{ true };
+	std::atomic<int64_t> last_reclaim_{ 0 };
 };
 
 std::string Stress::describe(uint64_t p) const
@@ -1268,6 +1271,32 @@ bool Stress::op_dma_read(ThreadCtx &t)
 	return true;
 }
 
+// Dropping the page cache or compacting memory must change nothing: the
+// mirror maps PFNs without pinning them, so guest_memfd folios must never be
+// dropped (they are dirty) nor migrated (the mapping is unmovable). No
+// locks: nothing the model knows changes; the next quiesce point checks.
+bool Stress::op_reclaim(ThreadCtx &t)
+{
+	const int64_t now = Clock::now().time_since_epoch().count();
+	int64_t last = last_reclaim_;
+	// At most one every two seconds: each walks all of the guest's memory.
+	if (now - last < std::chrono::nanoseconds(std::chrono::seconds(2)).count() ||
+	    !last_reclaim_.compare_exchange_strong(last, now))
+		return false;
+	const bool compact = t.rand(2);
+	const char *path = compact ? "/proc/sys/vm/compact_memory" : "/proc/sys/vm/drop_caches";
+	log(t.id, std::string("reclaim: ") + path);
+	UniqueFd f(::open(path, O_WRONLY | O_CLOEXEC));
+	if (!f.valid())
+		return false;
+	const char *v = compact ? "1\n" : "3\n";
+	if (::write(f.get(), v, 2) != 2 && errno != EINVAL) {
+		fail(std::string("write ") + path + ": " + std::strerror(errno));
+		return true;
+	}
+	return true;
+}
+
 bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 {
 	const uint64_t p = t.rand(kPages);
@@ -1420,6 +1449,9 @@ void Stress::host_thread(int id)
 			break;
 		case kDmaRead:
 			did = op_dma_read(t);
+			break;
+		case kReclaim:
+			did = op_reclaim(t);
 			break;
 		default:
 			break;
