@@ -876,6 +876,19 @@ bool Stress::op_fallocate(ThreadCtx &t, bool punch, bool uring)
 	std::ostringstream what;
 	what << (uring ? "uring_" : "") << (punch ? "punch" : "fallocate") << " [" << first << ", "
 	     << first + n << ")";
+	// Half of them race host faults on their own unpoisoned pages. A fault
+	// filling a hole the punch just made leaves the page allocated, one
+	// before it does not: mincore() tells afterwards (a faulted page is up
+	// to date), and either way the page reads zero and each domain must
+	// map exactly what is there.
+	std::vector<uint64_t> race;
+	if (t.rand(2)) {
+		for (uint64_t p = first; p < first + n; p++)
+			if (!pages_[p].poisoned)
+				race.push_back(p);
+		if (!race.empty())
+			what << " racing host faults";
+	}
 	log(t.id, what.str(), first, n);
 	// A punch must not race MAP_FILE of its chunk, which allocates the
 	// shared holes: hold the Section over the call.
@@ -883,6 +896,12 @@ bool Stress::op_fallocate(ThreadCtx &t, bool punch, bool uring)
 	if (punch)
 		s.emplace(*this, first, n);
 	const int mode = FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : 0);
+	std::optional<Racer> racer;
+	if (!race.empty())
+		racer.emplace([this, &race, k = size_t{ 0 }]() mutable {
+			volatile uint8_t *b = data_->data() + race[k++ % race.size()] * kPage;
+			(void)sigbus_guard([&] { (void)b[kPage / 2]; });
+		});
 	int r;
 	if (uring) {
 		r = t.ring->fallocate(gmem_->fd(), mode, first * kPage, n * kPage);
@@ -892,6 +911,7 @@ bool Stress::op_fallocate(ThreadCtx &t, bool punch, bool uring)
 		if (r < 0)
 			r = -errno;
 	}
+	racer.reset();
 	if (r != 0) {
 		fail(what.str() + ": " + std::strerror(-r) + "; " + describe(first), first);
 		return true;
@@ -923,6 +943,16 @@ bool Stress::op_fallocate(ThreadCtx &t, bool punch, bool uring)
 		} else {
 			m.allocated = true;
 		}
+	}
+	for (uint64_t p : race) {
+		if (!punch || !pages_[p].shared)
+			continue;
+		unsigned char vec = 0;
+		if (::mincore(data_->data() + p * kPage, kPage, &vec) != 0) {
+			fail(what.str() + ": mincore: " + std::strerror(errno), p);
+			return true;
+		}
+		pages_[p].allocated = vec & 1;
 	}
 	check_domains(first, n, "after " + what.str());
 	return true;
