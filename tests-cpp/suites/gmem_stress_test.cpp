@@ -23,6 +23,11 @@
 // run concurrently. MAP_FILE and UNMAP of a chunk, and domain attach and
 // detach, run concurrently with page operations: the model's update of a
 // page operation (and its check) waits for them instead, see Stress::Section.
+// The same-page races that matter are made on purpose, each with an outcome
+// the model can leave open or look up: host faults against conversions,
+// hole punch, fallocate() and memory failure (a Racer thread), a conversion
+// against a vCPU's access to its page; drop_caches and compaction run
+// against everything.
 //
 // Flags (or environment variables): --seed=N (GMEM_STRESS_SEED),
 // --seconds=N (GMEM_STRESS_SECONDS), --max-ops=N (GMEM_STRESS_OPS),
@@ -47,6 +52,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -1666,7 +1672,12 @@ void Stress::print_summary(double seconds) const
 TEST(GmemStressTest, RandomOperationsKeepTheModel)
 {
 	Options opt;
-	const std::string bad = parse_options(opt);
+	std::string bad;
+	try {
+		bad = parse_options(opt);
+	} catch (const std::exception &e) {
+		bad = std::string("bad number in an option: ") + e.what();
+	}
 	ASSERT_TRUE(bad.empty()) << bad;
 	std::printf("[ STRESS   ] seed %llu (rerun with --seed=%llu or GMEM_STRESS_SEED), "
 		    "%.0f s or %llu operations, quiesce check every %u ms, disabled: %s\n",
