@@ -17,7 +17,8 @@
 //    operations): the same for every page, every page read back from the
 //    host, and IOMMU_IOAS_MIRROR_STATUS of every area counting the model's
 //    mapped pages, nothing pending, and as many IOPTEs as pages times
-//    domains.
+//    domains. IOAS 1 also passes through zero domains (then the mirror
+//    only counts).
 //
 // Operations on the same pages are serialised by per-stripe locks; the rest
 // run concurrently. MAP_FILE and UNMAP of a chunk, and domain attach and
@@ -518,6 +519,7 @@ private:
 	std::atomic<uint64_t> expected_errors_{ 0 };
 	std::atomic<uint64_t> racing_conversions_{ 0 };
 	std::atomic<uint64_t> memory_fault_retries_{ 0 };
+	std::atomic<uint64_t> domainless_{ 0 };
 	Clock::time_point deadline_;
 
 	std::mutex log_mu_;
@@ -1083,7 +1085,11 @@ bool Stress::op_domain(ThreadCtx &t, Op &done)
 {
 	const int i = static_cast<int>(t.rand(kIoases));
 	std::unique_lock l(dom_mu_[i]);
-	const bool detach = domains_[i].size() == kMaxDomains;
+	// IOAS 0 keeps a domain; IOAS 1 also passes through none, when the
+	// mirror only keeps its bitmap and the next attach fills from it.
+	const size_t min = i == 0 ? 1 : 0;
+	const size_t ndom = domains_[i].size();
+	const bool detach = ndom == kMaxDomains || (ndom > min && t.rand(2));
 	done = detach ? kDetach : kAttach;
 	if (!enabled(done))
 		return false;
@@ -1095,6 +1101,8 @@ bool Stress::op_domain(ThreadCtx &t, Op &done)
 		log(t.id, what);
 		auto r = domains_[i][d].detach();
 		domains_[i].erase(domains_[i].begin() + static_cast<long>(d));
+		if (domains_[i].empty())
+			domainless_++;
 		if (!r.ok())
 			fail(what + ": " + r.error().message());
 		return true;
@@ -1660,6 +1668,8 @@ void Stress::print_summary(double seconds) const
 		    "(KVM_EXIT_MEMORY_FAULT retried: %llu)\n",
 		    (unsigned long long)racing_conversions_.load(),
 		    (unsigned long long)memory_fault_retries_.load());
+	std::printf("[ STRESS   ] IOAS 1 left without a domain: %llu times\n",
+		    (unsigned long long)domainless_.load());
 	for (int i = 0; i < kOpCount; i++)
 		std::printf("[ STRESS   ]   %-16s %8llu%s\n", kOpNames[i],
 			    (unsigned long long)counts_[i].load(),
