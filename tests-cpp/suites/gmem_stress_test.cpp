@@ -134,13 +134,15 @@ enum Op : int {
 	kPinToPrivate,
 	kDmaRead,
 	kReclaim,
+	kFailNth,
 	kOpCount
 };
 
 constexpr const char *kOpNames[kOpCount] = {
-	"to_shared",	   "to_private", "host_read",  "host_write",	 "punch",    "fallocate",
-	"uring_fallocate", "hwpoison",	 "guest_read", "guest_write",	 "map_file", "unmap",
-	"attach",	   "detach",	 "fork",       "pin_to_private", "dma_read", "reclaim",
+	"to_shared",	  "to_private",	     "host_read", "host_write", "punch",
+	"fallocate",	  "uring_fallocate", "hwpoison",  "guest_read", "guest_write",
+	"map_file",	  "unmap",	     "attach",	  "detach",	"fork",
+	"pin_to_private", "dma_read",	     "reclaim",	  "fail_nth",
 };
 
 // Host threads pick operations with these weights; vCPU threads do guest
@@ -154,7 +156,7 @@ constexpr Weight kHostWeights[] = {
 	{ kToShared, 14 }, { kToPrivate, 14 }, { kHostRead, 10 },      { kHostWrite, 8 },
 	{ kPunch, 6 },	   { kFallocate, 4 },  { kUringFallocate, 4 }, { kHwPoison, 2 },
 	{ kMapFile, 3 },   { kAttach, 2 },     { kFork, 1 },	       { kPinToPrivate, 2 },
-	{ kDmaRead, 6 },   { kReclaim, 1 },
+	{ kDmaRead, 6 },   { kReclaim, 1 },    { kFailNth, 3 },
 };
 
 // splitmix64: derives the per-thread seeds from the run's seed.
@@ -377,10 +379,43 @@ struct Mailbox {
 	volatile uint32_t out_last;
 };
 
+// The calling thread's fail-nth (CONFIG_FAULT_INJECTION): arm(n) makes its
+// n-th fault-injectable allocation from then on fail, in whatever call.
+class FailNth {
+public:
+	FailNth()
+	    : fd_(::open(("/proc/self/task/" + std::to_string(::gettid()) + "/fail-nth").c_str(),
+			 O_RDWR | O_CLOEXEC))
+	{
+	}
+	[[nodiscard]] bool ok() const { return fd_.valid(); }
+	bool arm(unsigned n)
+	{
+		const std::string v = std::to_string(n);
+		return ::pwrite(fd_.get(), v.data(), v.size(), 0) == static_cast<ssize_t>(v.size());
+	}
+	// Disarms; true if the injection fired, i.e. some allocation failed.
+	bool disarm()
+	{
+		char buf[32] = {};
+		bool fired;
+		const ssize_t r = ::pread(fd_.get(), buf, sizeof(buf) - 1, 0);
+		// EFAULT: the read itself was the n-th, nothing before it.
+		fired = r > 0 && std::strtoul(buf, nullptr, 10) == 0;
+		while (::pwrite(fd_.get(), "0", 1, 0) != 1 && errno == EFAULT) {
+		}
+		return fired;
+	}
+
+private:
+	UniqueFd fd_;
+};
+
 struct ThreadCtx {
 	int id;
 	std::mt19937_64 rng;
 	std::unique_ptr<Ring> ring;
+	std::unique_ptr<FailNth> nth = nullptr;
 	uint64_t rand(uint64_t n) { return rng() % n; }
 };
 
@@ -480,6 +515,10 @@ private:
 	bool op_dma_read(ThreadCtx &t);
 	bool op_guest(ThreadCtx &t, int v, bool write);
 	bool op_reclaim(ThreadCtx &t);
+	bool op_fail_nth(ThreadCtx &t);
+	// MIRROR_STATUS with RETRY of every area holding [first, first + n):
+	// maps what an injected failure left pending; then nothing may be.
+	bool retry_pending(uint64_t first, uint64_t n, const std::string &what);
 	void count(Op op)
 	{
 		counts_[op]++;
@@ -520,6 +559,9 @@ private:
 	std::atomic<uint64_t> racing_conversions_{ 0 };
 	std::atomic<uint64_t> memory_fault_retries_{ 0 };
 	std::atomic<uint64_t> domainless_{ 0 };
+	std::atomic<uint64_t> injected_failures_{ 0 };
+	// What each thread is doing: an op kind's name, or "between ops".
+	std::array<std::atomic<const char *>, kHostThreads + kVcpus> doing_{};
 	Clock::time_point deadline_;
 
 	std::mutex log_mu_;
@@ -531,6 +573,7 @@ private:
 	std::atomic<bool> uring_pins_work_{ true };
 	std::atomic<bool> hwpoison_works_{ true };
 	std::atomic<int64_t> last_reclaim_{ 0 };
+	bool fault_injection_ = true;
 };
 
 std::string Stress::describe(uint64_t p) const
@@ -1341,6 +1384,179 @@ bool Stress::op_reclaim(ThreadCtx &t)
 	return true;
 }
 
+bool Stress::retry_pending(uint64_t first, uint64_t n, const std::string &what)
+{
+	for (int i = 0; i < kIoases; i++) {
+		for (uint64_t c = first / kChunkPages; c <= (first + n - 1) / kChunkPages; c++) {
+			if (!covered_[i][c])
+				continue;
+			auto st = ioas_[i].mirror_status(iova(i, c * kChunkPages), true);
+			if (!st.ok() || st->pending_pages != 0 || st->error != 0) {
+				std::ostringstream s;
+				s << what << ": MIRROR_STATUS with RETRY of IOAS " << i << " chunk "
+				  << c << ": ";
+				if (st.ok())
+					s << *st << ", pending after the retry";
+				else
+					s << st.error().message();
+				fail(s.str());
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+// An operation with an allocation failure injected into the calling thread
+// (fail-nth, n random) while the other threads go on: it succeeds, or fails
+// with ENOMEM having changed nothing the model knows; a mapping that failed
+// after the point of no return is pending until MIRROR_STATUS retries it.
+// Where a failure may leave pages allocated (fallocate(), MAP_FILE), the
+// operation is then completed without injection, so the model stays exact.
+bool Stress::op_fail_nth(ThreadCtx &t)
+{
+	if (!fault_injection_ || !t.nth || !t.nth->ok())
+		return false;
+	const unsigned nth = 1 + static_cast<unsigned>(t.rand(32));
+	const unsigned kind = static_cast<unsigned>(t.rand(6));
+	// guest_memfd's paths give ENOMEM. fail-nth also arms iommufd's own
+	// injection points (fail_iommufd), which fail on purpose with ENOENT
+	// (object lookup) or EINVAL (domain attach): MAP_FILE and attach take
+	// any errno an injection caused (KERNEL-BUGS.md, 3).
+	auto injected = [&](const std::string &what, const auto &r, bool fired,
+			    bool any_errno = false) {
+		if (r.ok())
+			return true;
+		if ((r.err() == ENOMEM || any_errno) && fired) {
+			injected_failures_++;
+			return true;
+		}
+		fail(what + ": " + r.error().message() +
+		     (fired ? " (an injected failure should give ENOMEM)" : " (nothing injected)"));
+		return false;
+	};
+	if (kind == 4) {
+		// MAP_FILE of a chunk an IOAS does not map.
+		const int i = static_cast<int>(t.rand(kIoases));
+		const uint64_t c = t.rand(kChunks);
+		std::unique_lock l(area_mu_[i][c]);
+		if (covered_[i][c])
+			return false;
+		std::ostringstream what;
+		what << "fail_nth " << nth << " map_file IOAS " << i << " chunk " << c;
+		log(t.id, what.str(), c * kChunkPages, kChunkPages);
+		const uint64_t base = iova(i, c * kChunkPages);
+		t.nth->arm(nth);
+		auto r = ioas_[i].map_file(gmem_->fd(), c * kChunkSize, kChunkSize, base);
+		const bool fired = t.nth->disarm();
+		if (!injected(what.str(), r, fired, true))
+			return true;
+		if (!r.ok()) {
+			// It may have allocated shared holes before failing.
+			if (auto a = gmem_->allocate(c * kChunkSize, kChunkSize); !a.ok()) {
+				fail(what.str() + ": " + a.error().message());
+				return true;
+			}
+			for (uint64_t p = c * kChunkPages; p < (c + 1) * kChunkPages; p++)
+				pages_[p].allocated = true;
+			return true;
+		}
+		covered_[i][c] = true;
+		for (uint64_t p = c * kChunkPages; p < (c + 1) * kChunkPages; p++)
+			if (pages_[p].shared)
+				pages_[p].allocated = true;
+		return true;
+	}
+	if (kind == 5) {
+		// Attaching a domain.
+		const int i = static_cast<int>(t.rand(kIoases));
+		std::unique_lock l(dom_mu_[i]);
+		if (domains_[i].size() == kMaxDomains)
+			return false;
+		const std::string what =
+			"fail_nth " + std::to_string(nth) + " attach IOAS " + std::to_string(i);
+		log(t.id, what);
+		t.nth->arm(nth);
+		auto r = MockDomain::attach(ioas_[i]);
+		const bool fired = t.nth->disarm();
+		if (!injected(what, r, fired, true))
+			return true;
+		if (r.ok())
+			domains_[i].push_back(std::move(r).value());
+		return true;
+	}
+	// Page operations: conversions, fallocate() and punch.
+	uint64_t first, n;
+	range(t, first, n);
+	auto locks = lock_stripes(first, n);
+	for (uint64_t p = first; p < first + n; p++)
+		if (pages_[p].poisoned)
+			return false;
+	static const char *const names[] = { "to_shared", "to_private", "fallocate", "punch" };
+	std::ostringstream what;
+	what << "fail_nth " << nth << " " << names[kind] << " [" << first << ", " << first + n
+	     << ")";
+	log(t.id, what.str(), first, n);
+	const bool punch = kind == 3;
+	std::optional<Section> s;
+	if (punch)
+		s.emplace(*this, first, n);
+	auto call = [&]() -> Result<void> {
+		switch (kind) {
+		case 0:
+			return gmem_->convert_shared(first * kPage, n * kPage);
+		case 1:
+			return gmem_->convert_private(first * kPage, n * kPage);
+		case 2:
+			return gmem_->allocate(first * kPage, n * kPage);
+		default:
+			return gmem_->punch_hole(first * kPage, n * kPage);
+		}
+	};
+	t.nth->arm(nth);
+	auto r = call();
+	const bool fired = t.nth->disarm();
+	if (!injected(what.str(), r, fired))
+		return true;
+	if (!r.ok() && kind >= 2) {
+		// fallocate() may have allocated part of the range: complete
+		// it, and the punch too.
+		r = call();
+		if (!r.ok()) {
+			fail(what.str() + ": without injection: " + r.error().message(), first);
+			return true;
+		}
+	}
+	if (!s)
+		s.emplace(*this, first, n);
+	for (uint64_t p = first; p < first + n && r.ok(); p++) {
+		PageModel &m = pages_[p];
+		switch (kind) {
+		case 0:
+			if (!m.shared) {
+				m.shared = true;
+				if (covered_any(p))
+					m.allocated = true;
+			}
+			break;
+		case 1:
+			m.shared = false;
+			break;
+		case 2:
+			m.allocated = true;
+			break;
+		default:
+			m.allocated = false;
+			m.token = 0;
+			break;
+		}
+	}
+	if (!retry_pending(first, n, what.str()))
+		return true;
+	check_domains(first, n, "after " + what.str());
+	return true;
+}
+
 bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 {
 	const uint64_t p = t.rand(kPages);
@@ -1440,6 +1656,7 @@ void Stress::host_thread(int id)
 {
 	uint64_t sm = opt_.seed ^ (0x1000ULL * (id + 1));
 	ThreadCtx t{ id, std::mt19937_64(splitmix64(sm)), std::make_unique<Ring>() };
+	t.nth = std::make_unique<FailNth>();
 	unsigned total = 0;
 	for (const auto &w : kHostWeights)
 		total += w.weight;
@@ -1456,6 +1673,7 @@ void Stress::host_thread(int id)
 		if (op != kMapFile && op != kAttach && !enabled(op))
 			continue;
 		GateGuard g(gate_);
+		doing_[id] = kOpNames[op];
 		Op done = op;
 		bool did = false;
 		switch (op) {
@@ -1497,9 +1715,13 @@ void Stress::host_thread(int id)
 		case kReclaim:
 			did = op_reclaim(t);
 			break;
+		case kFailNth:
+			did = op_fail_nth(t);
+			break;
 		default:
 			break;
 		}
+		doing_[id] = "between ops";
 		if (did)
 			count(done);
 	}
@@ -1515,9 +1737,31 @@ void Stress::vcpu_thread(int v)
 		if (!enabled(op))
 			continue;
 		GateGuard g(gate_);
-		if (op_guest(t, v, write))
+		doing_[kHostThreads + v] = kOpNames[op];
+		const bool did = op_guest(t, v, write);
+		doing_[kHostThreads + v] = "between ops";
+		if (did)
 			count(op);
 	}
+}
+
+// Lets fail-nth reach every allocation, GFP_KERNEL ones included, and keeps
+// the injections out of the kernel log (as iommufd_fail_nth does). False if
+// there is no fault injection.
+bool setup_fault_injection()
+{
+	auto put = [](const std::string &file, const char *v) {
+		UniqueFd f(::open(("/sys/kernel/debug/" + file).c_str(), O_WRONLY | O_CLOEXEC));
+		return f.valid() && ::write(f.get(), v, std::strlen(v)) > 0;
+	};
+	if (!put("failslab/ignore-gfp-wait", "N"))
+		return false;
+	put("fail_page_alloc/ignore-gfp-wait", "N");
+	put("fail_page_alloc/ignore-gfp-highmem", "N");
+	for (const char *d :
+	     { "failslab", "fail_page_alloc", "fail_iommufd", "fail_usercopy", "fail_futex" })
+		put(std::string(d) + "/verbose", "0");
+	return true;
 }
 
 std::string Stress::setup()
@@ -1617,6 +1861,10 @@ std::string Stress::setup()
 		    "domains\n",
 		    (unsigned long long)kPages, init_shared ? "INIT_SHARED" : "private",
 		    domains_[0].size(), domains_[1].size());
+	if (!setup_fault_injection()) {
+		fault_injection_ = false;
+		std::printf("[ NOTE     ] no failslab in debugfs: fail_nth disabled\n");
+	}
 	std::fflush(stdout);
 	return {};
 }
@@ -1637,8 +1885,14 @@ void Stress::run()
 	while (!stopping() && Clock::now() < deadline_ && total_ops_ < opt_.max_ops) {
 		std::this_thread::sleep_for(std::chrono::milliseconds(opt_.check_ms));
 		if (!gate_.close(std::chrono::seconds(120))) {
-			fail("no operation finished within 120 s (a deadlock?); see sysrq-w "
-			     "in the kernel log");
+			std::string doing;
+			for (size_t i = 0; i < doing_.size(); i++) {
+				const char *d = doing_[i];
+				doing += " t" + std::to_string(i) + ": " + (d ? d : "starting") +
+					 ";";
+			}
+			fail("no operation finished within 120 s (a deadlock?); threads:" + doing +
+			     " see sysrq-w in the kernel log, if CONFIG_MAGIC_SYSRQ");
 			if (FILE *f = std::fopen("/proc/sysrq-trigger", "w")) {
 				std::fputs("w", f);
 				std::fclose(f);
@@ -1668,8 +1922,10 @@ void Stress::print_summary(double seconds) const
 		    "(KVM_EXIT_MEMORY_FAULT retried: %llu)\n",
 		    (unsigned long long)racing_conversions_.load(),
 		    (unsigned long long)memory_fault_retries_.load());
-	std::printf("[ STRESS   ] IOAS 1 left without a domain: %llu times\n",
-		    (unsigned long long)domainless_.load());
+	std::printf("[ STRESS   ] IOAS 1 left without a domain: %llu times; injected failures "
+		    "that failed an operation: %llu\n",
+		    (unsigned long long)domainless_.load(),
+		    (unsigned long long)injected_failures_.load());
 	for (int i = 0; i < kOpCount; i++)
 		std::printf("[ STRESS   ]   %-16s %8llu%s\n", kOpNames[i],
 			    (unsigned long long)counts_[i].load(),
