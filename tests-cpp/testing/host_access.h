@@ -54,4 +54,22 @@ inline bool host_touch(volatile uint8_t *p, bool write = false, uint8_t val = 0,
 	return true;
 }
 
+// Runs fn() with the probe armed: false if a SIGBUS cut it short, true if
+// it ran to its end. For accesses wider than a byte, and for calls that
+// may be answered with a SIGBUS to the calling thread, such as
+// madvise(MADV_HWPOISON) of a page the process maps (memory failure kills
+// the mapping thread of a dirty page with BUS_MCEERR_AR).
+template <typename F> bool sigbus_guard(F &&fn)
+{
+	install_sigbus_probe();
+	if (sigsetjmp(detail::probe_jmp, 1)) {
+		detail::probing = false;
+		return false;
+	}
+	detail::probing = true;
+	fn();
+	detail::probing = false;
+	return true;
+}
+
 } // namespace gmem::testing
