@@ -92,6 +92,7 @@ struct Figures {
 	std::atomic<uint64_t> storm_to_private{ 0 };
 	std::atomic<uint64_t> storm_to_shared{ 0 };
 	std::string kind;
+	std::string no_faults_why;
 };
 Figures figures;
 std::string wanted_kind;
@@ -153,6 +154,8 @@ protected:
 		edu_.emplace(std::move(edu).value());
 		kind_ = testing::iommu_kind(edu_->vfio().bdf());
 		figures.kind = kind_;
+		if (!FaultsReported())
+			figures.no_faults_why = "QEMU 10.0's AMD-Vi logs no event for a 0 PTE";
 		if (!wanted_kind.empty())
 			ASSERT_EQ(kind_, wanted_kind) << "the edu device is behind the wrong IOMMU";
 		ASSERT_FALSE(kind_.empty()) << "edu is behind no IOMMU";
@@ -241,13 +244,17 @@ protected:
 	}
 
 	// A fault must not let the next one be rate-limited away: the drivers
-	// print through a printk ratelimit of 10 messages in 5 s, and VT-d's
+	// print through a printk ratelimit of 10 messages in 5 s. VT-d's
 	// handler spends up to three of them on each fault (measured: the
-	// fourth fault in 5 s goes unprinted), so the checks that wait for a
-	// fault pace themselves under 3 (VT-d) or 8 faults in 5.5 s.
+	// fourth fault in 5 s goes unprinted); with virtio-iommu, QEMU reports
+	// a refused DMA once per 4-byte access, so one refused DMA uses up the
+	// whole window. The checks that wait for a fault pace themselves
+	// under that: 3 (VT-d) or 1 (virtio-iommu) in 5.5 s.
 	void PaceFaults()
 	{
-		const size_t burst = kind_ == "intel" ? 3 : 8;
+		if (!FaultsReported())
+			return;
+		const size_t burst = kind_ == "intel" ? 3 : 1;
 		const auto window = std::chrono::milliseconds(5500);
 		while (fault_times.size() >= burst) {
 			const auto age = Clock::now() - fault_times.front();
@@ -260,9 +267,19 @@ protected:
 		fault_times.push_back(Clock::now());
 	}
 
+	// Whether the vIOMMU reports a refused DMA at all. QEMU 10.0's AMD-Vi
+	// does not: its page walk (amdvi_page_walk()) ends without an event as
+	// soon as it loads a PTE that is 0, which is what an unmapped IOVA has
+	// at the leaf (or a higher level), and raises IO_PAGE_FAULT only for a
+	// non-zero PTE without P or the permission; Linux clears unmapped PTEs
+	// to 0. So on AMD the refusal is checked by the DMA alone.
+	bool FaultsReported() const { return kind_ != "amd"; }
+
 	// The IOMMU driver must log a fault for page @p's IOVA.
 	void ExpectFault(uint64_t p, const std::string &why)
 	{
+		if (!FaultsReported())
+			return;
 		figures.faults_wanted++;
 		bool seen = false;
 		const auto deadline = Clock::now() + std::chrono::seconds(3);

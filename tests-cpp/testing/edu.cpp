@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 namespace gmem::testing {
@@ -176,7 +177,10 @@ std::string iommu_kind(const std::string &bdf)
 		return "intel";
 	if (name.rfind("ivhd", 0) == 0)
 		return "amd";
-	if (name.rfind("virtio", 0) == 0)
+	// virtio-iommu names its IOMMU after the PCI function it sits on.
+	std::ifstream vendor("/sys/bus/pci/devices/" + name + "/vendor");
+	std::string v;
+	if (name.rfind("virtio", 0) == 0 || (vendor >> v && v == "0x1af4"))
 		return "virtio";
 	return name;
 }

@@ -82,8 +82,9 @@ private:
 	UniqueFd fd_;
 };
 
-// The IOMMU behind the device's DMA, as the kernel names it under
-// /sys/class/iommu ("intel", "amd", "virtio"), or "" if none.
+// The kind of IOMMU behind the device's DMA ("intel": a dmarN, "amd": an
+// ivhdN, "virtio": a virtio PCI function), from /sys/class/iommu; "" if
+// none.
 std::string iommu_kind(const std::string &bdf);
 
 // Whether a kernel log line is an IOMMU fault report of @kind ("intel":
