@@ -24,7 +24,10 @@
 #                     "edu" DMA device behind it, the kernel in translated,
 #                     strict mode (iommu.passthrough=0 iommu.strict=1):
 #                     intel   -device intel-iommu (interrupt remapping on,
-#                             intel_iommu=on)
+#                             intel_iommu=on), QEMU's legacy mode
+#                     intel-sm  the same in scalable mode
+#                             (x-scalable-mode=on, experimental in QEMU
+#                             10.0; second-stage tables)
 #                     amd     -device amd-iommu,pt=off (interrupt remapping
 #                             on; see viommu_args below for pt=off)
 #                     virtio  -device virtio-iommu-pci (no interrupt
@@ -71,8 +74,10 @@ done
 viommu_args() {
 	local edu="-device edu,addr=10.0"
 	case "$1" in
-	intel)
-		machine=(-machine q35 -device intel-iommu,intremap=on $edu)
+	intel|intel-sm)
+		local sm=""
+		[ "$1" = intel-sm ] && sm=",x-scalable-mode=on"
+		machine=(-machine q35 -device "intel-iommu,intremap=on$sm" $edu)
 		extra+=" intel_iommu=on iommu.passthrough=0 iommu.strict=1" ;;
 	amd)
 		# pt=off: QEMU 10.0's amd-iommu with its default pt=on gives
@@ -80,10 +85,12 @@ viommu_args() {
 		# whatever the guest writes into the device table, so DMA
 		# goes to the IOVA as a physical address, unchecked and
 		# unreported (fixed upstream by 31753d5a336f, QEMU 10.1).
-		# Interrupt remapping stays off: with intremap=on, 7.3 finds
-		# no southbridge IOAPIC in QEMU's IVRS ("AMD-Vi: [Firmware
-		# Bug]: : No southbridge IOAPIC found") and disables it, so
-		# iommufd needs the override here too.
+		# Interrupt remapping stays off: with intremap=on, QEMU's
+		# IVRS names 00:14.0 as the southbridge IOAPIC, 7.3 wants an
+		# ISA bridge or SMBus controller there (check_sb_ioapic()),
+		# q35 has none (its LPC and SMBus are 00:1f.0 and 00:1f.3),
+		# so 7.3 says "No southbridge IOAPIC found" and disables
+		# it; iommufd needs the override here too.
 		machine=(-machine q35 -device amd-iommu,pt=off $edu)
 		extra+=" iommu.passthrough=0 iommu.strict=1 iommufd.allow_unsafe_interrupts=1" ;;
 	virtio)
@@ -91,7 +98,7 @@ viommu_args() {
 		# cannot tell MSIs are isolated and needs the override.
 		machine=(-machine q35 -device virtio-iommu-pci $edu)
 		extra+=" iommu.passthrough=0 iommu.strict=1 iommufd.allow_unsafe_interrupts=1" ;;
-	*) die "guest-run: unknown --viommu $1 (intel, amd or virtio)" ;;
+	*) die "guest-run: unknown --viommu $1 (intel, intel-sm, amd or virtio)" ;;
 	esac
 }
 [ -z "$viommu" ] || viommu_args "$viommu"
@@ -178,7 +185,7 @@ if [ -n "$tailpid" ]; then
 	wait "$tailpid" 2>/dev/null || true
 fi
 
-"$HARNESS_DIR/scan-splats.sh" ${viommu:+--iommu-faults "$viommu"} "$results/console.log" "$results/dmesg.log" >"$results/splats" || true
+"$HARNESS_DIR/scan-splats.sh" ${viommu:+--iommu-faults "${viommu%-sm}"} "$results/console.log" "$results/dmesg.log" >"$results/splats" || true
 if [ -s "$results/splats" ]; then
 	echo "guest-run: KERNEL SPLAT in the guest's log ($results/console.log):" >&2
 	sed 's/^/  /' "$results/splats" >&2

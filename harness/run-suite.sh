@@ -7,7 +7,7 @@
 #
 # Usage: run-suite.sh --results DIR [--timeout SEC] [--config NAME]
 #                     [--file PATH]... [--append KERNEL-ARGS]
-#                     [--viommu intel|amd|virtio]
+#                     [--viommu intel|intel-sm|amd|virtio]
 #                     NAME -- PROGRAM [ARGS...]
 # Results: DIR/NAME/{output.log,console.log,dmesg.log,cases.tsv,result.tsv}
 # Exit: 0 passed, 77 all skipped (CTest SKIP_RETURN_CODE), 1 failed.
