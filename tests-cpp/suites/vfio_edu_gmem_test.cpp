@@ -53,6 +53,7 @@ extern "C" const uint8_t edu_guest_start[], edu_guest_end[];
 namespace gmem {
 namespace {
 
+using ::gmem::testing::DmaDir;
 using ::gmem::testing::Edu;
 using ::gmem::testing::is_iommu_fault;
 using ::gmem::testing::KernelLog;
@@ -156,8 +157,9 @@ protected:
 		figures.kind = kind_;
 		if (!FaultsReported())
 			figures.no_faults_why = "QEMU 10.0's AMD-Vi logs no event for a 0 PTE";
-		if (!wanted_kind.empty())
+		if (!wanted_kind.empty()) {
 			ASSERT_EQ(kind_, wanted_kind) << "the edu device is behind the wrong IOMMU";
+		}
 		ASSERT_FALSE(kind_.empty()) << "edu is behind no IOMMU";
 
 		auto ioas = iommufd_->alloc_ioas();
@@ -275,8 +277,9 @@ protected:
 	// to 0. So on AMD the refusal is checked by the DMA alone.
 	bool FaultsReported() const { return kind_ != "amd"; }
 
-	// The IOMMU driver must log a fault for page @p's IOVA.
-	void ExpectFault(uint64_t p, const std::string &why)
+	// The IOMMU driver must log a fault for page @p's IOVA (a refused
+	// read, or a write).
+	void ExpectFault(uint64_t p, bool write, const std::string &why)
 	{
 		if (!FaultsReported())
 			return;
@@ -285,7 +288,8 @@ protected:
 		const auto deadline = Clock::now() + std::chrono::seconds(3);
 		while (!seen && Clock::now() < deadline)
 			for (const auto &l : log_->read_new("", std::chrono::milliseconds(100)))
-				seen |= is_iommu_fault(kind_, l, IovaOf(p));
+				seen |= is_iommu_fault(kind_, l, IovaOf(p),
+						       write ? DmaDir::kWrite : DmaDir::kRead);
 		figures.faults_seen += seen;
 		EXPECT_TRUE(seen) << why << ": no " << kind_ << " IOMMU fault logged for IOVA 0x"
 				  << std::hex << IovaOf(p);
@@ -305,7 +309,7 @@ protected:
 		EXPECT_TRUE(clean) << why << ": the buffer holds neither zeros nor the marker";
 		figures.stray += leaked;
 		figures.blocked += !leaked;
-		ExpectFault(p, why);
+		ExpectFault(p, false, why);
 	}
 
 	// The device's write to page @p must be refused: the IOMMU logs the
@@ -315,7 +319,7 @@ protected:
 		log_->read_new();
 		PaceFaults();
 		DeviceWrite(p, gen);
-		ExpectFault(p, why);
+		ExpectFault(p, true, why);
 	}
 
 	// Counts a device write that must not have landed: @landed says if

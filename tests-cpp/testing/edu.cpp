@@ -185,12 +185,13 @@ std::string iommu_kind(const std::string &bdf)
 	return name;
 }
 
-bool is_iommu_fault(const std::string &kind, const std::string &line, uint64_t iova)
+bool is_iommu_fault(const std::string &kind, const std::string &line, uint64_t iova, DmaDir dir)
 {
 	std::optional<uint64_t> addr;
 	if (kind == "intel") {
-		if (line.find("[DMA Read") == std::string::npos &&
-		    line.find("[DMA Write") == std::string::npos)
+		const bool read = line.find("[DMA Read") != std::string::npos;
+		const bool write = line.find("[DMA Write") != std::string::npos;
+		if (!(dir == DmaDir::kRead ? read : dir == DmaDir::kWrite ? write : read || write))
 			return false;
 		addr = hex_after(line, "fault addr 0x");
 	} else if (kind == "amd") {

@@ -87,10 +87,16 @@ private:
 // none.
 std::string iommu_kind(const std::string &bdf);
 
+// Which way a refused DMA went, when the report says (VT-d does; QEMU's
+// virtio-iommu reports no direction and its AMD-Vi no fault).
+enum class DmaDir { kAny, kRead, kWrite };
+
 // Whether a kernel log line is an IOMMU fault report of @kind ("intel":
 // "DMAR: [DMA Read|Write ...] ... fault addr", "amd": "IO_PAGE_FAULT",
-// "virtio": "virtio_iommu ... fault from EP") for @iova's page.
-bool is_iommu_fault(const std::string &kind, const std::string &line, uint64_t iova);
+// "virtio": "virtio_iommu ... fault from EP") for @iova's page, in
+// direction @dir where the report gives one.
+bool is_iommu_fault(const std::string &kind, const std::string &line, uint64_t iova,
+		    DmaDir dir = DmaDir::kAny);
 
 // The PFN mapped at user address @addr (/proc/self/pagemap; needs
 // CAP_SYS_ADMIN for a non-zero PFN), or nothing if no page is present.
