@@ -585,6 +585,31 @@ TEST_F(VfioEduGmemTest, DeviceSeesWhatTheGuestSharesAndOnlyThat)
 	EXPECT_EQ(hypercalls_, 2u);
 }
 
+// A domain made after the guest_memfd mapping (a HWPT the VMM allocates on
+// the IOAS and attaches the device to) starts out as the mirror, and
+// follows conversions from then on.
+TEST_F(VfioEduGmemTest, DomainAllocatedAfterTheMappingMirrorsTheFile)
+{
+	ASSERT_NO_FATAL_FAILURE(ShareWithPattern(0, 2, 1));
+	ASSERT_THAT(Convert(false, 1), Succeeds());
+	// The device leaves the IOAS's automatic domain, which goes with it.
+	ASSERT_THAT(edu_->vfio().detach(), Succeeds());
+	auto hwpt = iommufd_->alloc_hwpt(edu_->vfio().devid(), ioas_->id());
+	ASSERT_THAT(hwpt, Succeeds());
+	auto attached = edu_->vfio().attach(hwpt->id());
+	ASSERT_THAT(attached, Succeeds());
+	EXPECT_EQ(*attached, hwpt->id());
+
+	ExpectReadReaches(0, 1, "shared page, domain made after the mapping");
+	ExpectReadBlocked(1, 1, "private page, domain made after the mapping");
+	ASSERT_THAT(Convert(true, 1), Succeeds());
+	ExpectReadReaches(1, 1, "right after to-shared, in the new domain");
+	ASSERT_THAT(Convert(false, 0), Succeeds());
+	ExpectReadBlocked(0, 1, "right after to-private, in the new domain");
+	// The HWPT can only go once the device has left it.
+	ASSERT_THAT(edu_->vfio().detach(), Succeeds());
+}
+
 // Conversions of DMA-mapped pages race with DMA to them: no DMA ever
 // brings data of a page that was private for the whole of it, and every
 // to-private conversion succeeds at its first try. Bounded and seeded
