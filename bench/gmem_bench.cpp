@@ -28,7 +28,12 @@
 //
 // The mock IOMMU (CONFIG_IOMMUFD_TEST) stands in for hardware: its page
 // table is a software xarray, so IOMMU figures show the iommufd and
-// guest_memfd side of the cost, not a real IOMMU's IOTLB flushes.
+// guest_memfd side of the cost, not a real IOMMU's IOTLB flushes. With
+// --device edu, the iommu-* cases attach QEMU's edu device through VFIO
+// instead (a machine booted with harness/guest-run.sh --viommu KIND), so
+// that every map, unmap and conversion goes through a real IOMMU driver's
+// page table and its strict IOTLB invalidation; the checks then read
+// IOMMU_IOAS_MIRROR_STATUS instead of the mock's page table.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
@@ -54,6 +59,7 @@
 
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
+#include "testing/edu.h"
 #include "testing/iommufd_mock.h"
 #include "timing.h"
 
@@ -85,6 +91,7 @@ struct Options {
 	std::string source = "unknown";
 	bool steps = false;
 	bool aslr = false;
+	bool edu = false; // --device edu: the iommu-* cases on a real IOMMU
 };
 
 // A case that cannot run here (no KVM, no mock IOMMU, ...).
@@ -376,11 +383,15 @@ private:
 	uint8_t seed_ = 0;
 };
 
-// An iommufd context with one IOAS and one mock domain attached to it.
+// An iommufd context with one IOAS and one domain attached to it: a mock
+// domain, or (--device edu) the domain of QEMU's edu device behind a real
+// (emulated) IOMMU. The device goes first: it is detached before the IOAS
+// is destroyed.
 struct IommuCtx {
 	Iommufd iommufd;
 	Ioas ioas;
-	MockDomain domain;
+	std::optional<MockDomain> domain;
+	std::optional<gmem::testing::Edu> edu;
 
 	static IommuCtx make()
 	{
@@ -388,10 +399,43 @@ struct IommuCtx {
 		if (!fd)
 			throw Skip{ fd.error().message() };
 		if (!gmem::testing::have_iommufd_mock(fd->fd()))
-			throw Skip{ "no iommufd mock domains (CONFIG_IOMMUFD_TEST)" };
+			throw Skip{ "no iommufd mock (CONFIG_IOMMUFD_TEST): MD_CHECK_REFS" };
 		auto ioas = fd->alloc_ioas().value();
-		auto md = MockDomain::attach(ioas).value();
-		return { std::move(fd).value(), std::move(ioas), std::move(md) };
+		IommuCtx c{ std::move(fd).value(), std::move(ioas), std::nullopt, std::nullopt };
+		if (!opts.edu) {
+			c.domain.emplace(MockDomain::attach(c.ioas).value());
+			return c;
+		}
+		auto edu = gmem::testing::Edu::open(c.iommufd.fd());
+		if (!edu)
+			throw Skip{ edu.error().message() };
+		c.edu.emplace(std::move(edu).value());
+		c.edu->vfio().attach(c.ioas.id()).value();
+		return c;
+	}
+
+	// Every page of [iova, iova + len) maps its file page (@mapped), or
+	// none does. The mock's page table tells page by page; a real domain
+	// only through the mirror's count.
+	bool check_mirror(uint64_t iova, uint64_t len, int gmem_fd, bool mapped,
+			  std::string &why) const
+	{
+		if (domain) {
+			auto r = gmem::testing::check_gmem(iommufd.fd(), domain->hwpt_id(), iova,
+							   len, gmem_fd, 0, !mapped);
+			if (!r.ok())
+				why = r.error().message();
+			return r.ok();
+		}
+		auto st = ioas.mirror_status(iova);
+		if (!st.ok()) {
+			why = st.error().message();
+			return false;
+		}
+		const uint64_t want = mapped ? len / kPage : 0;
+		why = "MIRROR_STATUS: " + std::to_string(st->mapped_pages) + " mapped, " +
+		      std::to_string(st->pending_pages) + " pending";
+		return st->mapped_pages == want && st->pending_pages == 0;
 	}
 };
 
@@ -475,10 +519,9 @@ public:
 	void check() override
 	{
 		io_.ioas.map_file(gm_.g.fd(), 0, len_, kIova).value();
-		auto r = gmem::testing::check_gmem(io_.iommufd.fd(), io_.domain.hwpt_id(), kIova,
-						   len_, gm_.g.fd(), 0, false);
-		require(r.ok(), "mirror: the mock domain maps every shared page (" +
-					(r.ok() ? std::string() : r.error().message()) + ")");
+		std::string why;
+		const bool ok = io_.check_mirror(kIova, len_, gm_.g.fd(), true, why);
+		require(ok, "mirror: the domain maps every shared page (" + why + ")");
 		auto refs = gmem::testing::check_refs(io_.iommufd.fd(), gm_.m.data(), len_, 0);
 		require(refs.ok(), "mirror: no page pinned");
 		io_.ioas.unmap(kIova, len_).value();
@@ -509,14 +552,12 @@ public:
 	[[nodiscard]] MemCount memory() const override { return { resident_pages(gm_.m), 0 }; }
 	void check() override
 	{
-		const int fd = io_.iommufd.fd();
-		const uint32_t hwpt = io_.domain.hwpt_id();
-		auto mapped =
-			gmem::testing::check_gmem(fd, hwpt, kIova, len_, gm_.g.fd(), 0, false);
-		require(mapped.ok(), "mirror: shared range mapped");
+		std::string why;
+		require(io_.check_mirror(kIova, len_, gm_.g.fd(), true, why),
+			"mirror: shared range mapped (" + why + ")");
 		gm_.g.convert_private(0, len_).value();
-		auto none = gmem::testing::check_gmem(fd, hwpt, kIova, len_, gm_.g.fd(), 0, true);
-		require(none.ok(), "mirror: private range not mapped");
+		require(io_.check_mirror(kIova, len_, gm_.g.fd(), false, why),
+			"mirror: private range not mapped (" + why + ")");
 		gm_.g.convert_shared(0, len_).value();
 		auto st = io_.ioas.mirror_status(kIova).value();
 		require(st.mapped_pages == pages_ && st.pending_pages == 0,
@@ -652,7 +693,7 @@ std::vector<Group> groups()
 		      [](uint64_t n) { return std::make_unique<TwoBackingConv>(n, true); } } },
 		  true },
 		{ "iommu-map",
-		  "IOAS map/unmap of N pages, one mock domain: mirror vs pinned",
+		  "IOAS map/unmap of N pages, one domain: mirror vs pinned",
 		  { "map", "unmap", "round_trip" },
 		  { { "mirror", [](uint64_t n) { return std::make_unique<MapMirror>(n); } },
 		    { "pin-memfd-MAP",
@@ -935,6 +976,11 @@ void print_header()
 	std::printf("BENCH env.aslr %d bool\n", !(personality(0xffffffff) & ADDR_NO_RANDOMIZE));
 	std::printf("BENCH env.config %s name\nBENCH env.source %s -\n", opts.config.c_str(),
 		    opts.source.c_str());
+	std::printf("IOMMU domain of the iommu-* cases: %s\nBENCH env.device %s name\n",
+		    opts.edu ? "edu through VFIO, behind the machine's emulated IOMMU "
+			       "(strict invalidation)"
+			     : "iommufd's mock domain (software page table, no IOTLB)",
+		    opts.edu ? "edu" : "mock");
 	// What one clock read costs: it is inside every figure once (phases)
 	// or once per step.
 	std::vector<uint64_t> d;
@@ -975,6 +1021,9 @@ std::vector<uint64_t> parse_list(const std::string &s)
 		     "Usage: gmem-bench [--reps N] [--warmup N] [--pages N,N,...]\n"
 		     "                  [--only conv,iommu-map,iommu-conv] [--steps] [--aslr]\n"
 		     "                  [--icount] [--config NAME] [--source ID]\n"
+		     "                  [--device mock|edu]\n"
+		     "  --device  the iommu-* cases' domain: iommufd's mock (default) or QEMU's\n"
+		     "            edu device behind the machine's emulated IOMMU\n"
 		     "  --icount  label figures as guest instructions (QEMU -icount shift=0)\n"
 		     "  --config  the kernel config's name, for the report\n"
 		     "  --source  what the kernel was built from, for the report\n"
@@ -1018,7 +1067,12 @@ int main(int argc, char **argv)
 			opts.steps = true;
 		else if (a == "--aslr")
 			opts.aslr = true;
-		else if (a == "--help" || a == "-h")
+		else if (a == "--device") {
+			const std::string d = next();
+			if (d != "mock" && d != "edu")
+				usage(2);
+			opts.edu = d == "edu";
+		} else if (a == "--help" || a == "-h")
 			usage(0);
 		else
 			usage(2);

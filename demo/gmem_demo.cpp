@@ -10,9 +10,18 @@
 // step, checks what it can see from the host, prints a summary, and exits
 // non-zero if any check failed.
 //
-// Usage: gmem-demo [--require-iommu]
-//   Without /dev/iommu or the iommufd mock (CONFIG_IOMMUFD_TEST) the IOMMU
-//   steps are skipped; --require-iommu turns that skip into a failure.
+// The device is a real one when the machine has it: QEMU's edu DMA device
+// behind an emulated IOMMU (harness/demo.sh boots a q35 machine with
+// VT-d), bound to vfio-pci and attached to the IOAS through its iommufd
+// cdev; after each step the device reads every page of the guest's data
+// by DMA and the demo shows which reads brought the page and which the
+// IOMMU refused. Without one, iommufd's test-only mock device
+// (CONFIG_IOMMUFD_TEST) stands in and the demo shows its page table.
+//
+// Usage: gmem-demo [--require-iommu] [--device=auto|edu|mock]
+//   auto (the default): edu if the machine has one, else the mock. Without
+//   either the IOMMU steps are skipped; --require-iommu turns that skip
+//   into a failure.
 #include <asm/kvm_para.h>
 #include <linux/kvm.h>
 #include <linux/kvm_para.h>
@@ -30,9 +39,12 @@
 
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
+#include "gmem/vfio.h"
+// Test-only: a userspace driver for QEMU's edu device (a VMM hands its
+// assigned device to the guest instead of driving it), and the mock IOMMU
+// device of CONFIG_IOMMUFD_TEST.
+#include "testing/edu.h"
 #include "testing/host_access.h"
-// Test-only: the mock IOMMU device of CONFIG_IOMMUFD_TEST. A real VMM
-// attaches an assigned (VFIO) device to the IOAS instead.
 #include "testing/iommufd_mock.h"
 
 extern "C" const uint8_t demo_guest_start[], demo_guest_end[], demo_guest_message[];
@@ -59,6 +71,14 @@ constexpr uint64_t kIova = kDataGpa;
 static_assert(kIova >= MOCK_APERTURE_START && kIova + kDataSize - 1 <= MOCK_APERTURE_LAST,
 	      "the data must lie in the mock IOMMU's aperture");
 static_assert(kDataPages <= 32, "page masks are 32 bits");
+static_assert(kIova + kDataSize <= gmem::testing::kEduDmaLimit, "edu's DMA mask is 28 bits");
+// Two pinned pages of ordinary memory for the real device: markers and
+// patterns go in from the first, its buffer comes back into the second.
+constexpr uint64_t kScratchIova = 0x200000;
+constexpr uint8_t kMarker = 0xee;
+constexpr uint64_t kSlot = 64; // bytes the device reads of each page
+
+enum class DeviceKind { kAuto, kEdu, kMock };
 
 int failures = 0;
 
@@ -93,11 +113,17 @@ struct Stats {
 	// From the last IOMMU_IOAS_MIRROR_STATUS.
 	uint64_t iopte_adds = 0;
 	uint64_t iopte_removes = 0;
+	// The real device's DMAs, and those the IOMMU refused.
+	uint64_t dmas = 0;
+	uint64_t dmas_refused = 0;
 };
 
 class Demo {
 public:
-	explicit Demo(bool require_iommu) : require_iommu_(require_iommu) {}
+	Demo(bool require_iommu, DeviceKind device)
+	    : require_iommu_(require_iommu), device_kind_(device)
+	{
+	}
 	bool setup();
 	bool run();
 	void summary() const;
@@ -119,8 +145,14 @@ private:
 	// and MIRROR_STATUS against the model; @before: mirrored() before the
 	// step.
 	void show_iommu(uint32_t before);
+	// The real device: attach it, and what its DMA reaches (bit i: the
+	// read of page i brought the page's data).
+	bool bind_edu();
+	uint32_t device_reads(std::string &row);
+	bool attached() const { return ioas_ && (device_ || edu_); }
 
 	bool require_iommu_;
+	DeviceKind device_kind_;
 	std::optional<gmem::Kvm> kvm_;
 	std::optional<gmem::Vm> vm_;
 	std::optional<gmem::Mapping> code_;
@@ -132,6 +164,8 @@ private:
 	std::optional<gmem::Iommufd> iommufd_;
 	std::optional<gmem::Ioas> ioas_;
 	std::optional<gmem::testing::MockDomain> device_;
+	std::optional<gmem::testing::Edu> edu_;
+	std::optional<gmem::Mapping> scratch_;
 	std::string iommu_skipped_;
 	bool legend_shown_ = false;
 	uint64_t want_adds_ = 0;
@@ -242,8 +276,41 @@ void Demo::skip_iommu(const std::string &why)
 	else
 		say("    IOMMU steps skipped: %s\n", why.c_str());
 	device_.reset();
+	edu_.reset();
 	ioas_.reset();
 	iommufd_.reset();
+}
+
+bool Demo::bind_edu()
+{
+	using gmem::testing::Edu;
+	auto edu = Edu::open(iommufd_->fd());
+	if (!edu) {
+		if (edu.err() == ENODEV && device_kind_ == DeviceKind::kAuto)
+			return false; // no edu here: the mock stands in
+		check(false, "%s", edu.error().message().c_str());
+		return true;
+	}
+	edu_.emplace(std::move(edu).value());
+	const std::string bdf = edu_->vfio().bdf();
+	auto hwpt = edu_->vfio().attach(ioas_->id());
+	if (!hwpt) {
+		check(false, "%s", hwpt.error().message().c_str());
+		edu_.reset();
+		return true;
+	}
+	scratch_.emplace(gmem::Mapping::anonymous(2 * kPage).value());
+	auto r = ioas_->map_memory(scratch_->data(), 2 * kPage, kScratchIova);
+	if (!r) {
+		check(false, "%s", r.error().message().c_str());
+		edu_.reset();
+		return true;
+	}
+	say("    device: QEMU's edu DMA engine at %s behind the %s IOMMU, bound to vfio-pci,\n"
+	    "    its cdev bound to the iommufd (VFIO_DEVICE_BIND_IOMMUFD) and attached to\n"
+	    "    IOAS %u (VFIO_DEVICE_ATTACH_IOMMUFD_PT: HWPT %u, a real IOMMU domain)\n",
+	    bdf.c_str(), gmem::testing::iommu_kind(bdf).c_str(), ioas_->id(), *hwpt);
+	return true;
 }
 
 void Demo::bind_iommu()
@@ -262,9 +329,7 @@ void Demo::bind_iommu()
 		return;
 	}
 	iommufd_.emplace(std::move(fd).value());
-	if (!have_iommufd_mock(iommufd_->fd()))
-		return skip_iommu("no iommufd mock device (CONFIG_IOMMUFD_TEST) to stand in for "
-				  "an assigned device");
+	const bool mock = have_iommufd_mock(iommufd_->fd());
 	auto ioas = iommufd_->alloc_ioas();
 	if (!ioas) {
 		check(false, "%s", ioas.error().message().c_str());
@@ -277,22 +342,33 @@ void Demo::bind_iommu()
 
 	// A domain exists only once a device is attached. The device comes
 	// first, so that the IOPTE counters of the mapping start from zero.
-	auto dev = MockDomain::attach(*ioas_);
-	if (!dev) {
-		check(false, "%s", dev.error().message().c_str());
-		return;
+	const bool real = device_kind_ != DeviceKind::kMock && bind_edu();
+	if (real && !edu_)
+		return; // a failed check said why
+	if (!real) {
+		if (device_kind_ == DeviceKind::kEdu || !mock)
+			return skip_iommu(
+				"no edu device behind an IOMMU (boot with "
+				"harness/guest-run.sh --viommu intel) and no iommufd mock "
+				"device (CONFIG_IOMMUFD_TEST)");
+		auto dev = MockDomain::attach(*ioas_);
+		if (!dev) {
+			check(false, "%s", dev.error().message().c_str());
+			return;
+		}
+		device_.emplace(std::move(dev).value());
+		say("    device %u attached to IOAS %u, with its own IOMMU domain (HWPT %u)\n",
+		    device_->stdev_id(), ioas_->id(), device_->hwpt_id());
+		say("    (test-only: iommufd's mock device, CONFIG_IOMMUFD_TEST, stands in for an "
+		    "assigned device)\n");
 	}
-	device_.emplace(std::move(dev).value());
-	say("    device %u attached to IOAS %u, with its own IOMMU domain (HWPT %u)\n",
-	    device_->stdev_id(), ioas_->id(), device_->hwpt_id());
-	say("    (test-only: iommufd's mock device, CONFIG_IOMMUFD_TEST, stands in for an "
-	    "assigned device)\n");
 
 	auto iova = ioas_->map_file(gmem_->fd(), 0, kDataSize, kIova);
 	if (!iova || *iova != kIova) {
 		check(false, "IOMMU_IOAS_MAP_FILE at IOVA 0x%llx: %s", (unsigned long long)kIova,
 		      iova ? "mapped elsewhere" : iova.error().message().c_str());
 		device_.reset();
+		edu_.reset();
 		ioas_.reset();
 		return;
 	}
@@ -301,7 +377,11 @@ void Demo::bind_iommu()
 	    (unsigned long long)kDataSize, (unsigned long long)kIova);
 	show_iommu(0);
 
-	// Nothing pinned: conversions to private need no unpinning.
+	// Nothing pinned: conversions to private need no unpinning. Only the
+	// mock's MD_CHECK_REFS can count pins; with the real device, the
+	// conversions to private succeeding at the first try show it.
+	if (!mock)
+		return;
 	std::vector<uint64_t> shared;
 	for (uint64_t i = 0; i < kDataPages; i++)
 		if (shared_[i])
@@ -313,13 +393,65 @@ void Demo::bind_iommu()
 	      shared.size());
 }
 
+uint32_t Demo::device_reads(std::string &row)
+{
+	// The device reads the first 64 bytes of each page into its own
+	// slot of its buffer (which starts full of a marker), then writes
+	// the buffer out to a scratch page: one DMA per page, and two more.
+	uint8_t *marker = scratch_->data(), *back = scratch_->data() + kPage;
+	std::memset(marker, kMarker, kPage);
+	std::memset(back, 0, kPage);
+	bool ok = edu_->dma_to_device(kScratchIova, kPage).ok();
+	for (uint64_t i = 0; i < kDataPages; i++)
+		ok &= edu_->dma_to_device(kIova + i * kPage, kSlot, i * kSlot).ok();
+	ok &= edu_->dma_from_device(kScratchIova + kPage, kPage).ok();
+	stats_.dmas += kDataPages + 2;
+	if (!ok)
+		check(false, "edu DMA timed out");
+	uint32_t reached = 0;
+	for (uint64_t i = 0; i < kDataPages; i++) {
+		const uint8_t *got = back + i * kSlot;
+		// What the host sees there, if it can (a shared page).
+		uint8_t want[kSlot];
+		bool host = shared_[i] && allocated_[i];
+		if (host)
+			std::memcpy(want, data_->data() + i * kPage, kSlot);
+		const bool refused = std::all_of(got, got + kSlot,
+						 [](uint8_t b) { return b == 0 || b == kMarker; });
+		if (host && std::memcmp(got, want, kSlot) == 0 && !refused) {
+			reached |= 1u << i;
+			row += 'D';
+		} else if (refused) {
+			stats_.dmas_refused++;
+			row += '.';
+		} else {
+			row += '?';
+		}
+	}
+	// A shared page full of zeros reads like a refusal: count it as
+	// reached when the host sees zeros there too.
+	for (uint64_t i = 0; i < kDataPages; i++) {
+		if (row[i] != '.' || !(shared_[i] && allocated_[i]))
+			continue;
+		const uint8_t *h = data_->data() + i * kPage;
+		if (std::all_of(h, h + kSlot, [](uint8_t b) { return b == 0; }) &&
+		    std::all_of(back + i * kSlot, back + (i + 1) * kSlot,
+				[](uint8_t b) { return b == 0; })) {
+			reached |= 1u << i;
+			row[i] = 'D';
+			stats_.dmas_refused--;
+		}
+	}
+	return reached;
+}
+
 uint32_t Demo::mirrored() const
 {
 	uint32_t m = 0;
 	for (uint64_t i = 0; i < kDataPages; i++)
 		if (shared_[i] && allocated_[i])
 			m |= 1u << i;
-	return ioas_ && device_ ? m : 0;
+	return attached() ? m : 0;
 }
 
 void Demo::show_iommu(uint32_t before)
@@ -329,12 +461,36 @@ void Demo::show_iommu(uint32_t before)
 	want_adds_ += std::popcount(now & ~before);
 	want_removes_ += std::popcount(before & ~now);
 
+	std::string file, iommu, want;
+	uint64_t bad = kDataPages;
+	if (edu_) {
+		// The file as the VMM made it, and what the device's DMA
+		// reaches, page by page.
+		for (uint64_t i = 0; i < kDataPages; i++) {
+			file += !allocated_[i] ? '-' : shared_[i] ? 'S' : 'P';
+			want += now & (1u << i) ? 'D' : '.';
+		}
+		const uint32_t reached = device_reads(iommu);
+		say("    guest_memfd  %s%s\n", file.c_str(),
+		    legend_shown_ ? "" : "   S shared, P private, - not allocated");
+		say("    device DMA   %s%s\n", iommu.c_str(),
+		    legend_shown_ ? ""
+				  : "   D the device read the page's data, . the IOMMU refused");
+		legend_shown_ = true;
+		for (uint64_t i = 0; i < kDataPages && bad == kDataPages; i++)
+			if (iommu[i] != want[i])
+				bad = i;
+		if (bad == kDataPages && reached == now)
+			check(true, "edu DMA page by page: exactly the shared pages are reachable");
+		else
+			check(false, "edu DMA page by page: page %llu should %s",
+			      (unsigned long long)bad,
+			      want[bad] == 'D' ? "be reachable with its data" : "be refused");
+	}
 	// The file as the VMM made it, and the device's domain as the mock
 	// IOMMU reports it, page by page (MD_CHECK_GMEM compares each IOPTE
 	// with the PFN of the file page).
-	std::string file, iommu, want;
-	uint64_t bad = kDataPages;
-	for (uint64_t i = 0; i < kDataPages; i++) {
+	for (uint64_t i = 0; i < kDataPages && !edu_; i++) {
 		file += !allocated_[i] ? '-' : shared_[i] ? 'S' : 'P';
 		const bool mapped =
 			check_gmem(iommufd_->fd(), device_->hwpt_id(), kIova + i * kPage, kPage,
@@ -349,17 +505,19 @@ void Demo::show_iommu(uint32_t before)
 		if (iommu.back() != want.back() && bad == kDataPages)
 			bad = i;
 	}
-	say("    guest_memfd  %s%s\n", file.c_str(),
-	    legend_shown_ ? "" : "   S shared, P private, - not allocated");
-	say("    IOMMU        %s%s\n", iommu.c_str(),
-	    legend_shown_ ? "" : "   M IOVA maps the file's page, . maps nothing");
-	legend_shown_ = true;
-	if (bad == kDataPages)
-		check(true, "check_gmem page by page: exactly the shared pages are mapped");
-	else
-		check(false, "check_gmem page by page: page %llu should %s",
-		      (unsigned long long)bad,
-		      want[bad] == 'M' ? "map its guest_memfd page" : "map nothing");
+	if (!edu_) {
+		say("    guest_memfd  %s%s\n", file.c_str(),
+		    legend_shown_ ? "" : "   S shared, P private, - not allocated");
+		say("    IOMMU        %s%s\n", iommu.c_str(),
+		    legend_shown_ ? "" : "   M IOVA maps the file's page, . maps nothing");
+		legend_shown_ = true;
+		if (bad == kDataPages)
+			check(true, "check_gmem page by page: exactly the shared pages are mapped");
+		else
+			check(false, "check_gmem page by page: page %llu should %s",
+			      (unsigned long long)bad,
+			      want[bad] == 'M' ? "map its guest_memfd page" : "map nothing");
+	}
 
 	auto st = ioas_->mirror_status(kIova);
 	if (!st) {
@@ -421,7 +579,7 @@ bool Demo::handle_hypercall(kvm_run *run)
 	    to_private ? "KVM_GMEM_CONVERT_PRIVATE" : "KVM_GMEM_CONVERT_SHARED",
 	    (unsigned long long)off, (unsigned long long)(pages * kPage));
 	check(allocated_pages() == before, "no page allocated or freed by the conversion");
-	if (ioas_ && device_) {
+	if (attached()) {
 		if (to_private)
 			check(retries == 0, "converted at the first try: the IOMMU holds no page "
 					    "references");
@@ -449,7 +607,7 @@ void Demo::discard_and_refill()
 		allocated_[kDiscardPage + i] = false;
 	check(allocated_pages() == kDataPages - kDiscardPages, "the %llu pages are freed (mincore)",
 	      (unsigned long long)kDiscardPages);
-	if (ioas_ && device_)
+	if (attached())
 		show_iommu(before);
 
 	say("==> ... and allocates them again (fallocate KEEP_SIZE): fresh, zeroed pages\n");
@@ -464,7 +622,7 @@ void Demo::discard_and_refill()
 	// mincore() cannot tell: guest_memfd zeroes a fallocate()d page (and
 	// only then reports it resident) when it is first used. The IOMMU uses
 	// them at once, and check_gmem fails (ENOENT) on a page not allocated.
-	if (ioas_ && device_)
+	if (attached())
 		show_iommu(before);
 	account();
 }
@@ -585,6 +743,10 @@ void Demo::summary() const
 		    (unsigned long long)stats_.iopte_removes);
 	else
 		say("    IOPTEs added / removed:           skipped (%s)\n", iommu_skipped_.c_str());
+	if (edu_)
+		say("    device DMAs (edu, real IOMMU):    %llu, of which %llu refused by the "
+		    "IOMMU\n",
+		    (unsigned long long)stats_.dmas, (unsigned long long)stats_.dmas_refused);
 	say("    peak guest data memory, in place: %llu pages\n",
 	    (unsigned long long)stats_.peak_allocated);
 	say("    same run with two backings:       %llu pages (private in guest_memfd + "
@@ -598,16 +760,23 @@ void Demo::summary() const
 int main(int argc, char **argv)
 {
 	bool require_iommu = false;
+	DeviceKind device = DeviceKind::kAuto;
 	for (int i = 1; i < argc; i++) {
 		if (std::strcmp(argv[i], "--require-iommu") == 0) {
 			require_iommu = true;
+		} else if (std::strcmp(argv[i], "--device=edu") == 0) {
+			device = DeviceKind::kEdu;
+		} else if (std::strcmp(argv[i], "--device=mock") == 0) {
+			device = DeviceKind::kMock;
+		} else if (std::strcmp(argv[i], "--device=auto") == 0) {
+			device = DeviceKind::kAuto;
 		} else {
-			say("usage: %s [--require-iommu]\n", argv[0]);
+			say("usage: %s [--require-iommu] [--device=auto|edu|mock]\n", argv[0]);
 			return 2;
 		}
 	}
 	try {
-		Demo demo(require_iommu);
+		Demo demo(require_iommu, device);
 		if (!demo.setup())
 			return 1;
 		bool ok = demo.run();

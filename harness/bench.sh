@@ -6,7 +6,7 @@
 # side in one boot. Not part of test.sh: run it on purpose.
 #
 # Usage: bench.sh [--config NAME] [--icount] [--results DIR] [--timeout SEC]
-#                 [--no-fallback] [-- GMEM-BENCH-ARGS...]
+#                 [--no-fallback] [--viommu KIND] [-- GMEM-BENCH-ARGS...]
 #   --config NAME  kernel config (default: perf, no lockdep/KASAN/DEBUG_VM).
 #                  If the perf kernel fails to build or to boot, the run
 #                  falls back to the test config and says so loudly: its
@@ -19,6 +19,11 @@
 #   --results DIR  run directory (default: $GMEM_BUILD_ROOT/bench-results/
 #                  CONFIG[-icount]); BENCH lines also go to DIR/bench.txt
 #   --timeout SEC  guest timeout (default 1800)
+#   --viommu KIND  boot the q35 machine with that emulated IOMMU (intel, amd,
+#                  virtio) and QEMU's edu device (guest-run.sh --viommu), and
+#                  run the iommu-* cases on edu's domain (gmem-bench
+#                  --device edu): real IOMMU page tables and strict IOTLB
+#                  invalidation instead of the mock's xarray
 #   GMEM-BENCH-ARGS e.g. --reps 21 --pages 1,64,512 --only conv --steps
 #
 # Honours GMEM_CACHE, GMEM_KTREE, GMEM_BUILD_ROOT like every harness script;
@@ -27,7 +32,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-config=perf icount=0 results="" timeout=1800 fallback=1
+config=perf icount=0 results="" timeout=1800 fallback=1 viommu=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--config) config=$2; shift 2 ;;
@@ -35,6 +40,7 @@ while [ $# -gt 0 ]; do
 	--results) results=$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
 	--no-fallback) fallback=0; shift ;;
+	--viommu) viommu=$2; shift 2 ;;
 	--) shift; break ;;
 	*) die "bench: unknown option $1 (gmem-bench's own options go after --)" ;;
 	esac
@@ -77,10 +83,12 @@ bin="$bdir/bench/gmem-bench"
 # 3. One boot.
 qargs=()
 [ $icount = 1 ] && qargs=(--icount)
+[ -n "$viommu" ] && qargs+=(--viommu "$viommu")
 
 run() { # prints nothing itself; returns guest-run's status
 	local tag=$config
 	[ $icount = 1 ] && tag+=-icount
+	[ -n "$viommu" ] && tag+=-$viommu
 	res=${results:-$(build_root)/bench-results/$tag}
 	# What was measured: the repository's commit (the series the kernel was
 	# assembled from; "+" if it had uncommitted edits) and the kernel tree.
@@ -90,6 +98,7 @@ run() { # prints nothing itself; returns guest-run's status
 	src+=",tree:$(git -C "$(ktree)" rev-parse --short "HEAD^{tree}")"
 	local bargs=(--config "$config" --source "$src")
 	[ $icount = 1 ] && bargs+=(--icount)
+	[ -n "$viommu" ] && bargs+=(--device edu)
 	log "bench: booting the $config kernel$([ $icount = 1 ] && echo ' with -icount shift=0'); results in $res"
 	set +e
 	"$HARNESS_DIR/guest-run.sh" --config "$config" --results "$res" --timeout "$timeout" \

@@ -5,8 +5,10 @@
 # what is needed, build and boot the patched kernel under QEMU and run the
 # demo inside it: gmem-info (what the kernel reports about guest_memfd,
 # iommufd and its VM types), then gmem-demo, a mini-VMM whose guest converts
-# its memory between private and shared in place while an IOMMU (iommufd's
-# mock device standing in for an assigned one) follows the shared pages.
+# its memory between private and shared in place while an IOMMU follows the
+# shared pages: the guest is a q35 machine with an emulated VT-d and QEMU's
+# edu DMA device, whose real DMA shows, after every step, which pages the
+# device reaches.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 t0=$(date +%s)
@@ -33,12 +35,12 @@ cat >"$logdir/demo-in-guest.sh" <<'SH'
 #!/bin/sh
 ./gmem-info
 echo
-exec ./gmem-demo --require-iommu
+exec ./gmem-demo --require-iommu --device=edu
 SH
 chmod +x "$logdir/demo-in-guest.sh"
 set +e
 "$HARNESS_DIR/guest-run.sh" --results "$REPO_DIR/build/demo-run" --fail-on-splat \
-	--file "$REPO_DIR/build/gmem-info" --file "$REPO_DIR/build/gmem-demo" \
+	--viommu intel --file "$REPO_DIR/build/gmem-info" --file "$REPO_DIR/build/gmem-demo" \
 	-- "$logdir/demo-in-guest.sh"
 rc=$?
 set -e

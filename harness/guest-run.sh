@@ -20,6 +20,21 @@
 #                     guest clock advances 1 ns per guest instruction
 #                     (single-threaded TCG, which icount needs)
 #   --append ARGS     extra kernel command-line arguments
+#   --viommu KIND     boot a q35 machine with an emulated IOMMU and QEMU's
+#                     "edu" DMA device behind it, the kernel in translated,
+#                     strict mode (iommu.passthrough=0 iommu.strict=1):
+#                     intel   -device intel-iommu (interrupt remapping on,
+#                             intel_iommu=on), QEMU's legacy mode
+#                     intel-sm  the same in scalable mode
+#                             (x-scalable-mode=on, experimental in QEMU
+#                             10.0; second-stage tables)
+#                     amd     -device amd-iommu,pt=off (interrupt remapping
+#                             on; see viommu_args below for pt=off)
+#                     virtio  -device virtio-iommu-pci (no interrupt
+#                             remapping: iommufd.allow_unsafe_interrupts=1)
+#                     The splat scan then also passes the IOMMU's fault
+#                     reports (the tests cause them on purpose), and only
+#                     those.
 #
 # Exit status: the program's; 124 if the guest timed out; 125 if the guest
 # died before the program finished (panic, triple fault). A kernel splat in
@@ -29,9 +44,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-name=test results="" timeout=1800 shell=0 quiet=0 failsplat=0 extra=""
+name=test results="" timeout=1800 shell=0 quiet=0 failsplat=0 extra="" viommu=""
 accel=tcg,thread=multi
-files=() qargs=()
+files=() qargs=() machine=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--config) name=$2; shift 2 ;;
@@ -44,12 +59,49 @@ while [ $# -gt 0 ]; do
 	--qemu-arg) qargs+=("$2"); shift 2 ;;
 	--icount) accel=tcg,thread=single; qargs+=(-icount shift=0,sleep=off); shift ;;
 	--append) extra+=" $2"; shift 2 ;;
+	--viommu) viommu=$2; shift 2 ;;
 	--) shift; break ;;
 	-*) die "guest-run: unknown option $1" ;;
 	*) break ;;
 	esac
 done
 [ $# -gt 0 ] || [ $shell = 1 ] || die "guest-run: no program given"
+
+# The machine of --viommu. The vIOMMU comes before every other PCI device
+# (QEMU wants it first). Interrupt remapping is on where the vIOMMU has it,
+# as on a production host: VFIO_DEVICE_BIND_IOMMUFD then needs no
+# iommufd.allow_unsafe_interrupts. edu sits at a fixed slot, 00:10.0.
+viommu_args() {
+	local edu="-device edu,addr=10.0"
+	case "$1" in
+	intel|intel-sm)
+		local sm=""
+		[ "$1" = intel-sm ] && sm=",x-scalable-mode=on"
+		machine=(-machine q35 -device "intel-iommu,intremap=on$sm" $edu)
+		extra+=" intel_iommu=on iommu.passthrough=0 iommu.strict=1" ;;
+	amd)
+		# pt=off: QEMU 10.0's amd-iommu with its default pt=on gives
+		# every device the untranslated address space ("nodma")
+		# whatever the guest writes into the device table, so DMA
+		# goes to the IOVA as a physical address, unchecked and
+		# unreported (fixed upstream by 31753d5a336f, QEMU 10.1).
+		# Interrupt remapping stays off: with intremap=on, QEMU's
+		# IVRS names 00:14.0 as the southbridge IOAPIC, 7.3 wants an
+		# ISA bridge or SMBus controller there (check_sb_ioapic()),
+		# q35 has none (its LPC and SMBus are 00:1f.0 and 00:1f.3),
+		# so 7.3 says "No southbridge IOAPIC found" and disables
+		# it; iommufd needs the override here too.
+		machine=(-machine q35 -device amd-iommu,pt=off $edu)
+		extra+=" iommu.passthrough=0 iommu.strict=1 iommufd.allow_unsafe_interrupts=1" ;;
+	virtio)
+		# virtio-iommu has no interrupt remapping, so iommufd
+		# cannot tell MSIs are isolated and needs the override.
+		machine=(-machine q35 -device virtio-iommu-pci $edu)
+		extra+=" iommu.passthrough=0 iommu.strict=1 iommufd.allow_unsafe_interrupts=1" ;;
+	*) die "guest-run: unknown --viommu $1 (intel, intel-sm, amd or virtio)" ;;
+	esac
+}
+[ -z "$viommu" ] || viommu_args "$viommu"
 
 kdir=$(kbuild_dir "$name")
 kernel="$kdir/arch/x86/boot/bzImage"
@@ -101,7 +153,7 @@ append+=" sysctl.kernel.hung_task_timeout_secs=360$extra"
 # once in early boot: "BUG: KASAN: wild-memory-access in rcu_is_watching").
 # Nothing here needs 5-level paging.
 qemu=(qemu-system-x86_64 -accel "$accel" -cpu max,la57=off -smp 2 -m 4G
-	-nodefaults -no-reboot -display none
+	-nodefaults -no-reboot -display none "${machine[@]}"
 	-kernel "$kernel" -initrd "$initrd" -append "$append"
 	-virtfs "local,path=$results,mount_tag=gmem,security_model=none,id=gmem"
 	"${qargs[@]}")
@@ -133,7 +185,7 @@ if [ -n "$tailpid" ]; then
 	wait "$tailpid" 2>/dev/null || true
 fi
 
-"$HARNESS_DIR/scan-splats.sh" "$results/console.log" "$results/dmesg.log" >"$results/splats" || true
+"$HARNESS_DIR/scan-splats.sh" ${viommu:+--iommu-faults "${viommu%-sm}"} "$results/console.log" "$results/dmesg.log" >"$results/splats" || true
 if [ -s "$results/splats" ]; then
 	echo "guest-run: KERNEL SPLAT in the guest's log ($results/console.log):" >&2
 	sed 's/^/  /' "$results/splats" >&2

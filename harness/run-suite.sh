@@ -7,6 +7,7 @@
 #
 # Usage: run-suite.sh --results DIR [--timeout SEC] [--config NAME]
 #                     [--file PATH]... [--append KERNEL-ARGS]
+#                     [--viommu intel|intel-sm|amd|virtio]
 #                     NAME -- PROGRAM [ARGS...]
 # Results: DIR/NAME/{output.log,console.log,dmesg.log,cases.tsv,result.tsv}
 # Exit: 0 passed, 77 all skipped (CTest SKIP_RETURN_CODE), 1 failed.
@@ -17,7 +18,7 @@ resroot="" ; gargs=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--results) resroot=$2; shift 2 ;;
-	--timeout|--config|--file|--append) gargs+=("$1" "$2"); shift 2 ;;
+	--timeout|--config|--file|--append|--viommu) gargs+=("$1" "$2"); shift 2 ;;
 	--) shift; break ;;
 	-*) die "run-suite: unknown option $1" ;;
 	*) name=$1; shift ;;

@@ -37,6 +37,32 @@ Result<Ioas> Iommufd::alloc_ioas() const
 	return Ioas(std::move(dup).value(), cmd.out_ioas_id);
 }
 
+Result<Hwpt> Iommufd::alloc_hwpt(uint32_t dev_id, uint32_t ioas_id, uint32_t flags) const
+{
+	auto dup = UniqueFd::duplicate(fd_.get());
+	if (!dup)
+		return dup.error();
+	iommu_hwpt_alloc cmd{};
+	cmd.size = sizeof(cmd);
+	cmd.flags = flags;
+	cmd.dev_id = dev_id;
+	cmd.pt_id = ioas_id;
+	if (::ioctl(fd_.get(), IOMMU_HWPT_ALLOC, &cmd) < 0)
+		return last_error("IOMMU_HWPT_ALLOC(dev " + std::to_string(dev_id) + ", IOAS " +
+				  std::to_string(ioas_id) + ")");
+	return Hwpt(std::move(dup).value(), cmd.out_hwpt_id);
+}
+
+Result<void> Hwpt::destroy()
+{
+	if (!iommufd_.valid())
+		return {};
+	auto r = iommufd_destroy(iommufd_.get(), id_, "HWPT " + std::to_string(id_));
+	iommufd_.reset();
+	id_ = 0;
+	return r;
+}
+
 Result<void> iommufd_destroy(int iommufd, uint32_t id, const std::string &what)
 {
 	iommu_destroy cmd{};

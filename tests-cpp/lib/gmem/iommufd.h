@@ -23,6 +23,7 @@
 namespace gmem {
 
 class Ioas;
+class Hwpt;
 
 // IOMMU_IOAS_MAP_FILE / IOMMU_IOAS_MAP permissions.
 inline constexpr uint32_t kIommuReadWrite = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
@@ -39,6 +40,11 @@ public:
 	[[nodiscard]] int fd() const { return fd_.get(); }
 	// IOMMU_IOAS_ALLOC: a new, empty IO address space.
 	Result<Ioas> alloc_ioas() const;
+	// IOMMU_HWPT_ALLOC: a paging IOMMU domain for the bound device @dev_id
+	// (e.g. VfioDevice::devid()) on the IOAS @ioas_id, which it mirrors
+	// from then on, guest_memfd mappings included; attach the device to
+	// it with VfioDevice::attach(). @flags: IOMMU_HWPT_ALLOC_*.
+	Result<Hwpt> alloc_hwpt(uint32_t dev_id, uint32_t ioas_id, uint32_t flags = 0) const;
 	// IOMMU_DESTROY of any object of this context.
 	Result<void> destroy(uint32_t id) const;
 	// IOMMU_IOAS_CHANGE_PROCESS: move the pinned-memory accounting of every
@@ -130,6 +136,35 @@ private:
 	Ioas(UniqueFd iommufd, uint32_t id) : iommufd_(std::move(iommufd)), id_(id) {}
 	void reset() { (void)destroy(); }
 
+	UniqueFd iommufd_;
+	uint32_t id_ = 0;
+};
+
+// One HW page table (an IOMMU domain) of an iommufd context; destroyed
+// with the object (EBUSY while a device is still attached: detach first).
+// Like Ioas, it keeps its own duplicate of the context's fd.
+class Hwpt {
+public:
+	Hwpt(const Hwpt &) = delete;
+	Hwpt &operator=(const Hwpt &) = delete;
+	Hwpt(Hwpt &&o) noexcept : iommufd_(std::move(o.iommufd_)), id_(std::exchange(o.id_, 0)) {}
+	Hwpt &operator=(Hwpt &&o) noexcept
+	{
+		if (this != &o) {
+			(void)destroy();
+			iommufd_ = std::move(o.iommufd_);
+			id_ = std::exchange(o.id_, 0);
+		}
+		return *this;
+	}
+	~Hwpt() { (void)destroy(); }
+
+	[[nodiscard]] uint32_t id() const { return id_; }
+	Result<void> destroy();
+
+private:
+	friend class Iommufd;
+	Hwpt(UniqueFd iommufd, uint32_t id) : iommufd_(std::move(iommufd)), id_(id) {}
 	UniqueFd iommufd_;
 	uint32_t id_ = 0;
 };
