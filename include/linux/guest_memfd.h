@@ -65,17 +65,16 @@ struct module;
  * a page is or whether it exists: hole punch, conversion between shared and
  * private, release of the file, and (un)registration of a notifier.  It is
  * held for reading by memory-failure handling, fallocate() allocation,
- * guest_memfd_get_pfn() and the mmap fault handler.  Every notifier
+ * guest_memfd_lock() and the mmap fault handler.  Every notifier
  * callback runs under it.
  *
  * Callbacks must not take kvm->slots_lock, mmap_lock or the invalidate
  * lock, and must not register or unregister a notifier.  A client calls
- * guest_memfd_read_begin(), guest_memfd_get_pfn() and
- * guest_memfd_unregister_notifier() without holding any lock that its
- * callbacks take.  lockdep checks all of this: the core acquires the
- * lockdep map "guest_memfd_notifier" around every callback, so lockdep
- * learns invalidate lock -> callbacks -> client locks, and it acquires the
- * same map in guest_memfd_read_begin(), which waits for callbacks.
+ * guest_memfd_lock() and guest_memfd_unregister_notifier() without
+ * holding any lock that its callbacks take.  lockdep checks all of this:
+ * the core acquires the lockdep map "guest_memfd_notifier" around every
+ * callback, so lockdep learns invalidate lock -> callbacks -> client
+ * locks.
  *
  * The owner's release callback (&struct guest_memfd_owner_ops) is not a
  * notifier callback: it runs before the core takes the invalidate lock to
@@ -133,8 +132,6 @@ struct module;
  *	allocates with guest_memfd_allocate().  Pages allocated by
  *	guest_memfd_get_pfn() are not notified: the client asked for them.
  *	No prepare step.
- * @GUEST_MEMFD_REASON_POPULATE: the owner wrote initial contents into pages
- *	of the range (e.g. a confidential guest's launch image).  Not sent yet.
  */
 enum guest_memfd_reason {
 	GUEST_MEMFD_REASON_CONVERT_SHARED,
@@ -143,7 +140,6 @@ enum guest_memfd_reason {
 	GUEST_MEMFD_REASON_RELEASE,
 	GUEST_MEMFD_REASON_MEMORY_FAILURE,
 	GUEST_MEMFD_REASON_ALLOCATE,
-	GUEST_MEMFD_REASON_POPULATE,
 };
 
 /**
@@ -151,14 +147,11 @@ enum guest_memfd_reason {
  * @start: first page index of the range
  * @end: page index after the last page of the range
  * @reason: why, see &enum guest_memfd_reason
- * @owner: who started the change: NULL when guest_memfd itself did (every
- *	reason so far); a client can use it to recognise changes it asked for.
  */
 struct guest_memfd_range {
 	pgoff_t start;
 	pgoff_t end;
 	enum guest_memfd_reason reason;
-	void *owner;
 };
 
 /**
@@ -167,17 +160,14 @@ struct guest_memfd_range {
  * @start: first page index
  * @end: page index after the last page
  * @reason: why the range is invalidated
- * @owner: who started it, or NULL
  */
 static inline void guest_memfd_range_init(struct guest_memfd_range *range,
 					  pgoff_t start, pgoff_t end,
-					  enum guest_memfd_reason reason,
-					  void *owner)
+					  enum guest_memfd_reason reason)
 {
 	range->start = start;
 	range->end = end;
 	range->reason = reason;
-	range->owner = owner;
 }
 
 struct guest_memfd_notifier;
@@ -195,11 +185,11 @@ struct guest_memfd_notifier;
  *	"has a prepare step".  May sleep; runs with the invalidate lock held
  *	for writing, so never concurrently with another callback of the same
  *	file.
- * @abort: required if @prepare is set.  Undoes a successful @prepare when a
- *	later client or the core refuses the change: called, in reverse
- *	registration order, for every client whose @prepare returned 0 for
- *	@range.  No invalidate_begin follows.  Cannot fail; may sleep; same
- *	locking as @prepare.
+ * @abort: optional.  Undoes a successful @prepare when a later client or
+ *	the core refuses the change: called, in reverse registration order,
+ *	for every client whose @prepare returned 0 for @range.  No
+ *	invalidate_begin follows.  Cannot fail; may sleep; same locking as
+ *	@prepare.
  * @invalidate_begin: required.  The pages of @range are about to change (see
  *	@range->reason): drop every mapping of them that the change makes
  *	invalid, and install none until the matching @invalidate_end.  Always
@@ -266,12 +256,17 @@ struct guest_memfd_notifier {
  *	was, invalidate_end still follows (clients map the pages again as
  *	they are), and the conversion fails with that errno.  Runs with the
  *	invalidate lock held for writing.
+ * @ioctl: optional.  The file's ioctls: the core defines none, so the
+ *	file's UAPI is its owner's (KVM's KVM_GMEM_CONVERT_SHARED and
+ *	KVM_GMEM_CONVERT_PRIVATE), implemented with core functions such as
+ *	guest_memfd_convert().  Without it, every ioctl fails with -ENOTTY.
  */
 struct guest_memfd_owner_ops {
 	void (*release)(struct file *file);
 	void (*free_folio)(struct folio *folio);
 	int (*convert)(void *priv, pgoff_t start, pgoff_t end, bool to_private,
 		       pgoff_t *error_index);
+	long (*ioctl)(struct file *file, unsigned int cmd, unsigned long arg);
 };
 
 /* Access a client wants to a page, for guest_memfd_get_pfn(). */
@@ -285,14 +280,10 @@ bool is_guest_memfd(struct file *file);
 int guest_memfd_register_notifier(struct file *file,
 				  struct guest_memfd_notifier *n);
 void guest_memfd_unregister_notifier(struct guest_memfd_notifier *n);
-unsigned long guest_memfd_read_begin(struct guest_memfd_notifier *n);
-bool guest_memfd_read_retry(struct guest_memfd_notifier *n, unsigned long seq);
-int guest_memfd_get_pfn(struct guest_memfd_notifier *n, pgoff_t index,
-			unsigned int flags, unsigned long *pfn);
 void guest_memfd_lock(struct guest_memfd_notifier *n);
 void guest_memfd_unlock(struct guest_memfd_notifier *n);
-int guest_memfd_get_pfn_locked(struct guest_memfd_notifier *n, pgoff_t index,
-			       unsigned int flags, unsigned long *pfn);
+int guest_memfd_get_pfn(struct guest_memfd_notifier *n, pgoff_t index,
+			unsigned int flags, unsigned long *pfn);
 int guest_memfd_walk_shared(struct guest_memfd_notifier *n, pgoff_t start,
 			    pgoff_t end,
 			    int (*fn)(void *data, pgoff_t index,
@@ -308,6 +299,8 @@ struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 void *guest_memfd_owner_data(struct file *file,
 			     const struct guest_memfd_owner_ops *ops);
 u64 guest_memfd_flags(struct file *file);
+int guest_memfd_convert(struct file *file, pgoff_t start, pgoff_t end,
+			bool to_private, pgoff_t *error_index);
 bool guest_memfd_is_private(struct file *file, pgoff_t index);
 struct folio *guest_memfd_get_folio(struct file *file, pgoff_t index);
 #else
@@ -326,24 +319,6 @@ static inline void guest_memfd_unregister_notifier(struct guest_memfd_notifier *
 {
 }
 
-static inline unsigned long guest_memfd_read_begin(struct guest_memfd_notifier *n)
-{
-	return 0;
-}
-
-static inline bool guest_memfd_read_retry(struct guest_memfd_notifier *n,
-					  unsigned long seq)
-{
-	return true;
-}
-
-static inline int guest_memfd_get_pfn(struct guest_memfd_notifier *n,
-				      pgoff_t index, unsigned int flags,
-				      unsigned long *pfn)
-{
-	return -EINVAL;
-}
-
 static inline void guest_memfd_lock(struct guest_memfd_notifier *n)
 {
 }
@@ -352,9 +327,9 @@ static inline void guest_memfd_unlock(struct guest_memfd_notifier *n)
 {
 }
 
-static inline int guest_memfd_get_pfn_locked(struct guest_memfd_notifier *n,
-					     pgoff_t index, unsigned int flags,
-					     unsigned long *pfn)
+static inline int guest_memfd_get_pfn(struct guest_memfd_notifier *n,
+				      pgoff_t index, unsigned int flags,
+				      unsigned long *pfn)
 {
 	return -EINVAL;
 }
@@ -397,6 +372,13 @@ static inline void *guest_memfd_owner_data(struct file *file,
 static inline u64 guest_memfd_flags(struct file *file)
 {
 	return 0;
+}
+
+static inline int guest_memfd_convert(struct file *file, pgoff_t start,
+				      pgoff_t end, bool to_private,
+				      pgoff_t *error_index)
+{
+	return -EOPNOTSUPP;
 }
 
 static inline bool guest_memfd_is_private(struct file *file, pgoff_t index)

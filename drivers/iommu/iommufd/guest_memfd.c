@@ -76,9 +76,9 @@ static unsigned long iopt_gmem_iova(struct iopt_area *area,
 static int iopt_gmem_lookup(struct iopt_pages *pages, unsigned long index,
 			    unsigned long *pfn)
 {
-	return guest_memfd_get_pfn_locked(&pages->gmem.notifier,
-					  pages->gmem.start + index,
-					  GUEST_MEMFD_ACCESS_SHARED, pfn);
+	return guest_memfd_get_pfn(&pages->gmem.notifier,
+				   pages->gmem.start + index,
+				   GUEST_MEMFD_ACCESS_SHARED, pfn);
 }
 
 static bool iopt_gmem_is_mapped(struct iopt_pages *pages, unsigned long index)
@@ -396,12 +396,6 @@ static int iopt_gmem_prepare(struct guest_memfd_notifier *n,
 				    GUEST_MEMFD_ACCESS_PRIVATE, error_index);
 }
 
-static void iopt_gmem_abort(struct guest_memfd_notifier *n,
-			    const struct guest_memfd_range *range)
-{
-	/* What prepare allocated stays allocated, as after fallocate() */
-}
-
 static void iopt_gmem_invalidate_begin(struct guest_memfd_notifier *n,
 				       const struct guest_memfd_range *range)
 {
@@ -411,7 +405,6 @@ static void iopt_gmem_invalidate_begin(struct guest_memfd_notifier *n,
 	switch (range->reason) {
 	case GUEST_MEMFD_REASON_CONVERT_SHARED:
 	case GUEST_MEMFD_REASON_ALLOCATE:
-	case GUEST_MEMFD_REASON_POPULATE:
 		/* Nothing mapped becomes invalid */
 		return;
 	default:
@@ -449,7 +442,6 @@ static void iopt_gmem_invalidate_end(struct guest_memfd_notifier *n,
 
 static const struct guest_memfd_notifier_ops iopt_gmem_notifier_ops = {
 	.prepare = iopt_gmem_prepare,
-	.abort = iopt_gmem_abort,
 	.invalidate_begin = iopt_gmem_invalidate_begin,
 	.invalidate_end = iopt_gmem_invalidate_end,
 };

@@ -27,7 +27,6 @@
 #include <linux/string.h>
 #include <linux/swap.h>
 #include <linux/uaccess.h>
-#include <uapi/linux/kvm.h>
 
 #include "internal.h"
 
@@ -122,6 +121,124 @@ struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
 
 	return folio;
 }
+
+/**
+ * guest_memfd_lock() - Hold a guest_memfd's pages and their state
+ * @n: the client's registered notifier
+ *
+ * Takes the file's invalidate lock for reading: until guest_memfd_unlock(),
+ * no page changes state or leaves the file, the file is not released and no
+ * notifier is registered or unregistered.  Pages may still be allocated
+ * (%GUEST_MEMFD_REASON_ALLOCATE) and memory failures notified.  A client
+ * looks PFNs up with guest_memfd_get_pfn() under it and installs them under
+ * its own lock, the one its invalidate_begin takes, taken after this one: a
+ * change to those pages waits for guest_memfd_unlock(), and its
+ * invalidate_begin then removes what was installed.
+ *
+ * Context: May sleep.  Not from a callback, nor with a lock that a callback
+ * takes.
+ */
+void guest_memfd_lock(struct guest_memfd_notifier *n)
+{
+	filemap_invalidate_lock_shared(n->inode->i_mapping);
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_lock, "GUEST_MEMFD");
+
+/**
+ * guest_memfd_unlock() - Undo guest_memfd_lock()
+ * @n: the client's registered notifier
+ */
+void guest_memfd_unlock(struct guest_memfd_notifier *n)
+{
+	filemap_invalidate_unlock_shared(n->inode->i_mapping);
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_unlock, "GUEST_MEMFD");
+
+/**
+ * guest_memfd_get_pfn() - Look up the PFN of a page of a guest_memfd
+ * @n: the client's registered notifier
+ * @index: page index in the file
+ * @flags: exactly one of %GUEST_MEMFD_ACCESS_SHARED and
+ *	%GUEST_MEMFD_ACCESS_PRIVATE, the access the client will make, and
+ *	optionally %GUEST_MEMFD_GET_ALLOC to allocate a missing page
+ * @pfn: output, the PFN
+ *
+ * The caller holds the invalidate lock: under guest_memfd_lock(), or in a
+ * callback of @n.  No reference is left on the page: guest_memfd keeps it,
+ * and the client must stop using @pfn when its invalidate_begin is called
+ * for a range that contains @index.  A page allocated here (or by
+ * fallocate()) is cleared before its PFN is first returned.  Allocation
+ * here is not notified: the client asked for the page.
+ *
+ * The PFN stays valid without a pin only because guest_memfd folios are
+ * never migrated (->migrate_folio refuses) nor reclaimed (the mapping is
+ * unevictable and every folio is dirty from its allocation on, so neither
+ * reclaim nor drop_caches' invalidation takes it) and leave the file only
+ * through a notified truncation or the inode's eviction.  Whoever changes
+ * that must notify clients first.
+ *
+ * Context: May sleep (locks the folio, may allocate).
+ * Return: 0 and the PFN in *@pfn; -EINVAL for bad @flags or @index beyond
+ * the end of the file; -EACCES if the page's state (shared or private) is
+ * not the requested access; -ENOENT if the page is not allocated and
+ * %GUEST_MEMFD_GET_ALLOC is not set; -ENODEV if the file was released;
+ * -EHWPOISON if the page has a memory error; -ENOMEM.
+ */
+int guest_memfd_get_pfn(struct guest_memfd_notifier *n, pgoff_t index,
+			unsigned int flags, unsigned long *pfn)
+{
+	unsigned int access = flags & (GUEST_MEMFD_ACCESS_SHARED |
+				       GUEST_MEMFD_ACCESS_PRIVATE);
+	struct inode *inode = n->inode;
+	struct address_space *mapping = inode->i_mapping;
+	struct folio *folio;
+	bool want_private;
+	int ret = 0;
+
+	lockdep_assert_held(&mapping->invalidate_lock);
+
+	if (flags & ~(GUEST_MEMFD_ACCESS_SHARED | GUEST_MEMFD_ACCESS_PRIVATE |
+		      GUEST_MEMFD_GET_ALLOC))
+		return -EINVAL;
+	if (access != GUEST_MEMFD_ACCESS_SHARED &&
+	    access != GUEST_MEMFD_ACCESS_PRIVATE)
+		return -EINVAL;
+
+	if (GMEM_I(inode)->released)
+		return -ENODEV;
+
+	if (index >= (i_size_read(inode) >> PAGE_SHIFT))
+		return -EINVAL;
+
+	want_private = access == GUEST_MEMFD_ACCESS_PRIVATE;
+	if (gmem_is_private(inode, index) != want_private)
+		return -EACCES;
+
+	if (flags & GUEST_MEMFD_GET_ALLOC)
+		folio = gmem_get_folio(inode, index);
+	else
+		folio = filemap_lock_folio(mapping, index);
+	if (IS_ERR(folio))
+		return PTR_ERR(folio);
+
+	if (folio_test_hwpoison(folio)) {
+		ret = -EHWPOISON;
+		goto out;
+	}
+
+	if (!folio_test_uptodate(folio)) {
+		folio_zero_range(folio, 0, folio_size(folio));
+		folio_mark_uptodate(folio);
+	}
+
+	*pfn = folio_pfn(folio) + (index - folio->index);
+
+out:
+	folio_unlock(folio);
+	folio_put(folio);
+	return ret;
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_get_pfn, "GUEST_MEMFD");
 
 /*
  * Find the first range of pages in [@index, @end) that are all shared (or
@@ -356,7 +473,7 @@ int guest_memfd_allocate(struct guest_memfd_notifier *n, pgoff_t start,
 				  &first, &last);
 	if (shared && first != last) {
 		guest_memfd_range_init(&range, first, last,
-				       GUEST_MEMFD_REASON_ALLOCATE, NULL);
+				       GUEST_MEMFD_REASON_ALLOCATE);
 		gmem_notify_begin(GMEM_I(inode), &range);
 		gmem_notify_end(GMEM_I(inode), &range);
 	}
@@ -386,7 +503,7 @@ void guest_memfd_notify_allocated(struct file *file, pgoff_t index)
 		return;
 
 	guest_memfd_range_init(&range, index, index + 1,
-			       GUEST_MEMFD_REASON_ALLOCATE, NULL);
+			       GUEST_MEMFD_REASON_ALLOCATE);
 	gmem_notify_begin(gi, &range);
 	gmem_notify_end(gi, &range);
 }
@@ -400,8 +517,7 @@ static long gmem_punch_hole(struct inode *inode, loff_t offset, loff_t len)
 	pgoff_t error_index;
 	int r;
 
-	guest_memfd_range_init(&range, start, end, GUEST_MEMFD_REASON_TRUNCATE,
-			       NULL);
+	guest_memfd_range_init(&range, start, end, GUEST_MEMFD_REASON_TRUNCATE);
 
 	/*
 	 * Notifiers (and what they track, e.g. KVM's bindings) must be stable
@@ -472,7 +588,7 @@ static long gmem_allocate(struct inode *inode, loff_t offset, loff_t len)
 		struct guest_memfd_range range;
 
 		guest_memfd_range_init(&range, start, min(index, end),
-				       GUEST_MEMFD_REASON_ALLOCATE, NULL);
+				       GUEST_MEMFD_REASON_ALLOCATE);
 		gmem_notify_begin(GMEM_I(inode), &range);
 		gmem_notify_end(GMEM_I(inode), &range);
 	}
@@ -523,7 +639,7 @@ static int gmem_release(struct inode *inode, struct file *file)
 	 * i.e. until the last notifier is unregistered.
 	 */
 	guest_memfd_range_init(&range, 0, i_size_read(inode) >> PAGE_SHIFT,
-			       GUEST_MEMFD_REASON_RELEASE, NULL);
+			       GUEST_MEMFD_REASON_RELEASE);
 	filemap_invalidate_lock(inode->i_mapping);
 	gmem_notify_begin(gi, &range);
 	gi->released = true;
@@ -559,7 +675,7 @@ static void gmem_notify_fault_allocated(struct inode *inode,
 
 	guest_memfd_range_init(&range, folio->index,
 			       folio->index + folio_nr_pages(folio),
-			       GUEST_MEMFD_REASON_ALLOCATE, NULL);
+			       GUEST_MEMFD_REASON_ALLOCATE);
 	folio_unlock(folio);
 	gmem_notify_begin(GMEM_I(inode), &range);
 	gmem_notify_end(GMEM_I(inode), &range);
@@ -853,7 +969,7 @@ int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 	if (r)
 		goto out_unlock;
 
-	guest_memfd_range_init(&range, first, last, reason, NULL);
+	guest_memfd_range_init(&range, first, last, reason);
 	r = gmem_notify_prepare(gi, &range, error_index);
 	if (r)
 		goto out_free;
@@ -888,68 +1004,51 @@ out_unlock:
 	return r;
 }
 
-static int gmem_convert_check(const struct kvm_gmem_convert *args,
-			      loff_t file_size)
-{
-	if (args->flags || memchr_inv(args->reserved, 0, sizeof(args->reserved)))
-		return -EINVAL;
-
-	if (!PAGE_ALIGNED(args->offset) || !PAGE_ALIGNED(args->size) ||
-	    !args->size)
-		return -EINVAL;
-
-	if (args->offset + args->size < args->offset)
-		return -EINVAL;
-
-	if (args->offset + args->size > file_size)
-		return -EINVAL;
-
-	return 0;
-}
-
-static long gmem_ioctl_convert(struct file *file, bool to_private,
-			       struct kvm_gmem_convert __user *uarg)
+/**
+ * guest_memfd_convert() - Convert a range of a guest_memfd in place
+ * @file: a guest_memfd created with %GUEST_MEMFD_F_CONVERTIBLE
+ * @start: first page index of the range
+ * @end: page index after the last page of the range
+ * @to_private: true to make the pages private, false to make them shared
+ * @error_index: output, on failure: the page that failed
+ *
+ * For the owner's conversion ioctls (KVM_GMEM_CONVERT_SHARED and
+ * KVM_GMEM_CONVERT_PRIVATE): all or nothing, with the notifications that
+ * %GUEST_MEMFD_REASON_CONVERT_SHARED and %GUEST_MEMFD_REASON_CONVERT_PRIVATE
+ * describe.  The errors are those of the ioctls, see
+ * Documentation/virt/kvm/api.rst.
+ *
+ * Context: May sleep.  Takes the invalidate lock for writing.
+ * Return: 0; -EOPNOTSUPP if @file is not a convertible guest_memfd; -EINVAL
+ * (*@error_index is @start) if the range is empty or extends beyond the end
+ * of the file; or the errno of the conversion.
+ */
+int guest_memfd_convert(struct file *file, pgoff_t start, pgoff_t end,
+			bool to_private, pgoff_t *error_index)
 {
 	struct inode *inode = file_inode(file);
-	struct kvm_gmem_convert args;
-	pgoff_t error_index;
-	u64 error_offset;
-	int r;
 
-	if (!gmem_is_convertible(inode))
+	if (!is_guest_memfd(file) || !gmem_is_convertible(inode))
 		return -EOPNOTSUPP;
 
-	if (copy_from_user(&args, uarg, sizeof(args)))
-		return -EFAULT;
-
-	r = gmem_convert_check(&args, i_size_read(inode));
-	if (r) {
-		error_offset = args.offset;
-	} else {
-		r = gmem_convert(inode, args.offset >> PAGE_SHIFT,
-				 (args.offset + args.size) >> PAGE_SHIFT,
-				 to_private, &error_index);
-		error_offset = (u64)error_index << PAGE_SHIFT;
+	if (start >= end || end > (i_size_read(inode) >> PAGE_SHIFT)) {
+		*error_index = start;
+		return -EINVAL;
 	}
 
-	if (r && put_user(error_offset, &uarg->error_offset))
-		return -EFAULT;
-
-	return r;
+	return gmem_convert(inode, start, end, to_private, error_index);
 }
+EXPORT_SYMBOL_NS_GPL(guest_memfd_convert, "GUEST_MEMFD");
 
+/* The file's UAPI is its owner's (KVM's): the core has no ioctl of its own. */
 static long gmem_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
-	void __user *argp = (void __user *)arg;
+	const struct guest_memfd_owner_ops *ops = GMEM_I(file_inode(file))->owner_ops;
 
-	switch (cmd) {
-	case KVM_GMEM_CONVERT_SHARED:
-		return gmem_ioctl_convert(file, false, argp);
-	case KVM_GMEM_CONVERT_PRIVATE:
-		return gmem_ioctl_convert(file, true, argp);
-	default:
+	if (!ops->ioctl)
 		return -ENOTTY;
-	}
+
+	return ops->ioctl(file, cmd, arg);
 }
 
 static int gmem_mmap(struct file *file, struct vm_area_struct *vma)
@@ -1012,7 +1111,7 @@ static int gmem_error_folio(struct address_space *mapping, struct folio *folio)
 
 	guest_memfd_range_init(&range, folio->index,
 			       folio->index + folio_nr_pages(folio),
-			       GUEST_MEMFD_REASON_MEMORY_FAILURE, NULL);
+			       GUEST_MEMFD_REASON_MEMORY_FAILURE);
 
 	/* Being evicted: nobody is subscribed any more. */
 	if (!igrab(inode))

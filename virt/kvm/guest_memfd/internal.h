@@ -6,8 +6,6 @@
 #include <linux/maple_tree.h>
 #include <linux/guest_memfd.h>
 #include <linux/mempolicy.h>
-#include <linux/spinlock.h>
-#include <linux/wait.h>
 
 /*
  * The inode of a guest_memfd: the memory itself and everything that
@@ -25,17 +23,6 @@ struct gmem_inode {
 	struct list_head notifiers;
 	/* Set, under the invalidate lock, once RELEASE has been notified. */
 	bool released;
-
-	/*
-	 * guest_memfd_read_begin()/guest_memfd_read_retry(): invalidate_seq
-	 * changes after every invalidate_end, invalidate_active counts the
-	 * notifications between invalidate_begin and invalidate_end.  Both
-	 * are protected by seq_lock.
-	 */
-	spinlock_t seq_lock;
-	unsigned long invalidate_seq;
-	unsigned int invalidate_active;
-	wait_queue_head_t invalidate_wq;
 
 	u64 flags;
 

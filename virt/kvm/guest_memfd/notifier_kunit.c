@@ -278,6 +278,18 @@ static void kt_expect_event(struct kunit *test, const struct kt_log *log,
 	KUNIT_EXPECT_EQ_MSG(test, e->end, end, "event %u", i);
 }
 
+/* guest_memfd_get_pfn() as a client outside its callbacks calls it. */
+static int kt_get_pfn_unlocked(struct guest_memfd_notifier *n, pgoff_t index,
+			       unsigned int flags, unsigned long *pfn)
+{
+	int ret;
+
+	guest_memfd_lock(n);
+	ret = guest_memfd_get_pfn(n, index, flags, pfn);
+	guest_memfd_unlock(n);
+	return ret;
+}
+
 /* Registration: only guest_memfds; notified while registered, not after. */
 static void gmem_register_test(struct kunit *test)
 {
@@ -325,32 +337,22 @@ static void gmem_pairing_test(struct kunit *test)
 	struct kt_log *log = kt_log_new(test);
 	struct kt_client a;
 	struct file *file;
-	unsigned long seq;
 	unsigned int i;
 
 	kt_client_init(&a, log, 1, &kt_ops_no_prepare);
 	file = kt_create(test, 0);
 	KUNIT_ASSERT_EQ(test, guest_memfd_register_notifier(file, &a.n), 0);
 
-	seq = guest_memfd_read_begin(&a.n);
-	KUNIT_EXPECT_FALSE(test, guest_memfd_read_retry(&a.n, seq));
-
 	KUNIT_ASSERT_EQ(test, kt_allocate(file, 0, 4), 0);
 	/* Allocation is notified, without a prepare step. */
 	KUNIT_ASSERT_EQ(test, log->nr, 2);
 	kt_expect_event(test, log, 0, 1, KT_BEGIN, GUEST_MEMFD_REASON_ALLOCATE, 0, 4);
 	kt_expect_event(test, log, 1, 1, KT_END, GUEST_MEMFD_REASON_ALLOCATE, 0, 4);
-	KUNIT_EXPECT_TRUE(test, guest_memfd_read_retry(&a.n, seq));
 	log->nr = 0;
-	seq = guest_memfd_read_begin(&a.n);
 
 	KUNIT_EXPECT_EQ(test, kt_punch(file, 0, 2), 0);
-	KUNIT_EXPECT_TRUE(test, guest_memfd_read_retry(&a.n, seq));
-	seq = guest_memfd_read_begin(&a.n);
-	KUNIT_EXPECT_FALSE(test, guest_memfd_read_retry(&a.n, seq));
 
 	kt_memory_failure(test, file->f_mapping, 3);
-	KUNIT_EXPECT_TRUE(test, guest_memfd_read_retry(&a.n, seq));
 	/* Memory failure leaves the page in the file. */
 	KUNIT_EXPECT_EQ(test, kt_nr_pages(file), 2UL);
 
@@ -456,7 +458,7 @@ static void gmem_refuse_test(struct kunit *test)
 	kt_expect_event(test, log, 4, 1, KT_ABORT, GUEST_MEMFD_REASON_TRUNCATE, 0, 4);
 
 	/* The refusing offset comes back; one outside the range is clamped. */
-	guest_memfd_range_init(&range, 1, 4, GUEST_MEMFD_REASON_TRUNCATE, NULL);
+	guest_memfd_range_init(&range, 1, 4, GUEST_MEMFD_REASON_TRUNCATE);
 	filemap_invalidate_lock(file->f_mapping);
 	r = gmem_notify_prepare(GMEM_I(file_inode(file)), &range, &error_index);
 	KUNIT_EXPECT_EQ(test, r, -EBUSY);
@@ -522,7 +524,7 @@ static void gmem_release_test(struct kunit *test)
 	kt_expect_event(test, log, 2, 1, KT_END, GUEST_MEMFD_REASON_RELEASE, 0, KT_PAGES);
 
 	KUNIT_EXPECT_EQ(test, mapping->nrpages, 1UL);
-	KUNIT_EXPECT_EQ(test, guest_memfd_get_pfn(&a.n, 0, GUEST_MEMFD_ACCESS_SHARED, &pfn),
+	KUNIT_EXPECT_EQ(test, kt_get_pfn_unlocked(&a.n, 0, GUEST_MEMFD_ACCESS_SHARED, &pfn),
 			-ENODEV);
 	/* No callback after RELEASE, not even for a memory failure. */
 	kt_memory_failure(test, mapping, 0);
@@ -547,23 +549,23 @@ static void gmem_get_pfn_test(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, guest_memfd_register_notifier(shared, &a.n), 0);
 	KUNIT_ASSERT_EQ(test, guest_memfd_register_notifier(private, &b.n), 0);
 
-	KUNIT_EXPECT_EQ(test, guest_memfd_get_pfn(&a.n, 0, GUEST_MEMFD_ACCESS_SHARED, &pfn),
+	KUNIT_EXPECT_EQ(test, kt_get_pfn_unlocked(&a.n, 0, GUEST_MEMFD_ACCESS_SHARED, &pfn),
 			-ENOENT);
-	KUNIT_EXPECT_EQ(test, guest_memfd_get_pfn(&a.n, 0, 0, &pfn), -EINVAL);
-	KUNIT_EXPECT_EQ(test, guest_memfd_get_pfn(&a.n, 0, GUEST_MEMFD_ACCESS_SHARED |
+	KUNIT_EXPECT_EQ(test, kt_get_pfn_unlocked(&a.n, 0, 0, &pfn), -EINVAL);
+	KUNIT_EXPECT_EQ(test, kt_get_pfn_unlocked(&a.n, 0, GUEST_MEMFD_ACCESS_SHARED |
 						  GUEST_MEMFD_ACCESS_PRIVATE, &pfn),
 			-EINVAL);
-	KUNIT_EXPECT_EQ(test, guest_memfd_get_pfn(&a.n, KT_PAGES,
+	KUNIT_EXPECT_EQ(test, kt_get_pfn_unlocked(&a.n, KT_PAGES,
 						  GUEST_MEMFD_ACCESS_SHARED |
 						  GUEST_MEMFD_GET_ALLOC, &pfn),
 			-EINVAL);
-	KUNIT_EXPECT_EQ(test, guest_memfd_get_pfn(&a.n, 0, GUEST_MEMFD_ACCESS_PRIVATE |
+	KUNIT_EXPECT_EQ(test, kt_get_pfn_unlocked(&a.n, 0, GUEST_MEMFD_ACCESS_PRIVATE |
 						  GUEST_MEMFD_GET_ALLOC, &pfn),
 			-EACCES);
 	KUNIT_EXPECT_EQ(test, kt_nr_pages(shared), 0UL);
 
 	pfn = 0;
-	KUNIT_ASSERT_EQ(test, guest_memfd_get_pfn(&a.n, 3, GUEST_MEMFD_ACCESS_SHARED |
+	KUNIT_ASSERT_EQ(test, kt_get_pfn_unlocked(&a.n, 3, GUEST_MEMFD_ACCESS_SHARED |
 						  GUEST_MEMFD_GET_ALLOC, &pfn), 0);
 	folio = filemap_get_folio(shared->f_mapping, 3);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
@@ -575,15 +577,15 @@ static void gmem_get_pfn_test(struct kunit *test)
 	 */
 	lru_add_drain_all();
 	KUNIT_EXPECT_EQ(test, folio_ref_count(folio), 2);
-	KUNIT_EXPECT_EQ(test, guest_memfd_get_pfn(&a.n, 3, GUEST_MEMFD_ACCESS_SHARED, &pfn),
+	KUNIT_EXPECT_EQ(test, kt_get_pfn_unlocked(&a.n, 3, GUEST_MEMFD_ACCESS_SHARED, &pfn),
 			0);
 	KUNIT_EXPECT_EQ(test, folio_ref_count(folio), 2);
 	folio_put(folio);
 
-	KUNIT_EXPECT_EQ(test, guest_memfd_get_pfn(&b.n, 0, GUEST_MEMFD_ACCESS_SHARED |
+	KUNIT_EXPECT_EQ(test, kt_get_pfn_unlocked(&b.n, 0, GUEST_MEMFD_ACCESS_SHARED |
 						  GUEST_MEMFD_GET_ALLOC, &pfn),
 			-EACCES);
-	KUNIT_EXPECT_EQ(test, guest_memfd_get_pfn(&b.n, 0, GUEST_MEMFD_ACCESS_PRIVATE |
+	KUNIT_EXPECT_EQ(test, kt_get_pfn_unlocked(&b.n, 0, GUEST_MEMFD_ACCESS_PRIVATE |
 						  GUEST_MEMFD_GET_ALLOC, &pfn),
 			0);
 

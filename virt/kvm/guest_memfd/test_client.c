@@ -120,7 +120,6 @@ static const char * const gmem_test_reason_names[] = {
 	[GUEST_MEMFD_REASON_RELEASE]		= "release",
 	[GUEST_MEMFD_REASON_MEMORY_FAILURE]	= "memory_failure",
 	[GUEST_MEMFD_REASON_ALLOCATE]		= "allocate",
-	[GUEST_MEMFD_REASON_POPULATE]		= "populate",
 };
 
 struct gmem_test_event {
@@ -316,6 +315,7 @@ static int gmem_test_lookup(struct gmem_test_client *c, u64 offset,
 {
 	unsigned int flags;
 	unsigned long pfn;
+	int ret;
 
 	if (!c->attached)
 		return -ENOTCONN;
@@ -333,8 +333,11 @@ static int gmem_test_lookup(struct gmem_test_client *c, u64 offset,
 		flags |= GUEST_MEMFD_GET_ALLOC;
 	}
 
-	return guest_memfd_get_pfn(&c->notifier, offset >> PAGE_SHIFT, flags,
-				   &pfn);
+	guest_memfd_lock(&c->notifier);
+	ret = guest_memfd_get_pfn(&c->notifier, offset >> PAGE_SHIFT, flags,
+				  &pfn);
+	guest_memfd_unlock(&c->notifier);
+	return ret;
 }
 
 static int gmem_test_hold(struct gmem_test_client *c, u64 offset)
