@@ -58,8 +58,9 @@ struct module;
  *
  * The shared/private state of a convertible file is written with the
  * invalidate lock held for writing, between invalidate_begin and
- * invalidate_end, and read without any lock (guest_memfd_is_private() is
- * RCU-safe), so a client may read it under its own spinlock.
+ * invalidate_end, and read by guest_memfd_is_private() under a spinlock of
+ * the file's own that nests inside every other lock, so a client may read
+ * it under its own spinlock (KVM does, under mmu_lock).
  *
  * The invalidate lock is held for writing by everything that changes what
  * a page is or whether it exists: hole punch, conversion between shared and

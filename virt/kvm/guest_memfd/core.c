@@ -57,13 +57,19 @@ bool gmem_is_private(struct inode *inode, pgoff_t index)
 		return !(gi->flags & GUEST_MEMFD_F_INIT_SHARED);
 
 	/*
-	 * Lockless: mtree_load() walks the tree under rcu_read_lock().  A
-	 * caller that must not act on a stale answer either holds the
-	 * invalidate lock or, like KVM, rechecks with its own invalidation
-	 * sequence, which every change of the tree bumps (the tree changes
-	 * only between invalidate_begin and invalidate_end).
+	 * Under state_lock, which every store to the tree takes, not the
+	 * invalidate lock: callable under a client's spinlock.  A caller that
+	 * must not act on a stale answer either holds the invalidate lock or,
+	 * like KVM, rechecks with its own invalidation sequence, which every
+	 * change of the tree bumps (the tree changes only between
+	 * invalidate_begin and invalidate_end).
 	 */
-	return !mtree_load(&gi->shareability, index);
+	bool shared;
+
+	spin_lock(&gi->state_lock);
+	shared = mtree_load(&gi->shareability, index);
+	spin_unlock(&gi->state_lock);
+	return !shared;
 }
 
 static bool gmem_is_shared_mem(struct inode *inode, pgoff_t index)
@@ -989,10 +995,13 @@ int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 	if (gi->owner_ops->convert)
 		r = gi->owner_ops->convert(gi->owner_priv, first, last,
 					   to_private, error_index);
-	if (!r)
+	if (!r) {
+		spin_lock(&gi->state_lock);
 		mas_store_prealloc(&mas, entry);
-	else
+		spin_unlock(&gi->state_lock);
+	} else {
 		mas_destroy(&mas);
+	}
 	gmem_notify_end(gi, &range);
 	goto out_unlock;
 
@@ -1309,7 +1318,8 @@ EXPORT_SYMBOL_NS_GPL(guest_memfd_flags, "GUEST_MEMFD");
  * @file: a guest_memfd
  * @index: page index in @file
  *
- * Lockless (RCU): callable in any context, e.g. under a spinlock.  The
+ * Takes only a spinlock of the file's own, the innermost lock of all:
+ * callable in any context but NMI, e.g. under a client's spinlock.  The
  * state can change as soon as this returns unless the caller holds the
  * invalidate lock; a caller that maps pages rechecks instead, with an
  * invalidation sequence its notifier bumps (conversions change the state
@@ -1368,8 +1378,16 @@ static struct inode *gmem_alloc_inode(struct super_block *sb)
 	mpol_shared_policy_init(&gi->policy, NULL);
 
 	gmem_notifier_init_inode(gi);
-	/* Written under the invalidate lock, read under RCU. */
-	mt_init_flags(&gi->shareability, MT_FLAGS_LOCK_EXTERN | MT_FLAGS_USE_RCU);
+	/*
+	 * Written under the invalidate lock (and state_lock for the store
+	 * itself), read under either.  Not in RCU mode: with thousands of
+	 * single-page ranges, a store that merged them had the dead subtree
+	 * freed from an RCU callback that crashed (KASAN null-ptr-deref in
+	 * mte_dead_walk()); readers without the invalidate lock take
+	 * state_lock instead.
+	 */
+	mt_init_flags(&gi->shareability, MT_FLAGS_LOCK_EXTERN);
+	spin_lock_init(&gi->state_lock);
 	mt_set_external_lock(&gi->shareability,
 			     &gi->vfs_inode.i_data.invalidate_lock);
 	gi->flags = 0;
@@ -1386,7 +1404,7 @@ static void gmem_destroy_inode(struct inode *inode)
 
 	mpol_free_shared_policy(&GMEM_I(inode)->policy);
 
-	/* RCU readers may still walk it: nodes are freed after a grace period. */
+	/* Every reader holds a reference on the file or inode: none is left. */
 	filemap_invalidate_lock(inode->i_mapping);
 	__mt_destroy(&GMEM_I(inode)->shareability);
 	filemap_invalidate_unlock(inode->i_mapping);

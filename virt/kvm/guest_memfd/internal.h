@@ -6,6 +6,7 @@
 #include <linux/maple_tree.h>
 #include <linux/guest_memfd.h>
 #include <linux/mempolicy.h>
+#include <linux/spinlock.h>
 
 /*
  * The inode of a guest_memfd: the memory itself and everything that
@@ -32,11 +33,12 @@ struct gmem_inode {
 	 * maximal range of shared pages, a gap means private.  Its size grows
 	 * with the number of distinct ranges, not with the number of pages.
 	 * Written with the invalidate lock held for writing (the tree's
-	 * external lock); read under RCU without any lock, e.g. by KVM under
-	 * mmu_lock, which is why it changes only between invalidate_begin and
-	 * invalidate_end.
+	 * external lock) and, around the store itself, state_lock; read with
+	 * either held, e.g. by KVM under mmu_lock with state_lock, which is
+	 * why it changes only between invalidate_begin and invalidate_end.
 	 */
 	struct maple_tree shareability;
+	spinlock_t state_lock;
 
 	/* The creator's callbacks and the module they live in. */
 	const struct guest_memfd_owner_ops *owner_ops;
