@@ -38,6 +38,7 @@ struct gmem_inode {
 	 * why it changes only between invalidate_begin and invalidate_end.
 	 */
 	struct maple_tree shareability;
+	/* Brackets each store to shareability; taken by lockless readers. */
 	spinlock_t state_lock;
 
 	/* The creator's callbacks and the module they live in. */
