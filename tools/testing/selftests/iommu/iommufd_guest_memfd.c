@@ -1122,10 +1122,6 @@ static bool __poison(struct __test_metadata *_metadata,
 	} while (0)
 
 /*
- * Memory failure of a shared page: that page's IOVA maps nothing
- * afterwards, the others stay.
- */
-/*
  * Only the pages that change state are checked for references: a page
  * that is already private (here with a reference the mock client holds,
  * as a device or firmware might) does not fail a conversion to private of
@@ -1162,6 +1158,10 @@ TEST_F(iommufd_gmem, to_private_checks_changing_pages)
 	close(cfd);
 }
 
+/*
+ * Memory failure of a shared page: that page's IOVA maps nothing
+ * afterwards, the others stay.
+ */
 TEST_F(iommufd_gmem, memory_failure)
 {
 	set_layout("SSSSSSSSSSSSSSSS");
