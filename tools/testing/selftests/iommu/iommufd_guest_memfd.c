@@ -12,6 +12,7 @@
  * it also checks which file pages are allocated.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -1647,6 +1648,173 @@ TEST(memory_failure_during_attach)
 			return;
 	}
 	SKIP(return, "the attach was never lined up with memory failure");
+}
+
+/*
+ * A notification between MAP_FILE's subscription and its first population
+ * of the area: lined up with a real-time thread on the same CPU. A
+ * conversion holds the invalidate lock (parked in the mock client's
+ * prepare); MAP_FILE waits for it, to subscribe; a fallocate() of a hole of
+ * the range, from a SCHED_FIFO thread on MAP_FILE's CPU, waits behind it.
+ * When MAP_FILE's subscription drops the lock, the fallocate() gets it and
+ * preempts MAP_FILE at once: the page it allocates is notified to the new
+ * area before MAP_FILE populates it, and the area must count that page
+ * once (it once counted it again in its population: out_mapped_pages one
+ * too many, for good).
+ */
+struct filler {
+	int gmem_fd;
+	__u64 offset;
+	pid_t tid;
+	int rc;
+};
+
+static void *filler_thread(void *data)
+{
+	struct filler *f = data;
+
+	f->tid = syscall(SYS_gettid);
+	f->rc = fallocate(f->gmem_fd, FALLOC_FL_KEEP_SIZE, f->offset,
+			  PAGE_SIZE);
+	return NULL;
+}
+
+struct mapper {
+	int fd;
+	__u32 ioas_id;
+	int gmem_fd;
+	__u64 length, iova;
+	pid_t tid;
+	int rc;
+};
+
+static void *mapper_thread(void *data)
+{
+	struct mapper *m = data;
+
+	m->tid = syscall(SYS_gettid);
+	m->rc = _test_ioctl_ioas_map_file(m->fd, m->ioas_id, m->gmem_fd, 0,
+					  m->length, &m->iova,
+					  IOMMU_IOAS_MAP_FIXED_IOVA |
+					  IOMMU_IOAS_MAP_WRITEABLE |
+					  IOMMU_IOAS_MAP_READABLE);
+	return NULL;
+}
+
+/* The range of the first "begin allocate" the client logged */
+static bool first_allocate(int cfd, __u64 *start, __u64 *end)
+{
+	const size_t len = 512 * 1024;
+	char *buf = malloc(len + 1), *line, *save;
+	unsigned long long s, e;
+	bool found = false;
+	ssize_t n;
+
+	if (!buf)
+		return false;
+	n = pread(cfd, buf, len, 0);
+	buf[n > 0 ? n : 0] = 0;
+	for (line = strtok_r(buf, "\n", &save); line && !found;
+	     line = strtok_r(NULL, "\n", &save))
+		found = sscanf(line, "begin allocate %llu %llu", &s, &e) == 2;
+	free(buf);
+	if (found) {
+		*start = s;
+		*end = e;
+	}
+	return found;
+}
+
+TEST_F(iommufd_gmem, notification_before_map_file_population)
+{
+	const unsigned int hole = 5, npages = 8, other = 12;
+	struct converter conv = {
+		.gmem_fd = self->gmem_fd,
+		.cmd = KVM_GMEM_CONVERT_PRIVATE,
+		.offset = page_off(other),
+		.size = PAGE_SIZE,
+	};
+	struct mapper map = {
+		.fd = self->fd,
+		.ioas_id = self->ioas_id,
+		.gmem_fd = self->gmem_fd,
+		.length = page_off(npages),
+		.iova = AREA_IOVA(0),
+	};
+	struct filler fill = {
+		.gmem_fd = self->gmem_fd,
+		.offset = page_off(hole),
+	};
+	struct sched_param prio = { .sched_priority = 1 };
+	pthread_t cthread, mthread, fthread;
+	pthread_attr_t attr;
+	__u64 start, end;
+	cpu_set_t cpu0;
+	unsigned int i;
+	int cfd;
+
+	if (!have_task_stacks())
+		SKIP(return, "no /proc/PID/stack (root, CONFIG_STACKTRACE)");
+	cfd = gmem_client_open();
+	if (cfd < 0)
+		SKIP(return, "no guest_memfd mock client (CONFIG_GUEST_MEMFD_TEST)");
+	set_layout("SSSSSSSSSSSSSSSS");
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", self->gmem_fd));
+
+	CPU_ZERO(&cpu0);
+	CPU_SET(0, &cpu0);
+	ASSERT_EQ(0, pthread_attr_init(&attr));
+	ASSERT_EQ(0, pthread_attr_setaffinity_np(&attr, sizeof(cpu0), &cpu0));
+
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "delay 3000"));
+	converter_start(_metadata, &conv, &cthread, "gmem_test_prepare");
+
+	ASSERT_EQ(0, pthread_create(&mthread, &attr, mapper_thread, &map));
+	while (!map.tid)
+		usleep(1000);
+	ASSERT_TRUE(wait_sleeps_in(getpid(), map.tid,
+				   "guest_memfd_register_notifier", 2000))
+		TH_LOG("MAP_FILE does not wait to subscribe");
+
+	ASSERT_EQ(0, pthread_attr_setinheritsched(&attr,
+						  PTHREAD_EXPLICIT_SCHED));
+	ASSERT_EQ(0, pthread_attr_setschedpolicy(&attr, SCHED_FIFO));
+	ASSERT_EQ(0, pthread_attr_setschedparam(&attr, &prio));
+	if (pthread_create(&fthread, &attr, filler_thread, &fill)) {
+		ASSERT_TRUE(join_within(cthread, 60));
+		ASSERT_TRUE(join_within(mthread, 60));
+		SKIP(return, "no SCHED_FIFO thread");
+	}
+	while (!fill.tid)
+		usleep(1000);
+	ASSERT_TRUE(wait_sleeps_in(getpid(), fill.tid,
+				   "rwsem_down_read_slowpath", 2000))
+		TH_LOG("fallocate() does not wait for the invalidate lock");
+	ASSERT_TRUE(task_sleeps_in(getpid(), conv.tid, "gmem_test_prepare"))
+		TH_LOG("the conversion went on too early");
+
+	ASSERT_TRUE(join_within(cthread, 60));
+	ASSERT_TRUE(join_within(fthread, 60));
+	ASSERT_TRUE(join_within(mthread, 60));
+	pthread_attr_destroy(&attr);
+	ASSERT_EQ(0, conv.rc);
+	ASSERT_EQ(0, fill.rc);
+	ASSERT_EQ(0, map.rc);
+
+	/* Lined up: the hole's allocation was the first one notified */
+	ASSERT_TRUE(first_allocate(cfd, &start, &end));
+	ASSERT_EQ(page_off(hole), start)
+		TH_LOG("MAP_FILE populated the area before the fallocate() came");
+	ASSERT_EQ(page_off(hole + 1), end);
+
+	self->shared[other] = false;
+	self->areas[0] = (struct gmem_area){ .iova = AREA_IOVA(0),
+					     .first = 0, .npages = npages };
+	self->nareas = 1;
+	for (i = 0; i != npages; i++)
+		self->allocated[i] = true;
+	check_mirror();
+	close(cfd);
 }
 
 /*
