@@ -13,6 +13,7 @@
  */
 #include <pthread.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -1472,6 +1473,185 @@ TEST_F(iommufd_gmem, memory_failure_during_to_private)
 	self->allocated[bad] = true;
 	check_mirror();
 	ASSERT_TRUE(gmem_host_can_read(self->mem + page_off(4)));
+	close(cfd);
+}
+
+/*
+ * Memory failure against a host fault of the same page, lined up: a
+ * conversion holds the invalidate lock (parked in the mock client's
+ * prepare); a child faulting the page in, on CPU 0, waits for it to read;
+ * a second conversion (which changes nothing) queues to write. A
+ * SCHED_FIFO thread then keeps CPU 0 busy, so that when the first
+ * conversion is done the fault is granted the lock but does not run yet.
+ * Memory failure of the page (another child, on CPU 1) now locks the page
+ * and waits behind the queued writer, which waits for the fault. Then the
+ * fault runs and looks the page up: memory failure must have dropped the
+ * page lock (it once held it, and the three waited for each other for
+ * good); the fault gets SIGBUS, the page being poisoned, and everything
+ * finishes.
+ */
+static volatile bool spin_cpu0;
+
+static void *spinner_thread(void *data)
+{
+	while (spin_cpu0)
+		;
+	return NULL;
+}
+
+static sigjmp_buf fault_jmp;
+
+static void fault_sigbus(int sig)
+{
+	siglongjmp(fault_jmp, 1);
+}
+
+static bool set_cpu(pid_t pid, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return !sched_setaffinity(pid, sizeof(set), &set);
+}
+
+/* Read and write a /proc/sys value (a number); -1 if unreadable */
+static long sysctl_swap(const char *path, long val)
+{
+	char buf[32];
+	long old = -1;
+	ssize_t len;
+	int fd;
+
+	fd = open(path, O_RDWR);
+	if (fd < 0)
+		return -1;
+	len = read(fd, buf, sizeof(buf) - 1);
+	if (len > 0) {
+		buf[len] = 0;
+		old = strtol(buf, NULL, 10);
+	}
+	len = snprintf(buf, sizeof(buf), "%ld", val);
+	if (pwrite(fd, buf, len, 0) != len)
+		old = -1;
+	close(fd);
+	return old;
+}
+
+#define RT_RUNTIME "/proc/sys/kernel/sched_rt_runtime_us"
+
+TEST_F(iommufd_gmem, memory_failure_during_fault)
+{
+	const unsigned int bad = 7, other = 12;
+	struct converter conv = {
+		.gmem_fd = self->gmem_fd,
+		.cmd = KVM_GMEM_CONVERT_PRIVATE,
+		.offset = page_off(other),
+		.size = PAGE_SIZE,
+	};
+	/* A conversion of a shared page to shared: the write lock, no change */
+	struct converter writer = {
+		.gmem_fd = self->gmem_fd,
+		.cmd = KVM_GMEM_CONVERT_SHARED,
+		.offset = 0,
+		.size = PAGE_SIZE,
+	};
+	struct sched_param prio = { .sched_priority = 1 };
+	pthread_t cthread, wthread, spinner;
+	struct poisoner child;
+	int go[2], status, cfd, fd;
+	pthread_attr_t attr;
+	unsigned int waited;
+	cpu_set_t cpu0;
+	long rt_runtime;
+	bool lined_up;
+	pid_t faulter;
+	char c = 0;
+
+	if (!have_task_stacks())
+		SKIP(return, "no /proc/PID/stack (root, CONFIG_STACKTRACE)");
+	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || !set_cpu(0, 1))
+		SKIP(return, "needs CPUs 0 and 1");
+	cfd = gmem_client_open();
+	if (cfd < 0)
+		SKIP(return, "no guest_memfd mock client (CONFIG_GUEST_MEMFD_TEST)");
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", self->gmem_fd));
+	set_layout("SSSSSSSSSSSSSSSS");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+	poisoner_start(_metadata, &child, self->mem + page_off(bad));
+	/* Every page on the LRU now: memory failure needs no work on CPU 0 */
+	fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(1, write(fd, "1", 1));
+	close(fd);
+
+	ASSERT_EQ(0, pipe(go));
+	faulter = fork();
+	ASSERT_NE(-1, faulter);
+	if (!faulter) {
+		if (!set_cpu(0, 0) || read(go[0], &c, 1) != 1)
+			_exit(2);
+		signal(SIGBUS, fault_sigbus);
+		if (sigsetjmp(fault_jmp, 1))
+			_exit(0);
+		(void)*(volatile __u8 *)(self->mem + page_off(bad));
+		_exit(3);
+	}
+
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "delay 3000"));
+	converter_start(_metadata, &conv, &cthread, "gmem_test_prepare");
+	ASSERT_EQ(1, write(go[1], &c, 1));
+	ASSERT_TRUE(wait_sleeps_in(faulter, faulter, "rwsem_down_read_slowpath",
+				   2000))
+		TH_LOG("the fault does not wait for the invalidate lock");
+	converter_start(_metadata, &writer, &wthread,
+			"rwsem_down_write_slowpath");
+
+	/* CPU 0 busy: the fault, granted the lock, will not run yet */
+	rt_runtime = sysctl_swap(RT_RUNTIME, -1);
+	ASSERT_NE(-1, rt_runtime);
+	CPU_ZERO(&cpu0);
+	CPU_SET(0, &cpu0);
+	spin_cpu0 = true;
+	ASSERT_EQ(0, pthread_attr_init(&attr));
+	ASSERT_EQ(0, pthread_attr_setaffinity_np(&attr, sizeof(cpu0), &cpu0));
+	ASSERT_EQ(0, pthread_attr_setinheritsched(&attr,
+						  PTHREAD_EXPLICIT_SCHED));
+	ASSERT_EQ(0, pthread_attr_setschedpolicy(&attr, SCHED_FIFO));
+	ASSERT_EQ(0, pthread_attr_setschedparam(&attr, &prio));
+	ASSERT_EQ(0, pthread_create(&spinner, &attr, spinner_thread, NULL));
+	pthread_attr_destroy(&attr);
+
+	ASSERT_TRUE(join_within(cthread, 60));
+	ASSERT_EQ(0, conv.rc);
+	poisoner_go(_metadata, &child);
+	lined_up = wait_sleeps_in(child.pid, child.pid, "gmem_error_folio",
+				  4000) &&
+		   task_sleeps_in(faulter, faulter, "rwsem_down_read_slowpath");
+	spin_cpu0 = false;
+	pthread_join(spinner, NULL);
+	sysctl_swap(RT_RUNTIME, rt_runtime);
+	ASSERT_TRUE(lined_up)
+		TH_LOG("memory failure did not wait behind the fault");
+
+	for (waited = 0; waitpid(faulter, &status, WNOHANG) != faulter;
+	     waited += 10) {
+		ASSERT_GT(60000, waited)
+			TH_LOG("deadlock: the fault waits for the page memory failure keeps locked");
+		usleep(10 * 1000);
+	}
+	ASSERT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
+		TH_LOG("the fault of the poisoned page: status 0x%x", status);
+	ASSERT_TRUE(join_within(wthread, 60));
+	ASSERT_EQ(0, writer.rc);
+	poisoner_wait(_metadata, &child);
+
+	self->shared[other] = false;
+	self->poisoned[bad] = true;
+	check_mirror();
+	close(go[0]);
+	close(go[1]);
 	close(cfd);
 }
 
