@@ -1421,6 +1421,53 @@ static void converter_start(struct __test_metadata *_metadata,
 }
 
 /*
+ * What the lined-up tests start from: the mock client attached (returned),
+ * every page shared and the whole file mapped, and, unless @bad is
+ * negative, a child ready to poison page @bad. On a missing feature,
+ * returns -1 with the reason in *@skip.
+ */
+static int lineup_start(struct __test_metadata *_metadata,
+			FIXTURE_DATA(iommufd_gmem) *self, int bad,
+			struct poisoner *child, const char **skip)
+{
+	int cfd;
+
+	*skip = "no /proc/PID/stack (root, CONFIG_STACKTRACE)";
+	if (!have_task_stacks())
+		return -1;
+	*skip = "no guest_memfd mock client (CONFIG_GUEST_MEMFD_TEST)";
+	cfd = gmem_client_open();
+	if (cfd < 0)
+		return -1;
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", self->gmem_fd));
+	set_layout("SSSSSSSSSSSSSSSS");
+	if (bad < 0)
+		return cfd;
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+	poisoner_start(_metadata, child, self->mem + page_off(bad));
+	return cfd;
+}
+
+/* Thread attributes: on CPU 0, and SCHED_FIFO if @fifo */
+static void cpu0_attr(struct __test_metadata *_metadata, pthread_attr_t *attr,
+		      bool fifo)
+{
+	struct sched_param prio = { .sched_priority = 1 };
+	cpu_set_t cpu0;
+
+	CPU_ZERO(&cpu0);
+	CPU_SET(0, &cpu0);
+	ASSERT_EQ(0, pthread_attr_init(attr));
+	ASSERT_EQ(0, pthread_attr_setaffinity_np(attr, sizeof(cpu0), &cpu0));
+	if (!fifo)
+		return;
+	ASSERT_EQ(0, pthread_attr_setinheritsched(attr, PTHREAD_EXPLICIT_SCHED));
+	ASSERT_EQ(0, pthread_attr_setschedpolicy(attr, SCHED_FIFO));
+	ASSERT_EQ(0, pthread_attr_setschedparam(attr, &prio));
+}
+
+/*
  * Memory failure against a conversion to private of the same page: the
  * conversion holds the invalidate lock for writing (here parked in the mock
  * client's prepare) and will lock the page to check its references; memory
@@ -1440,19 +1487,13 @@ TEST_F(iommufd_gmem, memory_failure_during_to_private)
 		.size = page_off(4),
 	};
 	struct poisoner child;
+	const char *skip;
 	pthread_t thread;
 	int cfd;
 
-	if (!have_task_stacks())
-		SKIP(return, "no /proc/PID/stack (root, CONFIG_STACKTRACE)");
-	cfd = gmem_client_open();
+	cfd = lineup_start(_metadata, self, bad, &child, &skip);
 	if (cfd < 0)
-		SKIP(return, "no guest_memfd mock client (CONFIG_GUEST_MEMFD_TEST)");
-	ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", self->gmem_fd));
-	set_layout("SSSSSSSSSSSSSSSS");
-	map_area(0, NR_PAGES, AREA_IOVA(0));
-	check_mirror();
-	poisoner_start(_metadata, &child, self->mem + page_off(bad));
+		SKIP(return, "%s", skip);
 
 	ASSERT_EQ(0, gmem_client_cmd(cfd, "delay 5000"));
 	converter_start(_metadata, &conv, &thread, "gmem_test_prepare");
@@ -1556,30 +1597,22 @@ TEST_F(iommufd_gmem, memory_failure_during_fault)
 		.offset = 0,
 		.size = PAGE_SIZE,
 	};
-	struct sched_param prio = { .sched_priority = 1 };
 	pthread_t cthread, wthread, spinner;
 	struct poisoner child;
 	int go[2], status, cfd, fd;
 	pthread_attr_t attr;
 	unsigned int waited;
-	cpu_set_t cpu0;
+	const char *skip;
 	long rt_runtime;
 	bool lined_up;
 	pid_t faulter;
 	char c = 0;
 
-	if (!have_task_stacks())
-		SKIP(return, "no /proc/PID/stack (root, CONFIG_STACKTRACE)");
 	if (sysconf(_SC_NPROCESSORS_ONLN) < 2 || !set_cpu(0, 1))
 		SKIP(return, "needs CPUs 0 and 1");
-	cfd = gmem_client_open();
+	cfd = lineup_start(_metadata, self, bad, &child, &skip);
 	if (cfd < 0)
-		SKIP(return, "no guest_memfd mock client (CONFIG_GUEST_MEMFD_TEST)");
-	ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", self->gmem_fd));
-	set_layout("SSSSSSSSSSSSSSSS");
-	map_area(0, NR_PAGES, AREA_IOVA(0));
-	check_mirror();
-	poisoner_start(_metadata, &child, self->mem + page_off(bad));
+		SKIP(return, "%s", skip);
 	/* Every page on the LRU now: memory failure needs no work on CPU 0 */
 	fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
 	ASSERT_LE(0, fd);
@@ -1611,15 +1644,8 @@ TEST_F(iommufd_gmem, memory_failure_during_fault)
 	/* CPU 0 busy: the fault, granted the lock, will not run yet */
 	rt_runtime = sysctl_swap(RT_RUNTIME, -1);
 	ASSERT_NE(-1, rt_runtime);
-	CPU_ZERO(&cpu0);
-	CPU_SET(0, &cpu0);
 	spin_cpu0 = true;
-	ASSERT_EQ(0, pthread_attr_init(&attr));
-	ASSERT_EQ(0, pthread_attr_setaffinity_np(&attr, sizeof(cpu0), &cpu0));
-	ASSERT_EQ(0, pthread_attr_setinheritsched(&attr,
-						  PTHREAD_EXPLICIT_SCHED));
-	ASSERT_EQ(0, pthread_attr_setschedpolicy(&attr, SCHED_FIFO));
-	ASSERT_EQ(0, pthread_attr_setschedparam(&attr, &prio));
+	cpu0_attr(_metadata, &attr, true);
 	ASSERT_EQ(0, pthread_create(&spinner, &attr, spinner_thread, NULL));
 	pthread_attr_destroy(&attr);
 
@@ -1925,26 +1951,17 @@ TEST_F(iommufd_gmem, notification_before_map_file_population)
 		.gmem_fd = self->gmem_fd,
 		.offset = page_off(hole),
 	};
-	struct sched_param prio = { .sched_priority = 1 };
 	pthread_t cthread, mthread, fthread;
 	pthread_attr_t attr;
 	__u64 start, end;
-	cpu_set_t cpu0;
+	const char *skip;
 	unsigned int i;
 	int cfd;
 
-	if (!have_task_stacks())
-		SKIP(return, "no /proc/PID/stack (root, CONFIG_STACKTRACE)");
-	cfd = gmem_client_open();
+	cfd = lineup_start(_metadata, self, -1, NULL, &skip);
 	if (cfd < 0)
-		SKIP(return, "no guest_memfd mock client (CONFIG_GUEST_MEMFD_TEST)");
-	set_layout("SSSSSSSSSSSSSSSS");
-	ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", self->gmem_fd));
-
-	CPU_ZERO(&cpu0);
-	CPU_SET(0, &cpu0);
-	ASSERT_EQ(0, pthread_attr_init(&attr));
-	ASSERT_EQ(0, pthread_attr_setaffinity_np(&attr, sizeof(cpu0), &cpu0));
+		SKIP(return, "%s", skip);
+	cpu0_attr(_metadata, &attr, false);
 
 	ASSERT_EQ(0, gmem_client_cmd(cfd, "delay 3000"));
 	converter_start(_metadata, &conv, &cthread, "gmem_test_prepare");
@@ -1956,10 +1973,8 @@ TEST_F(iommufd_gmem, notification_before_map_file_population)
 				   "guest_memfd_register_notifier", 2000))
 		TH_LOG("MAP_FILE does not wait to subscribe");
 
-	ASSERT_EQ(0, pthread_attr_setinheritsched(&attr,
-						  PTHREAD_EXPLICIT_SCHED));
-	ASSERT_EQ(0, pthread_attr_setschedpolicy(&attr, SCHED_FIFO));
-	ASSERT_EQ(0, pthread_attr_setschedparam(&attr, &prio));
+	pthread_attr_destroy(&attr);
+	cpu0_attr(_metadata, &attr, true);
 	if (pthread_create(&fthread, &attr, filler_thread, &fill)) {
 		ASSERT_TRUE(join_within(cthread, 60));
 		ASSERT_TRUE(join_within(mthread, 60));
