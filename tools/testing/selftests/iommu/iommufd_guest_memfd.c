@@ -1282,7 +1282,11 @@ TEST_F(iommufd_gmem, memory_failure_attach_race)
 /*
  * Lining up with memory failure: the tests below park threads and processes
  * in the kernel and check where they are parked through /proc (the kernel
- * stack of the task, which needs root and CONFIG_STACKTRACE).
+ * stack of the task, which needs root and CONFIG_STACKTRACE). That stack
+ * leaves out the scheduler's and the locks' own functions (down_read(),
+ * msleep()'s schedule_timeout()...): a task waiting for the invalidate lock
+ * shows the function that takes it, and each test parks its actors where
+ * that is the only thing they can wait for.
  */
 
 /* Whether task @tid (of process @pid) sleeps in a kernel function @fn */
@@ -1635,11 +1639,11 @@ TEST_F(iommufd_gmem, memory_failure_during_fault)
 	ASSERT_EQ(0, gmem_client_cmd(cfd, "delay 3000"));
 	converter_start(_metadata, &conv, &cthread, "gmem_test_prepare");
 	ASSERT_EQ(1, write(go[1], &c, 1));
-	ASSERT_TRUE(wait_sleeps_in(faulter, faulter, "down_read",
+	ASSERT_TRUE(wait_sleeps_in(faulter, faulter, "gmem_fault_user_mapping",
 				   2000))
 		TH_LOG("the fault does not wait for the invalidate lock");
 	converter_start(_metadata, &writer, &wthread,
-			"down_write");
+			"gmem_ioctl");
 
 	/* CPU 0 busy: the fault, granted the lock, will not run yet */
 	rt_runtime = sysctl_swap(RT_RUNTIME, -1);
@@ -1654,7 +1658,8 @@ TEST_F(iommufd_gmem, memory_failure_during_fault)
 	poisoner_go(_metadata, &child);
 	lined_up = wait_sleeps_in(child.pid, child.pid, "gmem_error_folio",
 				  4000) &&
-		   task_sleeps_in(faulter, faulter, "down_read");
+		   task_sleeps_in(faulter, faulter,
+				  "gmem_fault_user_mapping");
 	spin_cpu0 = false;
 	pthread_join(spinner, NULL);
 	sysctl_swap(RT_RUNTIME, rt_runtime);
@@ -1788,7 +1793,7 @@ static bool attach_round(struct __test_metadata *_metadata, unsigned int npages)
 	ASSERT_EQ(0, pthread_create(&cthread, NULL, converter_thread, &conv));
 	while (!conv.tid)
 		usleep(1000);
-	if (wait_sleeps_in(getpid(), conv.tid, "down_write",
+	if (wait_sleeps_in(getpid(), conv.tid, "gmem_ioctl",
 			   walk_ms / 5) && !att.done) {
 		poisoner_go(_metadata, &child);
 		lined_up = wait_sleeps_in(child.pid, child.pid,
@@ -1989,7 +1994,7 @@ TEST_F(iommufd_gmem, notification_before_map_file_population)
 	while (!fill.tid)
 		usleep(1000);
 	ASSERT_TRUE(wait_sleeps_in(getpid(), fill.tid,
-				   "down_read", 2000))
+				   "gmem_fallocate", 2000))
 		TH_LOG("fallocate() does not wait for the invalidate lock");
 	ASSERT_TRUE(task_sleeps_in(getpid(), conv.tid, "gmem_test_prepare"))
 		TH_LOG("the conversion went on too early");
