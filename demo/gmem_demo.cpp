@@ -199,10 +199,9 @@ bool Demo::setup()
 	vm_->enable_cap(KVM_CAP_EXIT_HYPERCALL, 1ULL << KVM_HC_MAP_GPA_RANGE).value();
 
 	// Code and stack: ordinary memory, never private.
-	code_.emplace(gmem::Mapping::anonymous(kCodeSize).value());
 	const size_t len = demo_guest_end - demo_guest_start;
-	std::memcpy(code_->data() + kGuestEntry, demo_guest_start, len);
-	vm_->set_memory_region(0, kCodeGpa, kCodeSize, code_->data()).value();
+	code_.emplace(vm_->add_code_slot(0, kCodeGpa, kCodeSize, demo_guest_start, len, kGuestEntry)
+			      .value());
 	say("    code slot: %zu bytes of guest code at GPA 0x%llx (anonymous memory)\n", len,
 	    (unsigned long long)kGuestEntry);
 
@@ -219,28 +218,7 @@ bool Demo::setup()
 	    (unsigned long long)kDataPages, (unsigned long long)kDataGpa);
 
 	vcpu_.emplace(vm_->create_vcpu(0).value());
-	kvm_sregs s = vcpu_->get_sregs().value();
-	kvm_segment code{};
-	code.base = 0;
-	code.limit = 0xffffffff;
-	code.selector = 0x8;
-	code.type = 11; // execute/read, accessed
-	code.present = 1;
-	code.s = 1;
-	code.db = 1;
-	code.g = 1;
-	kvm_segment data = code;
-	data.selector = 0x10;
-	data.type = 3; // read/write, accessed
-	s.cs = code;
-	s.ds = s.es = s.fs = s.gs = s.ss = data;
-	s.cr0 |= 1; // protected mode, no paging
-	vcpu_->set_sregs(s).value();
-	kvm_regs r{};
-	r.rip = kGuestEntry;
-	r.rsp = kGuestStack;
-	r.rflags = 2;
-	vcpu_->set_regs(r).value();
+	vcpu_->start_flat32(kGuestEntry, kGuestStack).value();
 	return true;
 }
 

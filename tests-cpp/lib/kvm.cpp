@@ -5,6 +5,8 @@
 #include <linux/falloc.h>
 #include <sys/ioctl.h>
 
+#include <cstring>
+
 namespace gmem {
 
 const char *vm_type_name(unsigned long type)
@@ -126,6 +128,49 @@ Result<Vcpu> Vm::create_vcpu(unsigned long id) const
 	if (!run)
 		return SysError{ run.err(), "mmap kvm_run" };
 	return Vcpu(std::move(vcpu), std::move(run).value());
+}
+
+Result<Mapping> Vm::add_code_slot(uint32_t slot, uint64_t gpa, size_t size, const void *code,
+				  size_t len, uint64_t entry) const
+{
+	if (entry > size || len > size - entry)
+		return SysError{ EINVAL, "add_code_slot: code beyond the slot" };
+	auto mem = Mapping::anonymous(size);
+	if (!mem)
+		return mem.error();
+	std::memcpy(mem->data() + entry, code, len);
+	if (auto r = set_memory_region(slot, gpa, size, mem->data()); !r)
+		return r.error();
+	return mem;
+}
+
+Result<void> Vcpu::start_flat32(uint64_t rip, uint64_t rsp, uint64_t rsi) const
+{
+	auto s = get_sregs();
+	if (!s)
+		return s.error();
+	kvm_segment code{};
+	code.limit = 0xffffffff;
+	code.selector = 0x8;
+	code.type = 11; // execute/read, accessed
+	code.present = 1;
+	code.s = 1;
+	code.db = 1;
+	code.g = 1;
+	kvm_segment data = code;
+	data.selector = 0x10;
+	data.type = 3; // read/write, accessed
+	s->cs = code;
+	s->ds = s->es = s->fs = s->gs = s->ss = data;
+	s->cr0 |= 1; // protected mode, no paging
+	if (auto r = set_sregs(*s); !r)
+		return r;
+	kvm_regs r{};
+	r.rip = rip;
+	r.rsp = rsp;
+	r.rsi = rsi;
+	r.rflags = 2;
+	return set_regs(r);
 }
 
 Result<void> Vcpu::run() const

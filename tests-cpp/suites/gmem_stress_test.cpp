@@ -1821,35 +1821,13 @@ std::string Stress::setup()
 	for (auto &p : pages_)
 		p.shared = init_shared;
 
-	code_.emplace(Mapping::anonymous(kCodeSize).value());
-	std::memcpy(code_->data() + kGuestEntry, stress_guest_start,
-		    stress_guest_end - stress_guest_start);
-	vm_->set_memory_region(0, 0, kCodeSize, code_->data()).value();
+	code_.emplace(vm_->add_code_slot(0, 0, kCodeSize, stress_guest_start,
+					 stress_guest_end - stress_guest_start, kGuestEntry)
+			      .value());
 	vm_->set_memory_region(1, kDataGpa, kFileSize, data_->data(), &*gmem_, 0).value();
 	for (int v = 0; v < kVcpus; v++) {
 		vcpus_.push_back(vm_->create_vcpu(v).value());
-		kvm_sregs s = vcpus_[v].get_sregs().value();
-		kvm_segment code{};
-		code.limit = 0xffffffff;
-		code.selector = 0x8;
-		code.type = 11; // execute/read, accessed
-		code.present = 1;
-		code.s = 1;
-		code.db = 1;
-		code.g = 1;
-		kvm_segment data = code;
-		data.selector = 0x10;
-		data.type = 3; // read/write, accessed
-		s.cs = code;
-		s.ds = s.es = s.fs = s.gs = s.ss = data;
-		s.cr0 |= 1; // protected mode, no paging
-		vcpus_[v].set_sregs(s).value();
-		kvm_regs r{};
-		r.rip = kGuestEntry;
-		r.rsi = kMailbox + 64 * v;
-		r.rsp = 0xf000 - 0x100 * v;
-		r.rflags = 2;
-		vcpus_[v].set_regs(r).value();
+		vcpus_[v].start_flat32(kGuestEntry, 0xf000 - 0x100 * v, kMailbox + 64 * v).value();
 	}
 
 	// IOAS 0 maps every chunk, IOAS 1 some; each has one or two domains,

@@ -337,36 +337,16 @@ protected:
 	{
 		ASSERT_THAT(vm_->enable_cap(KVM_CAP_EXIT_HYPERCALL, 1ULL << KVM_HC_MAP_GPA_RANGE),
 			    Succeeds());
-		code_.emplace(Mapping::anonymous(kCodeSize).value());
-		std::memcpy(code_->data() + kGuestEntry, edu_guest_start,
-			    edu_guest_end - edu_guest_start);
-		ASSERT_THAT(vm_->set_memory_region(0, 0, kCodeSize, code_->data()), Succeeds());
+		auto code = vm_->add_code_slot(0, 0, kCodeSize, edu_guest_start,
+					       edu_guest_end - edu_guest_start, kGuestEntry);
+		ASSERT_THAT(code, Succeeds());
+		code_.emplace(std::move(code).value());
 		ASSERT_THAT(vm_->set_memory_region(1, kGpa, kSize, data_->data(), &*gmem_, 0),
 			    Succeeds());
 		auto vcpu = vm_->create_vcpu(0);
 		ASSERT_THAT(vcpu, Succeeds());
 		vcpu_.emplace(std::move(vcpu).value());
-		kvm_sregs sr = vcpu_->get_sregs().value();
-		kvm_segment code{};
-		code.limit = 0xffffffff;
-		code.selector = 0x8;
-		code.type = 11; // execute/read, accessed
-		code.present = 1;
-		code.s = 1;
-		code.db = 1;
-		code.g = 1;
-		kvm_segment data = code;
-		data.selector = 0x10;
-		data.type = 3; // read/write, accessed
-		sr.cs = code;
-		sr.ds = sr.es = sr.fs = sr.gs = sr.ss = data;
-		sr.cr0 |= 1; // protected mode, no paging
-		ASSERT_THAT(vcpu_->set_sregs(sr), Succeeds());
-		kvm_regs regs{};
-		regs.rip = kGuestEntry;
-		regs.rsp = kGuestStack;
-		regs.rflags = 2;
-		ASSERT_THAT(vcpu_->set_regs(regs), Succeeds());
+		ASSERT_THAT(vcpu_->start_flat32(kGuestEntry, kGuestStack), Succeeds());
 		ASSERT_NO_FATAL_FAILURE(RunGuest());
 	}
 

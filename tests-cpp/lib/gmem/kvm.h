@@ -91,6 +91,11 @@ public:
 	Result<void> set_regs(const kvm_regs &regs) const;
 	Result<kvm_sregs> get_sregs() const;
 	Result<void> set_sregs(const kvm_sregs &sregs) const;
+	// Starts the vCPU in 32-bit protected mode without paging, with flat
+	// 4 GiB code (selector 0x8) and data (0x10) segments, at @rip with
+	// stack @rsp and @rsi as its argument: how a small guest written in
+	// flat 32-bit code (the demo's, the tests') starts.
+	Result<void> start_flat32(uint64_t rip, uint64_t rsp, uint64_t rsi = 0) const;
 
 private:
 	friend class Vm;
@@ -120,6 +125,11 @@ public:
 	Result<void> set_memory_attributes(uint64_t gpa, uint64_t size, uint64_t attrs) const;
 
 	Result<Vcpu> create_vcpu(unsigned long id) const;
+	// An ordinary slot of @size bytes of anonymous memory at @gpa, with
+	// @len bytes of @code copied at offset @entry: a small guest's code
+	// and stack. The mapping must outlive the slot.
+	Result<Mapping> add_code_slot(uint32_t slot, uint64_t gpa, size_t size, const void *code,
+				      size_t len, uint64_t entry) const;
 
 private:
 	friend class Kvm;

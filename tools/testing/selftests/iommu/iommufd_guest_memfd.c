@@ -12,10 +12,13 @@
  * it also checks which file pages are allocated.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "iommufd_utils.h"
 #include "iommufd_gmem_utils.h"
@@ -1122,10 +1125,6 @@ static bool __poison(struct __test_metadata *_metadata,
 	} while (0)
 
 /*
- * Memory failure of a shared page: that page's IOVA maps nothing
- * afterwards, the others stay.
- */
-/*
  * Only the pages that change state are checked for references: a page
  * that is already private (here with a reference the mock client holds,
  * as a device or firmware might) does not fail a conversion to private of
@@ -1162,6 +1161,10 @@ TEST_F(iommufd_gmem, to_private_checks_changing_pages)
 	close(cfd);
 }
 
+/*
+ * Memory failure of a shared page: that page's IOVA maps nothing
+ * afterwards, the others stay.
+ */
 TEST_F(iommufd_gmem, memory_failure)
 {
 	set_layout("SSSSSSSSSSSSSSSS");
@@ -1272,6 +1275,585 @@ TEST_F(iommufd_gmem, memory_failure_attach_race)
 		close(go[0]);
 		close(go[1]);
 	}
+	close(cfd);
+}
+
+/*
+ * Lining up with memory failure: the tests below park threads and processes
+ * in the kernel and check where they are parked through /proc (the kernel
+ * stack of the task, which needs root and CONFIG_STACKTRACE). That stack
+ * leaves out the scheduler's and the locks' own functions (down_read(),
+ * msleep()'s schedule_timeout()...): a task waiting for the invalidate lock
+ * shows the function that takes it, and each test parks its actors where
+ * that is the only thing they can wait for.
+ */
+
+/* Whether task @tid (of process @pid) sleeps in a kernel function @fn */
+static bool task_sleeps_in(pid_t pid, pid_t tid, const char *fn)
+{
+	char path[64], buf[4096];
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stack", pid, tid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return false;
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (len <= 0)
+		return false;
+	buf[len] = 0;
+	return strstr(buf, fn);
+}
+
+/* Wait up to @ms for task_sleeps_in() */
+static bool wait_sleeps_in(pid_t pid, pid_t tid, const char *fn,
+			   unsigned int ms)
+{
+	unsigned int waited;
+
+	for (waited = 0; waited < ms; waited += 10) {
+		if (task_sleeps_in(pid, tid, fn))
+			return true;
+		usleep(10 * 1000);
+	}
+	return false;
+}
+
+static bool have_task_stacks(void)
+{
+	return task_sleeps_in(getpid(), getpid(), "");
+}
+
+/*
+ * A child that maps @mem's page, faults it in, and poisons it with
+ * MADV_HWPOISON when told to (poisoner_go()); it may die of SIGBUS.
+ */
+struct poisoner {
+	pid_t pid;
+	int go;
+};
+
+static void poisoner_start(struct __test_metadata *_metadata,
+			   struct poisoner *p, __u8 *page)
+{
+	int ready[2], go[2];
+	char c = 0;
+
+	ASSERT_EQ(0, pipe(ready));
+	ASSERT_EQ(0, pipe(go));
+	p->pid = fork();
+	ASSERT_NE(-1, p->pid);
+	if (!p->pid) {
+		volatile __u8 *v = page;
+
+		*v = 1;
+		if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(1);
+		madvise(page, PAGE_SIZE, MADV_HWPOISON);
+		_exit(0);
+	}
+	ASSERT_EQ(1, read(ready[0], &c, 1));
+	close(ready[0]);
+	close(ready[1]);
+	close(go[0]);
+	p->go = go[1];
+}
+
+static void poisoner_go(struct __test_metadata *_metadata, struct poisoner *p)
+{
+	char c = 0;
+
+	ASSERT_EQ(1, write(p->go, &c, 1));
+	close(p->go);
+}
+
+static void poisoner_wait(struct __test_metadata *_metadata,
+			  struct poisoner *p)
+{
+	int status;
+
+	ASSERT_EQ(p->pid, waitpid(p->pid, &status, 0));
+	ASSERT_TRUE((WIFEXITED(status) && !WEXITSTATUS(status)) ||
+		    (WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS))
+		TH_LOG("poisoning child: status 0x%x", status);
+}
+
+/* Join @thread, failing after @seconds: a deadlock */
+static bool join_within(pthread_t thread, unsigned int seconds)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += seconds;
+	return !pthread_timedjoin_np(thread, NULL, &ts);
+}
+
+struct converter {
+	int gmem_fd;
+	unsigned long cmd;
+	__u64 offset, size;
+	__u64 error_offset;
+	pid_t tid;
+	int rc;
+	volatile bool done;
+};
+
+static void *converter_thread(void *data)
+{
+	struct converter *c = data;
+
+	c->tid = syscall(SYS_gettid);
+	c->rc = gmem_convert(c->gmem_fd, c->cmd, c->offset, c->size,
+			     &c->error_offset);
+	c->done = true;
+	return NULL;
+}
+
+/* Start @c and wait until it is in the kernel, sleeping in @fn */
+static void converter_start(struct __test_metadata *_metadata,
+			    struct converter *c, pthread_t *thread,
+			    const char *fn)
+{
+	ASSERT_EQ(0, pthread_create(thread, NULL, converter_thread, c));
+	while (!c->tid)
+		usleep(1000);
+	ASSERT_TRUE(wait_sleeps_in(getpid(), c->tid, fn, 5000))
+		TH_LOG("the conversion does not wait in %s", fn);
+}
+
+/*
+ * What the lined-up tests start from: the mock client attached (returned),
+ * every page shared and the whole file mapped, and, unless @bad is
+ * negative, a child ready to poison page @bad. On a missing feature,
+ * returns -1 with the reason in *@skip.
+ */
+static int lineup_start(struct __test_metadata *_metadata,
+			FIXTURE_DATA(iommufd_gmem) *self, int bad,
+			struct poisoner *child, const char **skip)
+{
+	int cfd;
+
+	*skip = "no /proc/PID/stack (root, CONFIG_STACKTRACE)";
+	if (!have_task_stacks())
+		return -1;
+	*skip = "no guest_memfd mock client (CONFIG_GUEST_MEMFD_TEST)";
+	cfd = gmem_client_open();
+	if (cfd < 0)
+		return -1;
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", self->gmem_fd));
+	set_layout("SSSSSSSSSSSSSSSS");
+	if (bad < 0)
+		return cfd;
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+	poisoner_start(_metadata, child, self->mem + page_off(bad));
+	return cfd;
+}
+
+/* Thread attributes: on CPU 0, and SCHED_FIFO if @fifo */
+static void cpu0_attr(struct __test_metadata *_metadata, pthread_attr_t *attr,
+		      bool fifo)
+{
+	struct sched_param prio = { .sched_priority = 1 };
+	cpu_set_t cpu0;
+
+	CPU_ZERO(&cpu0);
+	CPU_SET(0, &cpu0);
+	ASSERT_EQ(0, pthread_attr_init(attr));
+	ASSERT_EQ(0, pthread_attr_setaffinity_np(attr, sizeof(cpu0), &cpu0));
+	if (!fifo)
+		return;
+	ASSERT_EQ(0, pthread_attr_setinheritsched(attr, PTHREAD_EXPLICIT_SCHED));
+	ASSERT_EQ(0, pthread_attr_setschedpolicy(attr, SCHED_FIFO));
+	ASSERT_EQ(0, pthread_attr_setschedparam(attr, &prio));
+}
+
+/*
+ * Memory failure against a conversion to private of the same page: the
+ * conversion holds the invalidate lock for writing (here parked in the mock
+ * client's prepare) and will lock the page to check its references; memory
+ * failure locks the page and then needs the invalidate lock to notify.
+ * Memory failure must drop the page lock before it waits (it once held it,
+ * and the two waited for each other for good): the conversion then finds
+ * the page poisoned and fails with EHWPOISON at it, the notification
+ * follows, and nothing else changes.
+ */
+TEST_F(iommufd_gmem, memory_failure_during_to_private)
+{
+	const unsigned int bad = 6;
+	struct converter conv = {
+		.gmem_fd = self->gmem_fd,
+		.cmd = KVM_GMEM_CONVERT_PRIVATE,
+		.offset = page_off(4),
+		.size = page_off(4),
+	};
+	struct poisoner child;
+	const char *skip;
+	pthread_t thread;
+	int cfd;
+
+	cfd = lineup_start(_metadata, self, bad, &child, &skip);
+	if (cfd < 0)
+		SKIP(return, "%s", skip);
+
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "delay 5000"));
+	converter_start(_metadata, &conv, &thread, "gmem_test_prepare");
+	poisoner_go(_metadata, &child);
+	ASSERT_TRUE(wait_sleeps_in(child.pid, child.pid, "gmem_error_folio",
+				   4000))
+		TH_LOG("memory failure does not wait for the invalidate lock");
+	/* Both parked, in this order: nothing happened yet */
+	ASSERT_TRUE(task_sleeps_in(getpid(), conv.tid, "gmem_test_prepare"))
+		TH_LOG("the conversion went on before memory failure came");
+
+	ASSERT_TRUE(join_within(thread, 60))
+		TH_LOG("deadlock: the conversion waits for the page memory failure keeps locked");
+	poisoner_wait(_metadata, &child);
+	ASSERT_EQ(-EHWPOISON, conv.rc);
+	ASSERT_EQ(page_off(bad), conv.error_offset);
+	self->poisoned[bad] = true;
+	self->allocated[bad] = true;
+	check_mirror();
+	ASSERT_TRUE(gmem_host_can_read(self->mem + page_off(4)));
+	close(cfd);
+}
+
+/*
+ * Memory failure during a domain attach, lined up so that the attach looks
+ * the poisoned page up before memory failure notifies it. The attach maps
+ * every mapped page of a large file into the new domain, holding the
+ * invalidate lock for reading and pages->mutex, so it takes a while; a
+ * conversion then waits for the invalidate lock (for writing) behind it;
+ * memory failure of the last page marks the page poisoned and then waits
+ * behind the conversion (a reader waits behind a waiting writer). So the
+ * attach meets the page poisoned but not notified, and memory failure
+ * notifies only after the attach is done. The attach must skip the page
+ * (it once WARNed and failed the attach), must not wait for memory failure
+ * (which once kept the page locked until its notification, while the
+ * attach's lookup waited for that lock holding pages->mutex, which the
+ * notification needs), and the new domain must never map the page: the
+ * old domain's IOPTE is the only one removed.
+ *
+ * Whether the attach is still walking when memory failure comes depends on
+ * the machine's speed: a round in which it was not lined up (the attach
+ * done before memory failure waited, or the new domain mapping the page
+ * before it was poisoned) proves nothing, and the next round maps a file
+ * four times larger.
+ */
+struct attacher {
+	int fd;
+	__u32 idev_id, ioas_id, hwpt_id;
+	int rc;
+	volatile bool done;
+};
+
+static void *attacher_thread(void *data)
+{
+	struct attacher *a = data;
+
+	a->rc = _test_cmd_hwpt_alloc(a->fd, a->idev_id, a->ioas_id, 0, 0,
+				     &a->hwpt_id, IOMMU_HWPT_DATA_NONE, NULL,
+				     0);
+	a->done = true;
+	return NULL;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Returns true if the round was lined up (and passed) */
+static bool attach_round(struct __test_metadata *_metadata, unsigned int npages)
+{
+	/* The last mapped page, met last by the attach */
+	const unsigned int bad = npages - 1;
+	struct iommu_ioas_mirror_status st0, st;
+	struct converter conv = {};
+	struct attacher att = {};
+	__u32 stdev_id, hwpt_id;
+	struct poisoner child;
+	pthread_t thread, cthread;
+	const char *skip = NULL;
+	const char *why = "";
+	bool lined_up = false;
+	int vm_fd, gmem_fd;
+	double t0, walk_ms;
+	__u64 iova = MOCK_APERTURE_START;
+	size_t size = page_off(npages + 1);
+	__u8 *mem;
+
+	att.fd = open("/dev/iommu", O_RDWR);
+	ASSERT_NE(-1, att.fd);
+	ASSERT_EQ(0, gmem_vm_create(size, GUEST_MEMFD_FLAG_INIT_SHARED, &vm_fd,
+				    &gmem_fd, &skip))
+		TH_LOG("%s", skip ?: strerror(errno));
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, gmem_fd, 0);
+	ASSERT_NE(MAP_FAILED, mem);
+	ASSERT_EQ(0, _test_ioctl_ioas_alloc(att.fd, &att.ioas_id));
+	ASSERT_EQ(0, _test_cmd_mock_domain(att.fd, att.ioas_id, &stdev_id,
+					   &hwpt_id, &att.idev_id));
+	/* Page npages stays out of the area: the conversion's page */
+	ASSERT_EQ(0, _test_ioctl_ioas_map_file(att.fd, att.ioas_id, gmem_fd, 0,
+					       page_off(npages), &iova,
+					       IOMMU_IOAS_MAP_FIXED_IOVA |
+					       IOMMU_IOAS_MAP_WRITEABLE |
+					       IOMMU_IOAS_MAP_READABLE));
+
+	/* How long an attach takes */
+	t0 = now_ms();
+	attacher_thread(&att);
+	walk_ms = now_ms() - t0;
+	ASSERT_EQ(0, att.rc);
+	ASSERT_EQ(0, _test_ioctl_destroy(att.fd, att.hwpt_id));
+	att.done = false;
+	ASSERT_EQ(0, _test_ioctl_mirror_status(att.fd, att.ioas_id, iova, 0,
+					       &st0));
+
+	poisoner_start(_metadata, &child, mem + page_off(bad));
+	ASSERT_EQ(0, pthread_create(&thread, NULL, attacher_thread, &att));
+	usleep(walk_ms * 1000 / 5);
+
+	/* A conversion that changes nothing, but takes the lock for writing */
+	conv.gmem_fd = gmem_fd;
+	conv.cmd = KVM_GMEM_CONVERT_SHARED;
+	conv.offset = page_off(npages);
+	conv.size = PAGE_SIZE;
+	ASSERT_EQ(0, pthread_create(&cthread, NULL, converter_thread, &conv));
+	while (!conv.tid)
+		usleep(1000);
+	if (wait_sleeps_in(getpid(), conv.tid, "gmem_ioctl",
+			   walk_ms / 5) && !att.done) {
+		poisoner_go(_metadata, &child);
+		lined_up = wait_sleeps_in(child.pid, child.pid,
+					  "gmem_error_folio", walk_ms) &&
+			   !att.done;
+		if (!lined_up)
+			why = "the attach was done before memory failure waited";
+	} else {
+		why = "the attach did not hold the lock when the conversion came";
+		poisoner_go(_metadata, &child);
+	}
+
+	ASSERT_TRUE(join_within(thread, 120))
+		TH_LOG("deadlock: the attach waits for the page memory failure keeps locked");
+	ASSERT_TRUE(join_within(cthread, 120));
+	poisoner_wait(_metadata, &child);
+	ASSERT_EQ(0, att.rc) TH_LOG("the attach failed on the poisoned page");
+	ASSERT_EQ(0, conv.rc);
+
+	/* Both domains map every page but the poisoned one */
+	ASSERT_EQ(0, _test_cmd_md_check_gmem(att.fd, hwpt_id, iova,
+					     page_off(bad), gmem_fd, 0, 0));
+	ASSERT_EQ(0, _test_cmd_md_check_gmem(att.fd, att.hwpt_id, iova,
+					     page_off(bad), gmem_fd, 0, 0));
+	ASSERT_EQ(0, _test_cmd_md_check_gmem(att.fd, hwpt_id,
+					     iova + page_off(bad), PAGE_SIZE,
+					     gmem_fd, 0,
+					     MOCK_CHECK_GMEM_UNMAPPED));
+	ASSERT_EQ(0, _test_cmd_md_check_gmem(att.fd, att.hwpt_id,
+					     iova + page_off(bad), PAGE_SIZE,
+					     gmem_fd, 0,
+					     MOCK_CHECK_GMEM_UNMAPPED));
+	ASSERT_EQ(0, _test_ioctl_mirror_status(att.fd, att.ioas_id, iova, 0,
+					       &st));
+	ASSERT_EQ(npages - 1, st.out_mapped_pages);
+	ASSERT_EQ(0, st.out_pending_pages);
+	ASSERT_EQ((__u64)(npages - 1) * 2,
+		  st.out_iopte_adds - st.out_iopte_removes);
+	/* One removal: the new domain never mapped the page */
+	if (lined_up && st.out_iopte_removes - st0.out_iopte_removes != 1) {
+		why = "the new domain mapped the page before it was poisoned";
+		lined_up = false;
+	}
+	ksft_print_msg("%u pages, attach %.0f ms: %s\n", npages, walk_ms,
+		       lined_up ? "lined up" : why);
+
+	munmap(mem, size);
+	close(att.fd);
+	close(gmem_fd);
+	close(vm_fd);
+	return lined_up;
+}
+
+TEST(memory_failure_during_attach)
+{
+	const char *skip = NULL;
+	unsigned int npages;
+	int vm_fd, gmem_fd;
+
+	if (!have_task_stacks())
+		SKIP(return, "no /proc/PID/stack (root, CONFIG_STACKTRACE)");
+	if (gmem_vm_create(PAGE_SIZE, 0, &vm_fd, &gmem_fd, &skip) == 1)
+		SKIP(return, "%s", skip);
+	close(gmem_fd);
+	close(vm_fd);
+
+	for (npages = 4096; npages <= 65536; npages *= 4) {
+		if (attach_round(_metadata, npages))
+			return;
+	}
+	SKIP(return, "the attach was never lined up with memory failure");
+}
+
+/*
+ * A notification between MAP_FILE's subscription and its first population
+ * of the area: lined up with a real-time thread on the same CPU. A
+ * conversion holds the invalidate lock (parked in the mock client's
+ * prepare); MAP_FILE waits for it, to subscribe; a fallocate() of a hole of
+ * the range, from a SCHED_FIFO thread on MAP_FILE's CPU, waits behind it.
+ * When MAP_FILE's subscription drops the lock, the fallocate() gets it and
+ * preempts MAP_FILE at once: the page it allocates is notified to the new
+ * area before MAP_FILE populates it, and the area must count that page
+ * once (it once counted it again in its population: out_mapped_pages one
+ * too many, for good).
+ */
+struct filler {
+	int gmem_fd;
+	__u64 offset;
+	pid_t tid;
+	int rc;
+};
+
+static void *filler_thread(void *data)
+{
+	struct filler *f = data;
+
+	f->tid = syscall(SYS_gettid);
+	f->rc = fallocate(f->gmem_fd, FALLOC_FL_KEEP_SIZE, f->offset,
+			  PAGE_SIZE);
+	return NULL;
+}
+
+struct mapper {
+	int fd;
+	__u32 ioas_id;
+	int gmem_fd;
+	__u64 length, iova;
+	pid_t tid;
+	int rc;
+};
+
+static void *mapper_thread(void *data)
+{
+	struct mapper *m = data;
+
+	m->tid = syscall(SYS_gettid);
+	m->rc = _test_ioctl_ioas_map_file(m->fd, m->ioas_id, m->gmem_fd, 0,
+					  m->length, &m->iova,
+					  IOMMU_IOAS_MAP_FIXED_IOVA |
+					  IOMMU_IOAS_MAP_WRITEABLE |
+					  IOMMU_IOAS_MAP_READABLE);
+	return NULL;
+}
+
+/* The range of the first "begin allocate" the client logged */
+static bool first_allocate(int cfd, __u64 *start, __u64 *end)
+{
+	const size_t len = 512 * 1024;
+	char *buf = malloc(len + 1), *line, *save;
+	unsigned long long s, e;
+	bool found = false;
+	ssize_t n;
+
+	if (!buf)
+		return false;
+	n = pread(cfd, buf, len, 0);
+	buf[n > 0 ? n : 0] = 0;
+	for (line = strtok_r(buf, "\n", &save); line && !found;
+	     line = strtok_r(NULL, "\n", &save))
+		found = sscanf(line, "begin allocate %llu %llu", &s, &e) == 2;
+	free(buf);
+	if (found) {
+		*start = s;
+		*end = e;
+	}
+	return found;
+}
+
+TEST_F(iommufd_gmem, notification_before_map_file_population)
+{
+	const unsigned int hole = 5, npages = 8, other = 12;
+	struct converter conv = {
+		.gmem_fd = self->gmem_fd,
+		.cmd = KVM_GMEM_CONVERT_PRIVATE,
+		.offset = page_off(other),
+		.size = PAGE_SIZE,
+	};
+	struct mapper map = {
+		.fd = self->fd,
+		.ioas_id = self->ioas_id,
+		.gmem_fd = self->gmem_fd,
+		.length = page_off(npages),
+		.iova = AREA_IOVA(0),
+	};
+	struct filler fill = {
+		.gmem_fd = self->gmem_fd,
+		.offset = page_off(hole),
+	};
+	pthread_t cthread, mthread, fthread;
+	pthread_attr_t attr;
+	__u64 start, end;
+	const char *skip;
+	unsigned int i;
+	int cfd;
+
+	cfd = lineup_start(_metadata, self, -1, NULL, &skip);
+	if (cfd < 0)
+		SKIP(return, "%s", skip);
+	cpu0_attr(_metadata, &attr, false);
+
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "delay 3000"));
+	converter_start(_metadata, &conv, &cthread, "gmem_test_prepare");
+
+	ASSERT_EQ(0, pthread_create(&mthread, &attr, mapper_thread, &map));
+	while (!map.tid)
+		usleep(1000);
+	ASSERT_TRUE(wait_sleeps_in(getpid(), map.tid,
+				   "guest_memfd_register_notifier", 2000))
+		TH_LOG("MAP_FILE does not wait to subscribe");
+
+	pthread_attr_destroy(&attr);
+	cpu0_attr(_metadata, &attr, true);
+	if (pthread_create(&fthread, &attr, filler_thread, &fill)) {
+		ASSERT_TRUE(join_within(cthread, 60));
+		ASSERT_TRUE(join_within(mthread, 60));
+		SKIP(return, "no SCHED_FIFO thread");
+	}
+	while (!fill.tid)
+		usleep(1000);
+	ASSERT_TRUE(wait_sleeps_in(getpid(), fill.tid,
+				   "gmem_fallocate", 2000))
+		TH_LOG("fallocate() does not wait for the invalidate lock");
+	ASSERT_TRUE(task_sleeps_in(getpid(), conv.tid, "gmem_test_prepare"))
+		TH_LOG("the conversion went on too early");
+
+	ASSERT_TRUE(join_within(cthread, 60));
+	ASSERT_TRUE(join_within(fthread, 60));
+	ASSERT_TRUE(join_within(mthread, 60));
+	pthread_attr_destroy(&attr);
+	ASSERT_EQ(0, conv.rc);
+	ASSERT_EQ(0, fill.rc);
+	ASSERT_EQ(0, map.rc);
+
+	/* Lined up: the hole's allocation was the first one notified */
+	ASSERT_TRUE(first_allocate(cfd, &start, &end));
+	ASSERT_EQ(page_off(hole), start)
+		TH_LOG("MAP_FILE populated the area before the fallocate() came");
+	ASSERT_EQ(page_off(hole + 1), end);
+
+	self->shared[other] = false;
+	self->areas[0] = (struct gmem_area){ .iova = AREA_IOVA(0),
+					     .first = 0, .npages = npages };
+	self->nareas = 1;
+	for (i = 0; i != npages; i++)
+		self->allocated[i] = true;
+	check_mirror();
 	close(cfd);
 }
 

@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -28,48 +27,16 @@
 
 #define NR_PAGES	16
 
-static sigjmp_buf sigbus_jmp;
-
-static void sigbus_handler(int sig)
-{
-	siglongjmp(sigbus_jmp, 1);
-}
-
 /*
- * Touch one byte of @p, writing @val if @write: true if the host could,
- * false if it got SIGBUS (the page is private).
+ * Read one byte of @p: a shared page reads, a private one must raise
+ * SIGBUS (an unexpected SIGBUS kills the test, a missing one fails it).
  */
-static bool host_access(volatile uint8_t *p, bool write, uint8_t val)
+static void host_read(volatile uint8_t *p, bool shared)
 {
-	struct sigaction sa = { .sa_handler = sigbus_handler }, old;
-	bool ok = true;
-
-	sigaction(SIGBUS, &sa, &old);
-	if (sigsetjmp(sigbus_jmp, 1) == 0) {
-		if (write)
-			*p = val;
-		else
-			(void)*p;
-	} else {
-		ok = false;
-	}
-	sigaction(SIGBUS, &old, NULL);
-	return ok;
-}
-
-static int gmem_convert(int fd, unsigned long cmd, uint64_t offset,
-			uint64_t size, uint64_t *error_offset)
-{
-	struct kvm_gmem_convert args = {
-		.offset = offset,
-		.size = size,
-		.error_offset = 0xdead,
-	};
-	int r = ioctl(fd, cmd, &args);
-
-	if (error_offset)
-		*error_offset = args.error_offset;
-	return r ? -errno : 0;
+	if (shared)
+		(void)*p;
+	else
+		TEST_EXPECT_SIGBUS((void)*p);
 }
 
 static bool conversion_supported(unsigned long vm_type)
@@ -142,12 +109,8 @@ FIXTURE_TEARDOWN(conversion)
 /* Read every page; each must be accessible exactly when it is shared. */
 #define check_states()							\
 	do {								\
-		for (int __i = 0; __i < NR_PAGES; __i++) {		\
-			ASSERT_EQ(self->shared[__i],			\
-				  host_access(page_ptr(__i), false, 0))	\
-				TH_LOG("page %d should be %s", __i,	\
-				       self->shared[__i] ? "shared" : "private"); \
-		}							\
+		for (int __i = 0; __i < NR_PAGES; __i++)		\
+			host_read(page_ptr(__i), self->shared[__i]);	\
 	} while (0)
 
 #define set_states(first, n, val)					\
@@ -304,13 +267,11 @@ TEST_F(conversion, fork_unmaps_every_process)
 	if (!pid) {
 		/* Fault the pages in, let the parent convert, look again. */
 		for (int i = 0; i < NR_PAGES; i++)
-			if (!host_access(page_ptr(i), true, 0x11))
-				_exit(10);
+			*page_ptr(i) = 0x11;
 		if (write(to_parent[1], "r", 1) != 1 || read(to_child[0], &c, 1) != 1)
 			_exit(11);
 		for (int i = 0; i < NR_PAGES; i++)
-			if (host_access(page_ptr(i), false, 0) != (i < 8))
-				_exit(20 + i);
+			host_read(page_ptr(i), i < 8);
 		_exit(0);
 	}
 	ASSERT_EQ(1, read(to_parent[0], &c, 1));
@@ -576,10 +537,10 @@ TEST(flag_implications)
 	ASSERT_GE(fd, 0);
 	p = mmap(NULL, getpagesize(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	ASSERT_NE(MAP_FAILED, p);
-	ASSERT_FALSE(host_access(p, false, 0));
+	host_read(p, false);
 	ASSERT_EQ(0, gmem_convert(fd, KVM_GMEM_CONVERT_SHARED, 0,
 				  getpagesize(), NULL));
-	ASSERT_TRUE(host_access(p, true, 1));
+	*p = 1;
 	munmap(p, getpagesize());
 	close(fd);
 
@@ -588,10 +549,10 @@ TEST(flag_implications)
 	ASSERT_GE(fd, 0);
 	p = mmap(NULL, getpagesize(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	ASSERT_NE(MAP_FAILED, p);
-	ASSERT_TRUE(host_access(p, true, 1));
+	*p = 1;
 	ASSERT_EQ(0, gmem_convert(fd, KVM_GMEM_CONVERT_PRIVATE, 0,
 				  getpagesize(), NULL));
-	ASSERT_FALSE(host_access(p, false, 0));
+	host_read(p, false);
 	munmap(p, getpagesize());
 	close(fd);
 	kvm_vm_free(vm);

@@ -10,7 +10,6 @@
  * raise SIGBUS. Each vCPU works on a region of its own, concurrently.
  */
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -86,38 +85,30 @@ static int gmem_fd;
 static u8 *gmem_mem;
 static bool run_vcpus;
 
-static __thread sigjmp_buf sigbus_jmp;
+/* TEST_EXPECT_SIGBUS() has one jump buffer: one vCPU thread at a time. */
+static pthread_mutex_t sigbus_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void sigbus_handler(int sig)
-{
-	siglongjmp(sigbus_jmp, 1);
-}
-
-/* Read one byte through the host mapping; false on SIGBUS. */
-static bool host_read(u64 gpa, u8 *val)
+/* A private page must raise SIGBUS when the host reads it. */
+static void expect_private(u64 gpa)
 {
 	volatile u8 *p = gmem_mem + (gpa - DATA_GPA);
 
-	if (sigsetjmp(sigbus_jmp, 1))
-		return false;
-	*val = *p;
-	return true;
+	pthread_mutex_lock(&sigbus_lock);
+	TEST_EXPECT_SIGBUS((void)*p);
+	pthread_mutex_unlock(&sigbus_lock);
 }
 
 static int convert(u64 gpa, u64 size, bool private)
 {
-	struct kvm_gmem_convert args = {
-		.offset = gpa - DATA_GPA,
-		.size = size,
-	};
 	int r, tries = 0;
 
 	/* EAGAIN is documented as retryable (transient page references). */
 	do {
-		r = ioctl(gmem_fd, private ? KVM_GMEM_CONVERT_PRIVATE :
-					     KVM_GMEM_CONVERT_SHARED, &args);
-	} while (r && errno == EAGAIN && ++tries < 100);
-	return r ? -errno : 0;
+		r = gmem_convert(gmem_fd, private ? KVM_GMEM_CONVERT_PRIVATE :
+						    KVM_GMEM_CONVERT_SHARED,
+				 gpa - DATA_GPA, size, NULL);
+	} while (r == -EAGAIN && ++tries < 100);
+	return r;
 }
 
 static void handle_map_gpa_range(struct kvm_vcpu *vcpu)
@@ -141,11 +132,11 @@ static void check_shared(u64 base, u64 gpa, u64 size, u8 old, u8 new)
 	u8 v;
 
 	for (a = base; a < base + REGION_SIZE; a += PAGE_SIZE) {
-		bool shared = a >= gpa && a < gpa + size;
-
-		TEST_ASSERT_EQ(host_read(a, &v), shared);
-		if (!shared)
+		if (a < gpa || a >= gpa + size) {
+			expect_private(a);
 			continue;
+		}
+		v = gmem_mem[a - DATA_GPA];
 		TEST_ASSERT(v == old, "host read 0x%x at gpa 0x%lx, guest wrote 0x%x",
 			    v, a, old);
 		memset(gmem_mem + (a - DATA_GPA), new, PAGE_SIZE);
@@ -155,10 +146,9 @@ static void check_shared(u64 base, u64 gpa, u64 size, u8 old, u8 new)
 static void check_private(u64 base)
 {
 	u64 a;
-	u8 v;
 
 	for (a = base; a < base + REGION_SIZE; a += PAGE_SIZE)
-		TEST_ASSERT(!host_read(a, &v), "gpa 0x%lx readable while private", a);
+		expect_private(a);
 }
 
 static void *vcpu_thread(void *arg)
@@ -213,7 +203,6 @@ static void run_test(int nr_vcpus)
 		.mode = VM_MODE_DEFAULT,
 		.type = KVM_X86_SW_PROTECTED_VM,
 	};
-	struct sigaction sa = { .sa_handler = sigbus_handler };
 	struct kvm_vcpu *vcpus[MAX_VCPUS];
 	pthread_t threads[MAX_VCPUS];
 	u64 size = (u64)nr_vcpus * REGION_SIZE;
@@ -223,7 +212,6 @@ static void run_test(int nr_vcpus)
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD_CONVERT));
 
-	sigaction(SIGBUS, &sa, NULL);
 	vm = __vm_create_with_vcpus(shape, nr_vcpus, 0, guest_code, vcpus);
 	vm_enable_cap(vm, KVM_CAP_EXIT_HYPERCALL, BIT(KVM_HC_MAP_GPA_RANGE));
 
