@@ -57,8 +57,9 @@ cd "$tree"
 mapfile -t commits < <(git rev-list --reverse "$BASE_REF..series")
 n=${#commits[@]}
 to=${to:-$n}
-[ "$from" -ge 1 ] && [ "$to" -le "$n" ] && [ "$from" -le "$to" ] ||
+if [ "$from" -lt 1 ] || [ "$to" -gt "$n" ] || [ "$from" -gt "$to" ]; then
 	die "check-series: --from $from --to $to: the series has patches 1..$n"
+fi
 
 # checkpatch's SPDX check and kernel-doc run python3 from PATH: use
 # Debian's (python3-ply, python3-git), not a developer's own.
@@ -69,7 +70,10 @@ rm -rf "$out"
 mkdir -p "$out"
 "$HARNESS_DIR/export-series.sh" --no-assemble --out "$out/series" 2>"$out/export.log" ||
 	{ cat "$out/export.log" >&2; die "check-series: export-series.sh failed"; }
-mapfile -t patches < <(ls "$out/series"/[0-9][0-9][0-9][0-9]-*.patch | grep -v '/0000-cover-letter')
+patches=()
+for f in "$out/series"/[0-9][0-9][0-9][0-9]-*.patch; do
+	[ "${f##*/}" = 0000-cover-letter.patch ] || patches+=("$f")
+done
 [ ${#patches[@]} = "$n" ] || die "check-series: export wrote ${#patches[@]} patches, the series has $n"
 
 trap 'git -C "$tree" checkout -q series' EXIT
@@ -132,15 +136,19 @@ kdoc() {
 	rm -rf "$tmp"
 }
 
-# check-filter.py's verdict for one tool: sets $cnt ("N" or "N+M allowed")
-# and returns 1 if any warning is not allowed.
+# check-filter.py's verdict in a table cell: "N" or "N (+M allowed)".
+verdict() {
+	local nw na
+	read -r nw na < <(tail -n 1 "$1")
+	if [ "$na" = 0 ]; then echo "$nw"; else echo "$nw (+$na allowed)"; fi
+}
+
+# check-filter.py on one tool's LOG (the last argument), into LOG.new: sets
+# $cnt to the verdict and returns 1 if a warning is not allowed.
 judge() {
-	local res
-	res=$(python3 "$HARNESS_DIR/check-filter.py" --allow "$allow" "$@" | tee "${*: -1}.new" | tail -n 1)
-	local nw=${res% *} na=${res#* }
-	cnt=$nw
-	[ "$na" = 0 ] || cnt="$nw (+$na allowed)"
-	[ "$nw" = 0 ]
+	python3 "$HARNESS_DIR/check-filter.py" --allow "$allow" "$@" >"${*: -1}.new"
+	cnt=$(verdict "${*: -1}.new")
+	[ "${cnt%% *}" = 0 ]
 }
 
 # The parent's W=1/sparse baseline of the first patch checked: the build
@@ -197,7 +205,8 @@ for ((i = from; i <= to; i++)); do
 	if [ "${st[y]}" = ok ] && [ ${#cfiles[@]} -gt 0 ]; then
 		if w1_sparse "$d/w1.log" "${cfiles[@]}"; then
 			judge --tool build --patch "$nn" --base "$d/w1-base.log" --strip "$tree" \
-				--files "${files[@]}" -- "$d/w1.log" && w1=$cnt || { w1=$cnt; bad=1; }
+				--files "${files[@]}" -- "$d/w1.log" || bad=1
+			w1=$cnt
 		else
 			w1="FAIL"
 			bad=1
@@ -222,16 +231,16 @@ for ((i = from; i <= to; i++)); do
 	fi
 
 	# checkpatch on the exported patch, from outside this repository.
-	perl scripts/checkpatch.pl --strict --terse --showfile --show-types --no-summary \
-		"${patches[i - 1]}" >"$d/checkpatch.log" 2>&1 || true
-	judge --tool checkpatch --patch "$nn" -- "$d/checkpatch.log" && cp=$cnt || { cp=$cnt; bad=1; }
+	checkpatch_judged "${patches[i - 1]}" "$nn" "$d/checkpatch.log" || bad=1
+	cp=$(verdict "$d/checkpatch.log.new")
 
 	# kernel-doc on the touched .c/.h files, new warnings only.
 	if [ ${#docfiles[@]} -gt 0 ]; then
 		kdoc "$c" "$d/kernel-doc.log" "${docfiles[@]}"
 		kdoc "$c^" "$d/kernel-doc-base.log" "${docfiles[@]}"
 		judge --tool kernel-doc --patch "$nn" --base "$d/kernel-doc-base.log" \
-			--files "${docfiles[@]}" -- "$d/kernel-doc.log" && kd=$cnt || { kd=$cnt; bad=1; }
+			--files "${docfiles[@]}" -- "$d/kernel-doc.log" || bad=1
+		kd=$cnt
 	else
 		kd="- (no .c/.h)"
 	fi
@@ -244,22 +253,10 @@ for ((i = from; i <= to; i++)); do
 done
 
 git checkout -q series
-suites="not run (--no-boot)"
-if [ "$to" = "$n" ] && [ $boot = 1 ]; then
-	log "check-series: the last patch: the test command (harness/test.sh)"
-	t0=$(date +%s)
-	if "$HARNESS_DIR/test.sh" >"$out/test.log" 2>&1; then
-		suites="green: $(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$out/test.log" | tail -n 1)"
-	else
-		suites="RED: $(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$out/test.log" | tail -n 1 || true)"
-		fail=1
-	fi
-	suites="$suites ($(($(date +%s) - t0)) s, log: $out/test.log)"
-elif [ "$to" != "$n" ]; then
-	suites="not run (--to $to is not the last patch)"
-fi
+log "check-series: patches $from..$to checked in $(($(date +%s) - t_start)) s"
 
-# The table, on the terminal and as Markdown for the README.
+# The table, on the terminal and as Markdown for the README (before the
+# boot, which takes a while).
 {
 	echo "| patch | =y | =m | new W=1/sparse | checkpatch | kernel-doc | s |"
 	echo "|---|---|---|---|---|---|---|"
@@ -275,6 +272,21 @@ for r in "${rows[@]}"; do
 	IFS=$'\t' read -r nn y m w cp kd s _ <<<"$r"
 	printf '%-5s %-4s %-4s %-22s %-18s %-18s %5s\n' "$nn" "$y" "$m" "$w" "$cp" "$kd" "$s"
 done
+
+suites="not run (--no-boot)"
+if [ "$to" = "$n" ] && [ $boot = 1 ]; then
+	log "check-series: the last patch: the test command (harness/test.sh)"
+	t0=$(date +%s)
+	if "$HARNESS_DIR/test.sh" >"$out/test.log" 2>&1; then
+		suites="green: $(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$out/test.log" | tail -n 1)"
+	else
+		suites="RED: $(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$out/test.log" | tail -n 1 || true)"
+		fail=1
+	fi
+	suites="$suites ($(($(date +%s) - t0)) s, log: $out/test.log)"
+elif [ "$to" != "$n" ]; then
+	suites="not run (--to $to is not the last patch)"
+fi
 echo "suites at the last patch: $suites"
 echo "allowed findings: $allow; per patch: $out/NNNN/*.new; table: $out/table.md"
 echo "check-series: $(($(date +%s) - t_start)) s"

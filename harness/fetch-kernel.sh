@@ -27,6 +27,7 @@ aptopts=(
 	-o "APT::Sandbox::User=root"
 )
 
+# shellcheck disable=SC2012 # Debian package file names; ls feeds sort -V
 find_deb() { ls -1 "$dl"/${PKG}_*_all.deb 2>/dev/null | sort -V | tail -n 1; }
 
 deb=$(find_deb || true)
