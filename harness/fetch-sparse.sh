@@ -36,15 +36,8 @@ if [ -x "$bin" ] && valid "$bin"; then
 fi
 
 dl="$GMEM_CACHE/tools/download"
-mkdir -p "$dl/lists/partial" "$dl/archives/partial"
+private_apt "$dl"
 echo "deb-src http://deb.debian.org/debian sid main" >"$dl/sources.list"
-aptopts=(
-	-o "Dir::Etc::sourcelist=$dl/sources.list"
-	-o "Dir::Etc::sourceparts=-"
-	-o "Dir::State::Lists=$dl/lists"
-	-o "Dir::Cache::archives=$dl/archives"
-	-o "APT::Get::List-Cleanup=0"
-)
 orig="$dl/sparse_$VER.orig.tar.gz"
 if [ ! -f "$orig" ] || [ "$(sha256sum "$orig" | cut -d' ' -f1)" != "$ORIG_SHA256" ]; then
 	log "fetch-sparse: Debian 12's sparse is too old for this kernel; fetching Debian's sparse $VER source"

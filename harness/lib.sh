@@ -120,3 +120,20 @@ checkpatch_judged() {
 		--tool checkpatch --patch "$nn" -- "$log" >"$log.new"
 	[ "$(tail -n 1 "$log.new" | cut -d' ' -f1)" = 0 ]
 }
+
+# apt through a private sources list (DIR/sources.list, written by the
+# caller) and lists directory: what comes from there (trixie, unstable)
+# never reaches the system's apt configuration. Sets the array aptopts.
+private_apt() {
+	local dl=$1
+	mkdir -p "$dl/lists/partial" "$dl/archives/partial"
+	aptopts=(
+		-o "Dir::Etc::sourcelist=$dl/sources.list"
+		-o "Dir::Etc::sourceparts=-"
+		-o "Dir::State::Lists=$dl/lists"
+		-o "Dir::Cache::archives=$dl/archives"
+		-o "APT::Get::List-Cleanup=0"
+		-o "Debug::NoLocking=1"
+		-o "APT::Sandbox::User=root"
+	)
+}
