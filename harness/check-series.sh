@@ -204,7 +204,10 @@ for ((i = from; i <= to; i++)); do
 	# taken at the parent.
 	if [ "${st[y]}" = ok ] && [ ${#cfiles[@]} -gt 0 ]; then
 		if w1_sparse "$d/w1.log" "${cfiles[@]}"; then
+			# gcc and sparse name files by the path kbuild gave them: the
+			# source tree relative to the build directory (O=).
 			judge --tool build --patch "$nn" --base "$d/w1-base.log" --strip "$tree" \
+				--strip "$(realpath -m --relative-to="$ydir" "$tree")" \
 				--files "${files[@]}" -- "$d/w1.log" || bad=1
 			w1=$cnt
 		else

@@ -8,7 +8,8 @@ parameterised case and a truncated suite; a clean run with a splat; a
 guest killed mid-suite; a GoogleTest XML report; a plain program that
 skipped) go through the real scripts, and their verdicts are checked.
 KUnit's own parser (tools/testing/kunit/kunit_parser.py of $GMEM_KTREE)
-cross-checks the KTAP verdict when the tree is there.
+cross-checks the KTAP verdict when the tree is there. Also check-filter.py,
+which decides what check-series.sh counts as a patch's new warning.
 
 Prints TAP (one case per test), so the test command's runner judges it
 like every other suite.
@@ -170,6 +171,59 @@ class Summary(unittest.TestCase):
     def test_nothing_passed_is_red(self):
         rc, _last = self.summarize([('a', 0, 0, 4, 0)], ['a'])
         self.assertEqual(rc, 1)
+
+
+class CheckFilter(unittest.TestCase):
+    """check-series.sh's verdict on a tool's warnings at a patch."""
+    def run_filter(self, tool, new, base=None, allow=None, files=None):
+        tmp = Path(tempfile.mkdtemp())
+        try:
+            args = [sys.executable, HARNESS / 'check-filter.py', '--tool', tool,
+                    '--patch', '0002', '--strip', '/t/linux', '--strip', '../../linux']
+            (tmp / 'new').write_text(new)
+            if base is not None:
+                (tmp / 'base').write_text(base)
+                args += ['--base', tmp / 'base']
+            if allow is not None:
+                (tmp / 'allow').write_text(allow)
+                args += ['--allow', tmp / 'allow']
+            if files is not None:
+                args += ['--files', *files]
+            out = subprocess.run(args + ['--', tmp / 'new'], capture_output=True,
+                                 text=True, check=True).stdout.splitlines()
+            return out[:-1], tuple(map(int, out[-1].split()))
+        finally:
+            shutil.rmtree(tmp)
+
+    def test_only_new_warnings_in_touched_files(self):
+        base = '../../linux/arch/x86/kvm/../../../virt/kvm/kvm_main.c:10:5: warning: old one [-Wx]\n'
+        new = ('../../linux/virt/kvm/kvm_main.c:12:5: warning: old one [-Wx]\n'
+               '../../linux/virt/kvm/kvm_main.c:40:1: warning: new one [-Wy]\n'
+               '../../linux/include/linux/mm.h:3:1: warning: not touched [-Wz]\n')
+        lines, counts = self.run_filter('build', new, base, files=['virt/kvm/kvm_main.c'])
+        self.assertEqual(counts, (1, 0))
+        self.assertIn('new one', lines[0])
+
+    def test_a_second_copy_of_a_warning_is_new(self):
+        base = 'virt/kvm/x.c:1:1: warning: w\n'
+        new = 'virt/kvm/x.c:1:1: warning: w\nvirt/kvm/x.c:9:1: warning: w\n'
+        self.assertEqual(self.run_filter('build', new, base)[1], (1, 0))
+
+    def test_allowlist_needs_patch_file_and_message(self):
+        allow = ('checkpatch\t0002,0004\tvirt/kvm/*\tWARNING:CONST_STRUCT:\tthe reason\n'
+                 'checkpatch\t0009\t*\tCHECK:LINE_SPACING:\tanother patch\n')
+        new = ('virt/kvm/guest_memfd/core.c:36: WARNING:CONST_STRUCT: struct x should be const\n'
+               'virt/kvm/guest_memfd/core.c:366: CHECK:LINE_SPACING: Please use a blank line\n'
+               'mm/x.c:3: WARNING:CONST_STRUCT: struct y should be const\n')
+        lines, counts = self.run_filter('checkpatch', new, allow=allow)
+        self.assertEqual(counts, (2, 1))
+        self.assertTrue(lines[0].startswith('allowed: ') and lines[0].endswith('[the reason]'))
+
+    def test_kernel_doc(self):
+        base = 'Warning: virt/kvm/kvm_main.c:2257 No description found for return value\n'
+        new = ('Warning: virt/kvm/kvm_main.c:2301 No description found for return value\n'
+               "Warning: virt/kvm/kvm_main.c:5000 function parameter 'x' not described\n")
+        self.assertEqual(self.run_filter('kernel-doc', new, base)[1], (1, 0))
 
 
 class Tap(unittest.TestResult):
