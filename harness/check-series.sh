@@ -216,7 +216,7 @@ for ((i = from; i <= to; i++)); do
 		fi
 		[ -s "$d/w1.log.skipped" ] && w1="$w1 ($(wc -l <"$d/w1.log.skipped") not built)"
 	elif [ ${#cfiles[@]} = 0 ]; then
-		w1="- (no .c)"
+		w1="- (no kernel .c)"
 	else
 		w1="- (no build)"
 	fi
