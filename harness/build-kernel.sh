@@ -40,6 +40,7 @@ cfgdir="$REPO_DIR/configs"
 frags=()
 add_frag() {
 	local f=$1 inc
+	# shellcheck disable=SC2013 # a gmem-include: line names several files
 	for inc in $(sed -n 's/^# gmem-include: *//p' "$cfgdir/$f"); do
 		case " ${frags[*]:-} " in *" $cfgdir/$inc "*) ;; *) add_frag "$inc" ;; esac
 	done
@@ -49,8 +50,9 @@ add_frag "$name.config"
 
 if [ "${GMEM_KERNEL_PREBUILT:-0}" = 1 ]; then
 	out=$(kbuild_dir "$name")
-	[ -f "$out/arch/x86/boot/bzImage" ] && [ -d "$out/usr/include" ] ||
+	if [ ! -f "$out/arch/x86/boot/bzImage" ] || [ ! -d "$out/usr/include" ]; then
 		die "build-kernel[$name]: GMEM_KERNEL_PREBUILT=1 but $out has no built kernel"
+	fi
 	log "build-kernel[$name]: using the prebuilt $out/arch/x86/boot/bzImage"
 	exit 0
 fi

@@ -18,7 +18,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-name=test
+name="test"
 if [ "${1:-}" = "--config" ]; then name=$2; shift 2; fi
 [ $# -gt 0 ] || die "build-selftests: no targets"
 
@@ -73,6 +73,7 @@ for d in "${!bydir[@]}"; do
 	log "build-selftests: $d:${bydir[$d]//$out\//} (per-test limit ${timeout} s)"
 	mkdir -p "$out/$d"
 	# LDFLAGS from the environment: the Makefiles append to it.
+	# shellcheck disable=SC2086 # bydir[d] is a space-separated list of targets
 	LDFLAGS=-static make -C "$stage/tools/testing/selftests/$d" -j"$(nproc)" -s \
 		CC="ccache gcc" OUTPUT="$out/$d" KHDR_INCLUDES="-isystem $hdrs" \
 		${bydir[$d]}

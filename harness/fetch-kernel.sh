@@ -15,18 +15,9 @@ KNOWN_SHA256=76df1affb19f24926949369be1d74b60071c963c598ce8780bddd4bbf0fc3bc4
 PKG=linux-source-7.3
 
 dl="$GMEM_CACHE/download"
-mkdir -p "$dl/lists/partial" "$dl/archives/partial"
+private_apt "$dl"
 
-aptopts=(
-	-o "Dir::Etc::sourcelist=$dl/sources.list"
-	-o "Dir::Etc::sourceparts=-"
-	-o "Dir::State::Lists=$dl/lists"
-	-o "Dir::Cache::archives=$dl/archives"
-	-o "APT::Get::List-Cleanup=0"
-	-o "Debug::NoLocking=1"
-	-o "APT::Sandbox::User=root"
-)
-
+# shellcheck disable=SC2012 # Debian package file names; ls feeds sort -V
 find_deb() { ls -1 "$dl"/${PKG}_*_all.deb 2>/dev/null | sort -V | tail -n 1; }
 
 deb=$(find_deb || true)

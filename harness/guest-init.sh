@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # SPDX-License-Identifier: GPL-2.0-only
 #
 # /init of the test initramfs (busybox). Mounts what tests need, mounts the

@@ -57,7 +57,7 @@ while [ $# -gt 0 ]; do
 	--quiet) quiet=1; shift ;;
 	--fail-on-splat) failsplat=1; shift ;;
 	--qemu-arg) qargs+=("$2"); shift 2 ;;
-	--icount) accel=tcg,thread=single; qargs+=(-icount shift=0,sleep=off); shift ;;
+	--icount) accel=tcg,thread=single; qargs+=(-icount "shift=0,sleep=off"); shift ;;
 	--append) extra+=" $2"; shift 2 ;;
 	--viommu) viommu=$2; shift 2 ;;
 	--) shift; break ;;
@@ -72,12 +72,12 @@ done
 # as on a production host: VFIO_DEVICE_BIND_IOMMUFD then needs no
 # iommufd.allow_unsafe_interrupts. edu sits at a fixed slot, 00:10.0.
 viommu_args() {
-	local edu="-device edu,addr=10.0"
+	local -a edu=(-device "edu,addr=10.0")
 	case "$1" in
 	intel|intel-sm)
 		local sm=""
 		[ "$1" = intel-sm ] && sm=",x-scalable-mode=on"
-		machine=(-machine q35 -device "intel-iommu,intremap=on$sm" $edu)
+		machine=(-machine q35 -device "intel-iommu,intremap=on$sm" "${edu[@]}")
 		extra+=" intel_iommu=on iommu.passthrough=0 iommu.strict=1" ;;
 	amd)
 		# pt=off: QEMU 10.0's amd-iommu with its default pt=on gives
@@ -91,12 +91,12 @@ viommu_args() {
 		# q35 has none (its LPC and SMBus are 00:1f.0 and 00:1f.3),
 		# so 7.3 says "No southbridge IOAPIC found" and disables
 		# it; iommufd needs the override here too.
-		machine=(-machine q35 -device amd-iommu,pt=off $edu)
+		machine=(-machine q35 -device "amd-iommu,pt=off" "${edu[@]}")
 		extra+=" iommu.passthrough=0 iommu.strict=1 iommufd.allow_unsafe_interrupts=1" ;;
 	virtio)
 		# virtio-iommu has no interrupt remapping, so iommufd
 		# cannot tell MSIs are isolated and needs the override.
-		machine=(-machine q35 -device virtio-iommu-pci $edu)
+		machine=(-machine q35 -device virtio-iommu-pci "${edu[@]}")
 		extra+=" iommu.passthrough=0 iommu.strict=1 iommufd.allow_unsafe_interrupts=1" ;;
 	*) die "guest-run: unknown --viommu $1 (intel, intel-sm, amd or virtio)" ;;
 	esac
@@ -118,7 +118,8 @@ results=$(cd "$results" && pwd)
 find "$results" -mindepth 1 -delete
 
 put() { # copy a file into the run directory
-	local src=$1 dst="$results/$(basename "$1")"
+	local src=$1 dst
+	dst="$results/$(basename "$1")"
 	[ -e "$src" ] || die "guest-run: no such file $src"
 	cp -rL "$src" "$dst"
 }
@@ -152,7 +153,7 @@ append+=" sysctl.kernel.hung_task_timeout_secs=360$extra"
 # rebuilt from zero) makes KASAN misjudge a per-CPU address as wild (seen
 # once in early boot: "BUG: KASAN: wild-memory-access in rcu_is_watching").
 # Nothing here needs 5-level paging.
-qemu=(qemu-system-x86_64 -accel "$accel" -cpu max,la57=off -smp 2 -m 4G
+qemu=(qemu-system-x86_64 -accel "$accel" -cpu "max,la57=off" -smp 2 -m 4G
 	-nodefaults -no-reboot -display none "${machine[@]}"
 	-kernel "$kernel" -initrd "$initrd" -append "$append"
 	-virtfs "local,path=$results,mount_tag=gmem,security_model=none,id=gmem"

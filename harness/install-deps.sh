@@ -29,6 +29,8 @@ pkgs=(
 	xz-utils zstd lz4 ccache git rsync python3 perl cmake ninja-build
 	busybox-static libgtest-dev libgmock-dev liburing-dev libbenchmark-dev
 	libcap-dev libnuma-dev libmnl-dev pkg-config clang-format
+	# lint (harness/lint.sh) and checkpatch's SPDX check
+	shellcheck python3-ply python3-git
 	ca-certificates
 )
 

@@ -105,3 +105,35 @@ refresh_mirror() {
 	done < <(repo_kernel_files)
 	kconfig_view "$c" >"$REPO_DIR/Kconfig.patch"
 }
+
+# checkpatch --strict on one exported patch, run in the kernel tree (from
+# outside this repository: an in-repo path gives bogus whitespace errors),
+# judged against check-allow.tsv: LOG gets checkpatch's findings, LOG.new
+# check-filter.py's verdict, whose last line is "NEW ALLOWED". Returns 1
+# if a finding is not allowed. Debian's python3 first: checkpatch's SPDX
+# check needs python3-ply and python3-git.
+checkpatch_judged() {
+	local patch=$1 nn=$2 log=$3
+	PATH="/usr/bin:/bin:$PATH" perl scripts/checkpatch.pl --strict --terse --showfile \
+		--show-types --no-summary "$patch" >"$log" 2>&1 || true
+	python3 "$HARNESS_DIR/check-filter.py" --allow "$HARNESS_DIR/check-allow.tsv" \
+		--tool checkpatch --patch "$nn" -- "$log" >"$log.new"
+	[ "$(tail -n 1 "$log.new" | cut -d' ' -f1)" = 0 ]
+}
+
+# apt through a private sources list (DIR/sources.list, written by the
+# caller) and lists directory: what comes from there (trixie, unstable)
+# never reaches the system's apt configuration. Sets the array aptopts.
+private_apt() {
+	local dl=$1
+	mkdir -p "$dl/lists/partial" "$dl/archives/partial"
+	aptopts=(
+		-o "Dir::Etc::sourcelist=$dl/sources.list"
+		-o "Dir::Etc::sourceparts=-"
+		-o "Dir::State::Lists=$dl/lists"
+		-o "Dir::Cache::archives=$dl/archives"
+		-o "APT::Get::List-Cleanup=0"
+		-o "Debug::NoLocking=1"
+		-o "APT::Sandbox::User=root"
+	)
+}

@@ -64,10 +64,7 @@ public:
 	Result<void> convert_shared(uint64_t offset, uint64_t len) const;
 	Result<void> convert_private(uint64_t offset, uint64_t len) const;
 	// Closes the file; the kernel releases it when the last reference goes.
-	void close()
-	{
-		fd_.reset();
-	}
+	void close() { fd_.reset(); }
 
 private:
 	friend class Vm;
