@@ -76,7 +76,7 @@ FIXTURE_SETUP(conversion)
 	self->mem = MAP_FAILED;
 	self->vm = NULL;
 	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
-		SKIP(return, "KVM_X86_SW_PROTECTED_VM or KVM_CAP_GUEST_MEMFD_CONVERT not supported");
+		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or KVM_CAP_GUEST_MEMFD_CONVERT");
 
 	self->page = getpagesize();
 	self->size = NR_PAGES * self->page;
@@ -115,8 +115,9 @@ FIXTURE_TEARDOWN(conversion)
 
 #define set_states(first, n, val)					\
 	do {								\
-		for (int __i = (first); __i < (first) + (n); __i++)	\
-			self->shared[__i] = (val);			\
+		int __first = (first);					\
+		for (int __i = 0; __i < (n); __i++)			\
+			self->shared[__first + __i] = (val);		\
 	} while (0)
 
 #define to_shared(first, n)						\
@@ -526,7 +527,7 @@ TEST(flag_implications)
 	int fd;
 
 	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
-		SKIP(return, "KVM_X86_SW_PROTECTED_VM or KVM_CAP_GUEST_MEMFD_CONVERT not supported");
+		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or KVM_CAP_GUEST_MEMFD_CONVERT");
 	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	flags = vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_FLAGS);
 	ASSERT_TRUE(flags & GUEST_MEMFD_FLAG_CONVERTIBLE);
