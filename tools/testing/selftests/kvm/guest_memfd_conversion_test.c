@@ -516,6 +516,51 @@ TEST(not_convertible)
 }
 
 /*
+ * The state of a file with thousands of single-page shared stretches
+ * (a deep tree), merged back by one conversion, several times over: the
+ * merge frees a large part of the tree at once.  With the tree freeing
+ * it from an RCU callback, this crashed the kernel (KASAN null-ptr-deref
+ * in mte_dead_walk()) from the second round on.
+ */
+#define STRETCHES	4096
+
+TEST(many_stretches_merge)
+{
+	size_t page = getpagesize();
+	size_t size = 2 * STRETCHES * page;
+	struct kvm_vm *vm;
+	uint64_t error;
+	int round, fd;
+	uint8_t *p;
+	int i;
+
+	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
+		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or KVM_CAP_GUEST_MEMFD_CONVERT");
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	for (round = 0; round < 4; round++) {
+		fd = __vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_CONVERTIBLE);
+		ASSERT_GE(fd, 0);
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		ASSERT_NE(MAP_FAILED, p);
+		for (i = 0; i < STRETCHES; i++)
+			ASSERT_EQ(0, gmem_convert(fd, KVM_GMEM_CONVERT_SHARED,
+						  (uint64_t)2 * i * page, page,
+						  NULL));
+		/* Every other page is shared, the others are not. */
+		for (i = 0; i < 2 * STRETCHES; i += 511)
+			host_read(p + (size_t)i * page, !(i % 2));
+		ASSERT_EQ(0, gmem_convert(fd, KVM_GMEM_CONVERT_PRIVATE, 0, size,
+					  &error));
+		host_read(p, false);
+		ASSERT_EQ(0, munmap(p, size));
+		ASSERT_EQ(0, close(fd));
+		/* Let the grace period end and any RCU callback run. */
+		usleep(100 * 1000);
+	}
+	kvm_vm_free(vm);
+}
+
+/*
  * Private-memory VM types: CONVERTIBLE is reported, implies MMAP, and
  * INIT_SHARED implies CONVERTIBLE (7.3 refuses INIT_SHARED there).
  */
