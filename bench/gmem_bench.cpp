@@ -20,6 +20,19 @@
 //             the same guest_memfd the VMM must unmap first (else EAGAIN)
 //             and map again afterwards; and the 7.3 way, two backings with
 //             the memfd pinned.
+// notify      Converting N shared pages nobody maps to private and back,
+//             with 0 notifier clients, KVM, and KVM plus an IOAS (without a
+//             domain, or with one that maps the pages); and with nothing
+//             allocated (the state alone).
+// frag        The shareability state of a 2N-page file: N single pages
+//             every other page made shared, against one range of N, then
+//             the whole file back to private; with the slab growth of each.
+// sparse      IOMMU_IOAS_MAP_FILE of N shared pages: a sparse 1 TiB file
+//             against a file of N pages (cost and memory follow N?).
+//
+// Sizes default to 4 KiB, 2 MiB, 64 MiB and 1 GiB (--pages); from 64 MiB
+// on a case runs fewer round trips (--big-reps). --json FILE writes every
+// figure for harness/bench-report.py (tables, goals, plot).
 //
 // Every case is a round trip that ends in the state it started from, run
 // --warmup times untimed and --reps times timed; each phase (and each step
@@ -84,8 +97,16 @@ constexpr uint64_t kIova = MOCK_APERTURE_START;
 struct Options {
 	int reps = 15;
 	int warmup = 2;
-	std::vector<uint64_t> pages = { 1, 64, 512 };
-	std::set<std::string> groups = { "conv", "iommu-map", "iommu-conv" };
+	// 4 KiB, 2 MiB, 64 MiB, 1 GiB.
+	std::vector<uint64_t> pages = { 1, 512, 16384, 262144 };
+	// From this many pages on, at most big_reps timed and big_warmup
+	// untimed round trips (a 1 GiB round trip is billions of instructions).
+	uint64_t big_pages = 16384;
+	int big_reps = 3;
+	int big_warmup = 1;
+	std::string json; // --json FILE: every figure, machine-readable
+	std::set<std::string> groups = { "conv",   "iommu-map", "iommu-conv",
+					 "notify", "frag",	"sparse" };
 	bool icount = false;
 	std::string config = "unknown";
 	std::string source = "unknown";
@@ -393,7 +414,9 @@ struct IommuCtx {
 	std::optional<MockDomain> domain;
 	std::optional<gmem::testing::Edu> edu;
 
-	static IommuCtx make()
+	// With @attach false, an IOAS with no domain at all (the mirror then
+	// only keeps its record of the pages it would map).
+	static IommuCtx make(bool attach = true)
 	{
 		auto fd = Iommufd::open();
 		if (!fd)
@@ -402,6 +425,8 @@ struct IommuCtx {
 			throw Skip{ "no iommufd mock (CONFIG_IOMMUFD_TEST): MD_CHECK_REFS" };
 		auto ioas = fd->alloc_ioas().value();
 		IommuCtx c{ std::move(fd).value(), std::move(ioas), std::nullopt, std::nullopt };
+		if (!attach)
+			return c;
 		if (!opts.edu) {
 			c.domain.emplace(MockDomain::attach(c.ioas).value());
 			return c;
@@ -664,6 +689,209 @@ private:
 	uint64_t gmem_pages_ = 0;
 };
 
+// Kernel memory counters of /proc/meminfo, in KiB (0 if absent).
+uint64_t meminfo_kib(const std::string &key)
+{
+	std::ifstream f("/proc/meminfo");
+	std::string line;
+	const std::string want = key + ":";
+	while (std::getline(f, line))
+		if (line.compare(0, want.size(), want) == 0)
+			return std::stoull(line.substr(want.size()));
+	return 0;
+}
+
+// Slab growth in KiB from @before to now (0 if it shrank).
+uint64_t slab_growth_kib(uint64_t before)
+{
+	const uint64_t now = meminfo_kib("Slab");
+	return now > before ? now - before : 0;
+}
+
+// notify: the same round trip (to private, back to shared) of N shared
+// pages that no one has mapped in a page table (the file is mmapped but
+// never touched), with 0, 1 or 2 notifier clients: none (the file not bound
+// to a memslot), KVM (bound), KVM and an IOAS (IOMMU_IOAS_MAP_FILE of the
+// file, with no domain, or with the mock domain that then really maps the
+// pages). With @alloc false nothing is allocated: the conversion changes
+// the shareability state alone.
+class NotifyConv : public Variant {
+public:
+	enum class IoasKind { none, bare, domain };
+
+	NotifyConv(uint64_t pages, bool kvm, IoasKind ioas, bool alloc)
+	    : Variant(pages), vm_(make_vm()),
+	      g_(vm_.create_guest_memfd(len_, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE |
+						      GUEST_MEMFD_FLAG_INIT_SHARED)
+			 .value()),
+	      m_(g_.map(0, len_).value()), alloc_(alloc)
+	{
+		if (alloc_)
+			g_.allocate(0, len_).value();
+		if (kvm)
+			vm_.set_memory_region(kSlot, kGpa, len_, m_.data(), &g_, 0).value();
+		if (ioas != IoasKind::none) {
+			io_.emplace(IommuCtx::make(ioas == IoasKind::domain));
+			io_->ioas.map_file(g_.fd(), 0, len_, kIova).value();
+		}
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "to_private",
+			  { { "convert", [this] { g_.convert_private(0, len_).value(); } } } },
+			{ "to_shared",
+			  { { "convert", [this] { g_.convert_shared(0, len_).value(); } } } },
+		};
+	}
+	[[nodiscard]] MemCount memory() const override { return { resident_pages(m_), 0 }; }
+	void check() override
+	{
+		// Allocated, or not, as set up; no page in a user page table.
+		require(resident_pages(m_) == (alloc_ ? pages_ : 0),
+			"notify: the file's pages are allocated as set up");
+		if (!io_)
+			return;
+		auto st = io_->ioas.mirror_status(kIova).value();
+		require(st.mapped_pages == pages_ && st.pending_pages == 0,
+			"notify: the IOAS maps every shared page");
+		g_.convert_private(0, len_).value();
+		st = io_->ioas.mirror_status(kIova).value();
+		require(st.mapped_pages == 0, "notify: the IOAS maps no private page");
+		g_.convert_shared(0, len_).value();
+	}
+
+private:
+	Vm vm_;
+	GuestMemfd g_;
+	Mapping m_;
+	std::optional<IommuCtx> io_;
+	bool alloc_;
+};
+
+// frag: the shareability state of a 2N-page file, nothing allocated, no
+// client. split: N pages become shared, either as N single pages every
+// other page (N stretches, N ioctls) or as one range (one stretch, one
+// ioctl); merge: the whole file back to private (one ioctl either way).
+// The merge shows whether the cost follows stretches or pages; the slab
+// growth of the split is the memory the state takes.
+class FragConv : public Variant {
+public:
+	FragConv(uint64_t pages, bool alternating)
+	    : Variant(pages), alternating_(alternating), vm_(make_vm()),
+	      g_(vm_.create_guest_memfd(2 * len_,
+					GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE)
+			 .value())
+	{
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "split", { { "convert", [this] { split(); } } } },
+			{ "merge",
+			  { { "convert", [this] { g_.convert_private(0, 2 * len_).value(); } } } },
+		};
+	}
+	void check() override
+	{
+		if (measured_)
+			return;
+		measured_ = true;
+		const uint64_t before = meminfo_kib("Slab");
+		split();
+		split_kib_ = slab_growth_kib(before);
+		g_.convert_private(0, 2 * len_).value();
+		merged_kib_ = slab_growth_kib(before);
+	}
+	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
+	{
+		return { { "stretches", alternating_ ? pages_ : 1 },
+			 { "slab_kib_split", split_kib_ },
+			 { "slab_kib_merged", merged_kib_ } };
+	}
+
+private:
+	void split()
+	{
+		if (!alternating_) {
+			g_.convert_shared(0, len_).value();
+			return;
+		}
+		for (uint64_t i = 0; i < pages_; i++)
+			g_.convert_shared(2 * i * kPage, kPage).value();
+	}
+
+	bool alternating_;
+	Vm vm_;
+	GuestMemfd g_;
+	bool measured_ = false;
+	uint64_t split_kib_ = 0, merged_kib_ = 0;
+};
+
+// sparse: IOMMU_IOAS_MAP_FILE and unmap of a whole convertible guest_memfd
+// with N shared, allocated pages: a sparse 1 TiB file with the N pages in
+// (up to) 4 stretches 256 GiB apart, against a file of exactly N pages, all
+// shared. The IOAS has no domain (the mock's aperture is 2 GiB): the
+// mirror walks the file and records the pages it would map. Cost and the
+// slab growth of the map should follow N, not the file's size.
+class SparseMap : public Variant {
+public:
+	static constexpr uint64_t kTiB = 1ULL << 40;
+
+	SparseMap(uint64_t pages, bool sparse)
+	    : Variant(pages), io_(IommuCtx::make(false)), vm_(make_vm()),
+	      size_(sparse ? kTiB : len_),
+	      g_(vm_.create_guest_memfd(size_, GUEST_MEMFD_FLAG_CONVERTIBLE).value())
+	{
+		const uint64_t n = sparse && pages_ >= 4 ? 4 : 1;
+		const uint64_t per = pages_ / n * kPage;
+		for (uint64_t i = 0; i < n; i++) {
+			const uint64_t off = sparse ? i * (kTiB / 4) : i * per;
+			g_.convert_shared(off, per).value();
+			g_.allocate(off, per).value();
+		}
+		stretches_ = sparse ? n : 1;
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "map",
+			  { { "ioctl",
+			      [this] {
+				      iova_ = io_.ioas.map_file(g_.fd(), 0, size_, {}).value();
+			      } } } },
+			{ "unmap",
+			  { { "ioctl", [this] { io_.ioas.unmap(iova_, size_).value(); } } } },
+		};
+	}
+	void check() override
+	{
+		const uint64_t before = meminfo_kib("Slab");
+		iova_ = io_.ioas.map_file(g_.fd(), 0, size_, {}).value();
+		map_kib_ = slab_growth_kib(before);
+		auto st = io_.ioas.mirror_status(iova_).value();
+		require(st.mapped_pages == pages_ && st.pending_pages == 0,
+			"sparse: the mirror records exactly the shared, allocated pages (" +
+				std::to_string(st.mapped_pages) + ")");
+		io_.ioas.unmap(iova_, size_).value();
+	}
+	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
+	{
+		return { { "file_mib", size_ >> 20 },
+			 { "stretches", stretches_ },
+			 { "slab_kib_mapped", map_kib_ } };
+	}
+
+private:
+	IommuCtx io_;
+	Vm vm_;
+	uint64_t size_;
+	GuestMemfd g_;
+	uint64_t iova_ = 0;
+	uint64_t stretches_ = 0;
+	uint64_t map_kib_ = 0;
+};
+
 // --- Groups: the variants compared side by side; the first is the
 // series' way, the baseline of the ratios.
 
@@ -679,6 +907,11 @@ struct Group {
 	std::vector<VariantDef> variants;
 	bool memory = false;
 };
+
+std::unique_ptr<Variant> notify(uint64_t pages, bool kvm, NotifyConv::IoasKind ioas)
+{
+	return std::make_unique<NotifyConv>(pages, kvm, ioas, true);
+}
 
 std::vector<Group> groups()
 {
@@ -710,6 +943,38 @@ std::vector<Group> groups()
 		    { "pin-two-backing",
 		      [](uint64_t n) { return std::make_unique<ConvPinnedTwoBacking>(n); } } },
 		  true },
+		{ "notify",
+		  "conversion of N shared pages nobody maps: 0, 1, 2 notifier clients",
+		  { "to_private", "to_shared", "round_trip" },
+		  { { "none",
+		      [](uint64_t n) { return notify(n, false, NotifyConv::IoasKind::none); } },
+		    { "kvm",
+		      [](uint64_t n) { return notify(n, true, NotifyConv::IoasKind::none); } },
+		    { "kvm+ioas",
+		      [](uint64_t n) { return notify(n, true, NotifyConv::IoasKind::bare); } },
+		    { "kvm+ioas+domain",
+		      [](uint64_t n) { return notify(n, true, NotifyConv::IoasKind::domain); } },
+		    { "none-holes",
+		      [](uint64_t n) {
+			      return std::make_unique<NotifyConv>(
+				      n, false, NotifyConv::IoasKind::none, false);
+		      } } },
+		  false },
+		{ "frag",
+		  "state of a 2N-page file: N single shared pages vs one range of N",
+		  { "split", "merge", "round_trip" },
+		  { { "one-range",
+		      [](uint64_t n) { return std::make_unique<FragConv>(n, false); } },
+		    { "alternating",
+		      [](uint64_t n) { return std::make_unique<FragConv>(n, true); } } },
+		  false },
+		{ "sparse",
+		  "MAP_FILE of N shared pages: a file of N pages vs a sparse 1 TiB file",
+		  { "map", "unmap", "round_trip" },
+		  { { "file-N", [](uint64_t n) { return std::make_unique<SparseMap>(n, false); } },
+		    { "file-1TiB",
+		      [](uint64_t n) { return std::make_unique<SparseMap>(n, true); } } },
+		  false },
 	};
 }
 
@@ -732,6 +997,14 @@ struct Outcome {
 std::map<std::string, std::map<std::string, std::map<uint64_t, Outcome>>> results;
 int failures = 0;
 
+// Timed and untimed round trips for N pages: big sizes get fewer.
+std::pair<int, int> reps_for(uint64_t pages)
+{
+	if (pages < opts.big_pages)
+		return { opts.reps, opts.warmup };
+	return { std::min(opts.reps, opts.big_reps), std::min(opts.warmup, opts.big_warmup) };
+}
+
 Outcome run_case(const VariantDef &def, uint64_t pages)
 {
 	Outcome out;
@@ -740,8 +1013,9 @@ Outcome run_case(const VariantDef &def, uint64_t pages)
 		v->check();
 		auto phases = v->round_trip();
 		std::map<std::string, std::vector<uint64_t>> samples;
-		for (int r = 0; r < opts.warmup + opts.reps; r++) {
-			const bool keep = r >= opts.warmup;
+		const auto [reps, warmup] = reps_for(pages);
+		for (int r = 0; r < warmup + reps; r++) {
+			const bool keep = r >= warmup;
 			const uint64_t rt0 = bench::now_ns();
 			for (auto &ph : phases) {
 				const uint64_t t0 = bench::now_ns();
@@ -822,8 +1096,10 @@ void print_group(const Group &g)
 	auto &res = results[g.name];
 	const std::string &base = g.variants.front().name;
 	std::printf("\n== %s: %s\n", g.name.c_str(), g.title.c_str());
-	std::printf("   median %s [IQR as %% of median] of %d reps; ratio = other / %s\n",
-		    table_unit(), opts.reps, base.c_str());
+	std::printf("   median %s [IQR as %% of median] of %d reps (%d from %llu pages on); "
+		    "ratio = other / %s\n",
+		    table_unit(), opts.reps, std::min(opts.reps, opts.big_reps),
+		    static_cast<unsigned long long>(opts.big_pages), base.c_str());
 	std::printf("%6s %-11s", "pages", "phase");
 	for (auto &v : g.variants)
 		std::printf(" %19s", v.name.c_str());
@@ -947,6 +1223,111 @@ void print_machine(const Group &g)
 			}
 }
 
+// --- JSON: everything the tables and BENCH lines hold, for the report
+// script (harness/bench-report.py).
+
+std::string json_str(const std::string &v)
+{
+	std::string o = "\"";
+	for (char c : v) {
+		if (c == '"' || c == '\\')
+			o += '\\';
+		if (static_cast<unsigned char>(c) < 0x20) {
+			char buf[8];
+			std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+			o += buf;
+			continue;
+		}
+		o += c;
+	}
+	return o + "\"";
+}
+
+std::string json_stats(const bench::Stats &s)
+{
+	char buf[256];
+	std::snprintf(buf, sizeof(buf),
+		      "{\"n\": %zu, \"median\": %.0f, \"p25\": %.0f, \"p75\": %.0f, "
+		      "\"min\": %.0f, \"max\": %.0f}",
+		      s.n, s.median, s.p25, s.p75, s.min, s.max);
+	return buf;
+}
+
+std::string json_outcome(const Outcome &o)
+{
+	std::string j = "{\"status\": ";
+	j += json_str(!o.failed.empty() ? "failed" : !o.skipped.empty() ? "skipped" : "ok");
+	if (!o.failed.empty() || !o.skipped.empty())
+		j += ", \"why\": " + json_str(o.failed.empty() ? o.skipped : o.failed);
+	j += ", \"stats\": {";
+	const char *sep = "";
+	for (auto &[name, st] : o.stats) {
+		j += sep + json_str(name) + ": " + json_stats(st);
+		sep = ", ";
+	}
+	j += "}, \"facts\": {";
+	sep = "";
+	for (auto &[k, val] : o.facts) {
+		j += sep + json_str(k) + ": " + std::to_string(val);
+		sep = ", ";
+	}
+	j += "}";
+	if (o.mem)
+		j += ", \"mem\": {\"rest\": " + std::to_string(o.mem->start.total()) +
+		     ", \"peak\": " + std::to_string(o.mem->peak.total()) +
+		     ", \"peak_gmem\": " + std::to_string(o.mem->peak.gmem) +
+		     ", \"peak_shared\": " + std::to_string(o.mem->peak.shared) + "}";
+	return j + "}";
+}
+
+void write_json(const std::vector<Group> &all, const std::map<std::string, std::string> &env)
+{
+	std::FILE *f = std::fopen(opts.json.c_str(), "w");
+	if (!f) {
+		std::printf("gmem-bench: cannot write %s: %s\n", opts.json.c_str(),
+			    std::strerror(errno));
+		failures++;
+		return;
+	}
+	std::fprintf(f, "{\n  \"unit\": %s,\n  \"env\": {", json_str(unit()).c_str());
+	const char *sep = "";
+	for (auto &[k, v] : env) {
+		std::fprintf(f, "%s%s: %s", sep, json_str(k).c_str(), json_str(v).c_str());
+		sep = ", ";
+	}
+	std::fprintf(f, "},\n  \"groups\": {");
+	sep = "";
+	for (auto &g : all) {
+		if (!opts.groups.count(g.name))
+			continue;
+		std::fprintf(f, "%s\n    %s: {\"title\": %s, \"phases\": [", sep,
+			     json_str(g.name).c_str(), json_str(g.title).c_str());
+		sep = ",";
+		const char *s2 = "";
+		for (auto &ph : g.phases) {
+			std::fprintf(f, "%s%s", s2, json_str(ph).c_str());
+			s2 = ", ";
+		}
+		std::fprintf(f, "], \"variants\": {");
+		s2 = "";
+		for (auto &v : g.variants) {
+			std::fprintf(f, "%s\n      %s: {", s2, json_str(v.name).c_str());
+			s2 = ",";
+			const char *s3 = "";
+			for (uint64_t n : opts.pages) {
+				std::fprintf(f, "%s\n        \"%llu\": %s", s3,
+					     static_cast<unsigned long long>(n),
+					     json_outcome(results[g.name][v.name][n]).c_str());
+				s3 = ",";
+			}
+			std::fprintf(f, "}");
+		}
+		std::fprintf(f, "}}");
+	}
+	std::fprintf(f, "\n  }\n}\n");
+	std::fclose(f);
+}
+
 bool kallsyms_has(const std::string &sym)
 {
 	std::ifstream f("/proc/kallsyms");
@@ -959,7 +1340,7 @@ bool kallsyms_has(const std::string &sym)
 	return false;
 }
 
-void print_header()
+std::map<std::string, std::string> print_header()
 {
 	utsname u{};
 	uname(&u);
@@ -1003,25 +1384,34 @@ void print_header()
 			    lockdep ? "lockdep" : "");
 	}
 	std::fflush(stdout);
-}
-
-std::vector<uint64_t> parse_list(const std::string &s)
-{
-	std::vector<uint64_t> v;
-	std::stringstream ss(s);
-	std::string item;
-	while (std::getline(ss, item, ','))
-		v.push_back(std::stoull(item));
-	return v;
+	return { { "kernel", u.release },
+		 { "source", opts.source },
+		 { "config", opts.config },
+		 { "icount", opts.icount ? "1" : "0" },
+		 { "kasan", kasan ? "1" : "0" },
+		 { "lockdep", lockdep ? "1" : "0" },
+		 { "device", opts.edu ? "edu" : "mock" },
+		 { "clock_read", std::to_string(static_cast<uint64_t>(c.median)) },
+		 { "reps", std::to_string(opts.reps) },
+		 { "warmup", std::to_string(opts.warmup) },
+		 { "big_pages", std::to_string(opts.big_pages) },
+		 { "big_reps", std::to_string(opts.big_reps) },
+		 { "big_warmup", std::to_string(opts.big_warmup) } };
 }
 
 [[noreturn]] void usage(int rc)
 {
 	std::fprintf(rc ? stderr : stdout,
-		     "Usage: gmem-bench [--reps N] [--warmup N] [--pages N,N,...]\n"
-		     "                  [--only conv,iommu-map,iommu-conv] [--steps] [--aslr]\n"
+		     "Usage: gmem-bench [--reps N] [--warmup N] [--pages N|SIZE,...]\n"
+		     "                  [--big-pages N] [--big-reps N] [--big-warmup N]\n"
+		     "                  [--only conv,iommu-map,iommu-conv,notify,frag,sparse]\n"
+		     "                  [--steps] [--aslr] [--json FILE]\n"
 		     "                  [--icount] [--config NAME] [--source ID]\n"
 		     "                  [--device mock|edu]\n"
+		     "  --pages   page counts, or sizes with K, M, G (default 4K,2M,64M,1G)\n"
+		     "  --big-*   from --big-pages pages on (default 16384), at most\n"
+		     "            --big-reps (3) timed and --big-warmup (1) untimed round trips\n"
+		     "  --json    also write every figure to FILE as JSON\n"
 		     "  --device  the iommu-* cases' domain: iommufd's mock (default) or QEMU's\n"
 		     "            edu device behind the machine's emulated IOMMU\n"
 		     "  --icount  label figures as guest instructions (QEMU -icount shift=0)\n"
@@ -1032,6 +1422,28 @@ std::vector<uint64_t> parse_list(const std::string &s)
 		     "            figures that repeat across runs)\n"
 		     "Exit: 0 all ran, 1 a case failed, 4 every case was skipped.\n");
 	std::exit(rc);
+}
+
+// Page counts; a K, M or G suffix gives a size in bytes instead
+// ("4K,2M,64M,1G" is 1,512,16384,262144).
+std::vector<uint64_t> parse_list(const std::string &s)
+{
+	std::vector<uint64_t> v;
+	std::stringstream ss(s);
+	std::string item;
+	while (std::getline(ss, item, ',')) {
+		size_t end = 0;
+		uint64_t n = std::stoull(item, &end);
+		const std::string suf = item.substr(end);
+		if (suf == "K" || suf == "M" || suf == "G") {
+			const int shift = suf == "K" ? 10 : suf == "M" ? 20 : 30;
+			n = (n << shift) / kPage;
+		} else if (!suf.empty()) {
+			usage(2);
+		}
+		v.push_back(n);
+	}
+	return v;
 }
 
 } // namespace
@@ -1051,6 +1463,14 @@ int main(int argc, char **argv)
 			opts.warmup = std::stoi(next());
 		else if (a == "--pages")
 			opts.pages = parse_list(next());
+		else if (a == "--big-pages")
+			opts.big_pages = std::stoull(next());
+		else if (a == "--big-reps")
+			opts.big_reps = std::stoi(next());
+		else if (a == "--big-warmup")
+			opts.big_warmup = std::stoi(next());
+		else if (a == "--json")
+			opts.json = next();
 		else if (a == "--only") {
 			opts.groups.clear();
 			std::stringstream ss(next());
@@ -1077,7 +1497,7 @@ int main(int argc, char **argv)
 		else
 			usage(2);
 	}
-	if (opts.reps < 1 || opts.pages.empty())
+	if (opts.reps < 1 || opts.big_reps < 1 || opts.pages.empty())
 		usage(2);
 	for (uint64_t n : opts.pages)
 		if (n == 0 || n * kPage > MOCK_APERTURE_LAST - MOCK_APERTURE_START)
@@ -1095,7 +1515,7 @@ int main(int argc, char **argv)
 			// Not fatal: go on with a random layout.
 		}
 	}
-	print_header();
+	const auto env = print_header();
 	const auto all = groups();
 	int ran = 0;
 	for (auto &g : all) {
@@ -1127,6 +1547,8 @@ int main(int argc, char **argv)
 	for (auto &g : all)
 		if (opts.groups.count(g.name))
 			print_machine(g);
+	if (!opts.json.empty())
+		write_json(all, env);
 	std::printf("\ngmem-bench: %d case(s) ran, %d failed\n", ran, failures);
 	if (failures)
 		return 1;
