@@ -29,7 +29,7 @@ pkgs=(
 	xz-utils zstd lz4 ccache git rsync python3 perl cmake ninja-build
 	busybox-static libgtest-dev libgmock-dev liburing-dev libbenchmark-dev
 	libcap-dev libnuma-dev libmnl-dev pkg-config clang-format
-	ca-certificates
+	ca-certificates python3-matplotlib
 )
 
 missing=()
