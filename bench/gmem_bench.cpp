@@ -27,6 +27,9 @@
 // frag        The shareability state of a 2N-page file: N single pages
 //             every other page made shared, against one range of N, then
 //             the whole file back to private; with the slab growth of each.
+// footprint   A guest sharing half of N pages: memory in use (MemFree) at
+//             rest, at the peak of a conversion storm and after it, in
+//             place against two backings (discarding or not).
 // sparse      IOMMU_IOAS_MAP_FILE of N shared pages: a sparse 1 TiB file
 //             against a file of N pages (cost and memory follow N?).
 //
@@ -105,8 +108,8 @@ struct Options {
 	int big_reps = 3;
 	int big_warmup = 1;
 	std::string json; // --json FILE: every figure, machine-readable
-	std::set<std::string> groups = { "conv",   "iommu-map", "iommu-conv",
-					 "notify", "frag",	"sparse" };
+	std::set<std::string> groups = { "conv", "iommu-map", "iommu-conv", "notify",
+					 "frag", "sparse",    "footprint" };
 	bool icount = false;
 	std::string config = "unknown";
 	std::string source = "unknown";
@@ -828,6 +831,124 @@ private:
 	uint64_t split_kib_ = 0, merged_kib_ = 0;
 };
 
+// footprint: a guest of N pages that shares half of them, from the
+// kernel's own counter (the drop of MemFree in /proc/meminfo since before
+// the set-up: every page allocated, page tables and slab included), at
+// rest, at the peak of a conversion storm and after it. The storm swaps
+// which half is shared, 2 MiB at a time (one chunk goes private, one goes
+// shared and the host touches it), then swaps back. in-place: one
+// convertible guest_memfd. two-backing: 7.3 with a VMM that discards the
+// side it drops (punches the hole); two-backing-keep: one that does not.
+class Footprint : public Variant {
+public:
+	enum class Kind { in_place, two_backing, two_backing_keep };
+
+	Footprint(uint64_t pages, Kind kind)
+	    : Variant(pages), free0_(meminfo_kib("MemFree")), kind_(kind), vm_(make_vm()),
+	      g_(vm_.create_guest_memfd(len_, kind == Kind::in_place
+						      ? GUEST_MEMFD_FLAG_MMAP |
+								GUEST_MEMFD_FLAG_CONVERTIBLE
+						      : 0)
+			 .value()),
+	      half_(pages / 2), chunk_(std::min<uint64_t>(512, pages / 2))
+	{
+		if (half_ == 0)
+			throw Skip{ "footprint needs at least 2 pages" };
+		if (kind_ == Kind::in_place) {
+			m_ = g_.map(0, len_).value();
+			vm_.set_memory_region(kSlot, kGpa, len_, m_.data(), &g_, 0).value();
+		} else {
+			sh_.emplace(len_);
+			vm_.set_memory_region(kSlot, kGpa, len_, sh_->map.data(), &g_, 0).value();
+			vm_.set_memory_attributes(kGpa, len_, KVM_MEMORY_ATTRIBUTE_PRIVATE).value();
+		}
+		g_.allocate(0, len_).value();
+		for (uint64_t i = 0; i < half_; i += chunk_)
+			to_shared(i);
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "storm_out", { { "swap", [this] { storm(0, half_, nullptr); } } } },
+			{ "storm_back", { { "swap", [this] { storm(half_, 0, nullptr); } } } },
+		};
+	}
+	void check() override
+	{
+		if (measured_)
+			return;
+		measured_ = true;
+		rest_ = used_kib();
+		peak_ = rest_;
+		storm(0, half_, &peak_);
+		after_ = used_kib();
+		storm(half_, 0, &peak_);
+	}
+	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
+	{
+		return { { "kib_rest", rest_ }, { "kib_peak", peak_ }, { "kib_after", after_ } };
+	}
+
+private:
+	[[nodiscard]] uint64_t used_kib() const
+	{
+		const uint64_t now = meminfo_kib("MemFree");
+		return free0_ > now ? free0_ - now : 0;
+	}
+	// The pages [@shared, +half) go private and [@priv, +half) shared,
+	// chunk by chunk; with @peak, the most memory in use after any chunk.
+	void storm(uint64_t shared, uint64_t priv, uint64_t *peak)
+	{
+		for (uint64_t i = 0; i < half_; i += chunk_) {
+			to_private(shared + i);
+			to_shared(priv + i);
+			if (peak)
+				*peak = std::max(*peak, used_kib());
+		}
+	}
+	void to_private(uint64_t first)
+	{
+		const uint64_t off = first * kPage, n = chunk_ * kPage;
+		if (kind_ == Kind::in_place) {
+			g_.convert_private(off, n).value();
+			return;
+		}
+		vm_.set_memory_attributes(kGpa + off, n, KVM_MEMORY_ATTRIBUTE_PRIVATE).value();
+		if (kind_ == Kind::two_backing &&
+		    fallocate(sh_->fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      static_cast<off_t>(off), static_cast<off_t>(n)) < 0)
+			throw CheckFailed{ std::string("punching the memfd: ") +
+					   std::strerror(errno) };
+		g_.allocate(off, n).value();
+	}
+	void to_shared(uint64_t first)
+	{
+		const uint64_t off = first * kPage, n = chunk_ * kPage;
+		uint8_t *host = nullptr;
+		if (kind_ == Kind::in_place) {
+			g_.convert_shared(off, n).value();
+			host = m_.data();
+		} else {
+			vm_.set_memory_attributes(kGpa + off, n, 0).value();
+			if (kind_ == Kind::two_backing)
+				g_.punch_hole(off, n).value();
+			host = sh_->map.data();
+		}
+		for (uint64_t i = 0; i < chunk_; i++)
+			host[off + i * kPage] = static_cast<uint8_t>(i);
+	}
+
+	uint64_t free0_; // before anything of this case was set up
+	Kind kind_;
+	Vm vm_;
+	GuestMemfd g_;
+	Mapping m_;
+	std::optional<SharedBacking> sh_;
+	uint64_t half_, chunk_;
+	bool measured_ = false;
+	uint64_t rest_ = 0, peak_ = 0, after_ = 0;
+};
+
 // sparse: IOMMU_IOAS_MAP_FILE and unmap of a whole convertible guest_memfd
 // with N shared, allocated pages: a sparse 1 TiB file with the N pages in
 // (up to) 4 stretches 256 GiB apart, against a file of exactly N pages, all
@@ -967,6 +1088,23 @@ std::vector<Group> groups()
 		      [](uint64_t n) { return std::make_unique<FragConv>(n, false); } },
 		    { "alternating",
 		      [](uint64_t n) { return std::make_unique<FragConv>(n, true); } } },
+		  false },
+		{ "footprint",
+		  "a guest sharing half of N pages: memory used at rest, storm peak, after",
+		  { "storm_out", "storm_back", "round_trip" },
+		  { { "in-place",
+		      [](uint64_t n) {
+			      return std::make_unique<Footprint>(n, Footprint::Kind::in_place);
+		      } },
+		    { "two-backing",
+		      [](uint64_t n) {
+			      return std::make_unique<Footprint>(n, Footprint::Kind::two_backing);
+		      } },
+		    { "two-backing-keep",
+		      [](uint64_t n) {
+			      return std::make_unique<Footprint>(n,
+								 Footprint::Kind::two_backing_keep);
+		      } } },
 		  false },
 		{ "sparse",
 		  "MAP_FILE of N shared pages: a file of N pages vs a sparse 1 TiB file",
@@ -1404,7 +1542,8 @@ std::map<std::string, std::string> print_header()
 	std::fprintf(rc ? stderr : stdout,
 		     "Usage: gmem-bench [--reps N] [--warmup N] [--pages N|SIZE,...]\n"
 		     "                  [--big-pages N] [--big-reps N] [--big-warmup N]\n"
-		     "                  [--only conv,iommu-map,iommu-conv,notify,frag,sparse]\n"
+		     "                  [--only conv,iommu-map,iommu-conv,notify,frag,sparse,\n"
+		     "                          footprint]\n"
 		     "                  [--steps] [--aslr] [--json FILE]\n"
 		     "                  [--icount] [--config NAME] [--source ID]\n"
 		     "                  [--device mock|edu]\n"

@@ -93,6 +93,12 @@ class Report:
                             " | ".join(str(f.get(k, "-")) for k in keys) + " |")
         return "\n".join(rows) + "\n"
 
+    def fact(self, group, variant, pages, key):
+        o = self.outcome(group, variant, pages)
+        if not o or o["status"] != "ok":
+            return None
+        return o.get("facts", {}).get(key)
+
     def ratio(self, group, num, den, pages, phase):
         a = self.median(group, num, pages, phase)
         b = self.median(group, den, pages, phase)
@@ -120,8 +126,16 @@ class Report:
         # 3 and 4: not measured by this gmem-bench.
         rows.append(("KVM fault on a convertible slot / attributes path", "<= 1.1",
                      "not measured", False))
-        rows.append(("footprint at 50% shared, in place / two backings", "<= 0.55",
-                     "not measured", False))
+        if "footprint" in self.d["groups"]:
+            big = max(self.pages("footprint"))
+            for other in ("two-backing", "two-backing-keep"):
+                for fact in ("kib_rest", "kib_peak", "kib_after"):
+                    a = self.fact("footprint", "in-place", big, fact)
+                    b = self.fact("footprint", other, big, fact)
+                    r = a / b if a is not None and b else None
+                    rows.append((f"footprint at 50% shared, in place / {other}, "
+                                 f"{fact[4:]}, {size_label(big)}", "<= 0.55", fmt(r),
+                                 r is not None and r <= 0.55))
         # 5. State-only conversion: within 2x from 2 MiB to 1 GiB.
         if "notify" in self.d["groups"]:
             for v in ("none-holes", "none", "kvm"):
@@ -183,6 +197,7 @@ class Report:
             "notify": ["to_private", "to_shared"],
             "frag": ["split", "merge"],
             "sparse": ["map", "unmap"],
+            "footprint": ["round_trip"],
         }
         for group, g in self.d["groups"].items():
             out += [f"## {group}: {g['title']}", ""]
