@@ -163,7 +163,10 @@ class Report:
                          "<= 1", fmt(worst), worst <= 1.0))
         out = ["| goal | target | measured | |", "|---|---|---|---|"]
         for name, target, got, ok in rows:
-            out.append(f"| {name} | {target} | {got} | {'met' if ok else 'MISSED'} |")
+            verdict = "met" if ok else "MISSED"
+            if got in ("not run", "not measured"):
+                verdict = "-"
+            out.append(f"| {name} | {target} | {got} | {verdict} |")
         return "\n".join(out) + "\n"
 
     def ratio_sizes(self, group, variant, small, big, phase):
@@ -247,7 +250,8 @@ class Report:
             ax.set_ylabel(("instructions" if self.icount else "ns") + " per 4 KiB page")
             ax.set_title(title)
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend()
+            if ax.get_lines():
+                ax.legend()
         fig.suptitle(f"gmem-bench, {self.d['env'].get('source')}, "
                      f"{'-icount shift=0' if self.icount else 'TCG wall time'}")
         fig.tight_layout()
