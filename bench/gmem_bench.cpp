@@ -30,6 +30,8 @@
 // footprint   A guest sharing half of N pages: memory in use (MemFree) at
 //             rest, at the peak of a conversion storm and after it, in
 //             place against two backings (discarding or not).
+// touch       A vCPU running guest code touches N pages right after their
+//             conversion (KVM's fault path), in place against two backings.
 // sparse      IOMMU_IOAS_MAP_FILE of N shared pages: a sparse 1 TiB file
 //             against a file of N pages (cost and memory follow N?).
 //
@@ -78,6 +80,9 @@
 #include "testing/edu.h"
 #include "testing/iommufd_mock.h"
 #include "timing.h"
+
+// bench_guest.S
+extern "C" const uint8_t bench_guest_start[], bench_guest_end[];
 
 namespace {
 
@@ -949,6 +954,141 @@ private:
 	uint64_t rest_ = 0, peak_ = 0, after_ = 0;
 };
 
+// touch: what the guest pays after a conversion. A vCPU runs guest code
+// (bench_guest.S) that writes the first word of each of N pages: its first
+// touch of the converted pages, KVM's fault path included (NPT faults in a
+// nested guest here). in-place: one convertible guest_memfd, convert then
+// touch. two-backing (7.3): attributes, the dropped side punched; shared,
+// the guest's touch faults the memfd's pages in; private, the pages are
+// allocated first (fallocate), so that the private touch is KVM's fault
+// path alone in both: a convertible slot asking the file for the state
+// against 7.3's attributes.
+class GuestTouch : public Variant {
+public:
+	static constexpr uint64_t kCodeSize = 64 * 1024;
+	static constexpr uint64_t kEntry = 0x1000;
+	static constexpr uint64_t kMailbox = 0x8000;
+	static constexpr uint64_t kDataGpa = 1ULL << 30; // below 4 GiB: no paging
+	static constexpr uint16_t kDonePort = 0xe0;
+
+	GuestTouch(uint64_t pages, bool in_place)
+	    : Variant(pages), in_place_(in_place), vm_(make_vm()),
+	      g_(vm_.create_guest_memfd(len_, in_place ? GUEST_MEMFD_FLAG_MMAP |
+								 GUEST_MEMFD_FLAG_CONVERTIBLE
+						       : 0)
+			 .value()),
+	      code_(Mapping::anonymous(kCodeSize).value())
+	{
+		// A pass over 1 GiB is 262144 NPT faults of a nested guest, some
+		// 10^10 instructions under TCG per round trip: too long a run.
+		if (pages_ > 16384)
+			throw Skip{ "kept to 64 MiB (nested NPT faults under TCG)" };
+		std::memcpy(code_.data() + kEntry, bench_guest_start,
+			    bench_guest_end - bench_guest_start);
+		vm_.set_memory_region(0, 0, kCodeSize, code_.data()).value();
+		if (in_place_) {
+			m_ = g_.map(0, len_).value();
+			vm_.set_memory_region(kSlot, kDataGpa, len_, m_.data(), &g_, 0).value();
+		} else {
+			sh_.emplace(len_);
+			vm_.set_memory_region(kSlot, kDataGpa, len_, sh_->map.data(), &g_, 0)
+				.value();
+			vm_.set_memory_attributes(kDataGpa, len_, KVM_MEMORY_ATTRIBUTE_PRIVATE)
+				.value();
+		}
+		g_.allocate(0, len_).value();
+		vcpu_.emplace(vm_.create_vcpu(0).value());
+		kvm_sregs sr = vcpu_->get_sregs().value();
+		kvm_segment code{};
+		code.limit = 0xffffffff;
+		code.selector = 0x8;
+		code.type = 11; // execute/read, accessed
+		code.present = 1;
+		code.s = 1;
+		code.db = 1;
+		code.g = 1;
+		kvm_segment data = code;
+		data.selector = 0x10;
+		data.type = 3; // read/write, accessed
+		sr.cs = code;
+		sr.ds = sr.es = sr.fs = sr.gs = sr.ss = data;
+		sr.cr0 |= 1; // protected mode, no paging
+		vcpu_->set_sregs(sr).value();
+		kvm_regs r{};
+		r.rip = kEntry;
+		r.rsi = kMailbox;
+		r.rsp = 0xf000;
+		r.rflags = 2;
+		vcpu_->set_regs(r).value();
+	}
+	std::vector<Phase> round_trip() override
+	{
+		Step touch{ "guest_touch", [this] { guest_write(); } };
+		if (in_place_)
+			return {
+				{ "to_shared",
+				  { { "convert", [this] { g_.convert_shared(0, len_).value(); } },
+				    touch } },
+				{ "to_private",
+				  { { "convert", [this] { g_.convert_private(0, len_).value(); } },
+				    touch } },
+			};
+		return {
+			{ "to_shared",
+			  { { "attributes",
+			      [this] { vm_.set_memory_attributes(kDataGpa, len_, 0).value(); } },
+			    { "punch_private", [this] { g_.punch_hole(0, len_).value(); } },
+			    touch } },
+			{ "to_private",
+			  { { "attributes",
+			      [this] {
+				      vm_.set_memory_attributes(kDataGpa, len_,
+								KVM_MEMORY_ATTRIBUTE_PRIVATE)
+					      .value();
+			      } },
+			    { "punch_shared", [this] { sh_->punch(len_); } },
+			    { "alloc_private", [this] { g_.allocate(0, len_).value(); } },
+			    touch } },
+		};
+	}
+	void check() override
+	{
+		// The guest's writes to shared pages are what the host sees.
+		auto phases = round_trip();
+		for (auto &st : phases[0].steps)
+			st.fn();
+		const uint8_t *host = in_place_ ? m_.data() : sh_->map.data();
+		for (uint64_t i = 0; i < pages_; i++)
+			require(host[i * kPage] == 1, "touch: the guest wrote every shared page");
+		for (auto &st : phases[1].steps)
+			st.fn();
+	}
+
+private:
+	// One KVM_RUN: the guest writes 1 to the first word of every page.
+	void guest_write()
+	{
+		auto *mb = reinterpret_cast<uint32_t *>(code_.data() + kMailbox);
+		mb[0] = static_cast<uint32_t>(kDataGpa);
+		mb[1] = static_cast<uint32_t>(pages_);
+		mb[2] = 1;
+		auto r = vcpu_->run();
+		const kvm_run *run = vcpu_->run_area();
+		if (!r.ok() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort)
+			throw CheckFailed{ "touch: KVM_RUN " +
+					   (r.ok() ? std::string("ok") : r.error().message()) +
+					   ", exit " + std::to_string(run->exit_reason) };
+	}
+
+	bool in_place_;
+	Vm vm_;
+	GuestMemfd g_;
+	Mapping code_;
+	Mapping m_;
+	std::optional<SharedBacking> sh_;
+	std::optional<gmem::Vcpu> vcpu_;
+};
+
 // sparse: IOMMU_IOAS_MAP_FILE and unmap of a whole convertible guest_memfd
 // with N shared, allocated pages: a sparse 1 TiB file with the N pages in
 // (up to) 4 stretches 256 GiB apart, against a file of exactly N pages, all
@@ -1105,6 +1245,15 @@ std::vector<Group> groups()
 			      return std::make_unique<Footprint>(n,
 								 Footprint::Kind::two_backing_keep);
 		      } } },
+		  false },
+		{ "touch",
+		  "guest's first touch of N converted pages (vCPU running): in place vs two "
+		  "backings",
+		  { "to_shared", "to_private", "round_trip" },
+		  { { "in-place",
+		      [](uint64_t n) { return std::make_unique<GuestTouch>(n, true); } },
+		    { "two-backing",
+		      [](uint64_t n) { return std::make_unique<GuestTouch>(n, false); } } },
 		  false },
 		{ "sparse",
 		  "MAP_FILE of N shared pages: a file of N pages vs a sparse 1 TiB file",
@@ -1543,7 +1692,7 @@ std::map<std::string, std::string> print_header()
 		     "Usage: gmem-bench [--reps N] [--warmup N] [--pages N|SIZE,...]\n"
 		     "                  [--big-pages N] [--big-reps N] [--big-warmup N]\n"
 		     "                  [--only conv,iommu-map,iommu-conv,notify,frag,sparse,\n"
-		     "                          footprint]\n"
+		     "                          footprint,touch]\n"
 		     "                  [--steps] [--aslr] [--json FILE]\n"
 		     "                  [--icount] [--config NAME] [--source ID]\n"
 		     "                  [--device mock|edu]\n"
