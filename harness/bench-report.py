@@ -5,7 +5,7 @@
 # into markdown tables, the issue's goals with their measured ratios, and
 # a PNG plot of the cost per page against the range size.
 #
-# Usage: bench-report.py BENCH.json OUTDIR [--command CMD]
+# Usage: bench-report.py BENCH.json OUTDIR [--command CMD] [--merge OTHER.json]...
 # Writes OUTDIR/bench.md, OUTDIR/bench.png (matplotlib: Debian's
 # python3-matplotlib, hence /usr/bin/python3) and a copy of the JSON.
 import argparse
@@ -197,6 +197,8 @@ class Report:
             f"warm-up, {env.get('big_reps')} after {env.get('big_warmup')} from "
             f"{size_label(int(env.get('big_pages', 0)))} on",
             f"- command: `{command}`",
+            f"- sizes merged from another run of the same kernel: {env['merged']}"
+            if env.get("merged") else "",
             "",
             "## Goals of issue 14",
             "",
@@ -273,9 +275,27 @@ def main():
     ap.add_argument("json")
     ap.add_argument("outdir")
     ap.add_argument("--command", default="harness/bench.sh")
+    ap.add_argument("--merge", action="append", default=[],
+                    help="another run's JSON whose sizes are added (same kernel)")
     a = ap.parse_args()
     with open(a.json) as f:
-        r = Report(json.load(f))
+        data = json.load(f)
+    for m in a.merge:
+        with open(m) as f:
+            other = json.load(f)
+        if other["env"].get("source") != data["env"].get("source"):
+            sys.exit(f"bench-report: {m} measured {other['env'].get('source')}, "
+                     f"not {data['env'].get('source')}")
+        for gname, g in other["groups"].items():
+            mine = data["groups"].setdefault(gname, g)
+            if mine is g:
+                continue
+            for v, per in g["variants"].items():
+                mine["variants"].setdefault(v, {}).update(per)
+        data["env"]["merged"] = ", ".join(
+            x for x in (data["env"].get("merged"), f"reps {other['env'].get('reps')}, "
+                        f"big_reps {other['env'].get('big_reps')}") if x)
+    r = Report(data)
     os.makedirs(a.outdir, exist_ok=True)
     if os.path.abspath(a.json) != os.path.abspath(os.path.join(a.outdir, "bench.json")):
         shutil.copy(a.json, os.path.join(a.outdir, "bench.json"))
