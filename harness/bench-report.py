@@ -283,18 +283,23 @@ def main():
     for m in a.merge:
         with open(m) as f:
             other = json.load(f)
-        if other["env"].get("source") != data["env"].get("source"):
-            sys.exit(f"bench-report: {m} measured {other['env'].get('source')}, "
-                     f"not {data['env'].get('source')}")
+        # The kernel must be the same (tree:...); the benchmark's commit
+        # may differ (a case added between the runs).
+        def ktree(d):
+            return d["env"].get("source", "").split(",tree:")[-1]
+        if ktree(other) != ktree(data) or other["env"].get("config") != data["env"].get("config"):
+            sys.exit(f"bench-report: {m} measured {other['env'].get('source')} "
+                     f"({other['env'].get('config')}), not {data['env'].get('source')}")
         for gname, g in other["groups"].items():
             mine = data["groups"].setdefault(gname, g)
             if mine is g:
                 continue
             for v, per in g["variants"].items():
                 mine["variants"].setdefault(v, {}).update(per)
-        data["env"]["merged"] = ", ".join(
-            x for x in (data["env"].get("merged"), f"reps {other['env'].get('reps')}, "
-                        f"big_reps {other['env'].get('big_reps')}") if x)
+        data["env"]["merged"] = "; ".join(
+            x for x in (data["env"].get("merged"), f"{other['env'].get('source')}, "
+                        f"reps {other['env'].get('reps')}, big_reps "
+                        f"{other['env'].get('big_reps')}") if x)
     r = Report(data)
     os.makedirs(a.outdir, exist_ok=True)
     if os.path.abspath(a.json) != os.path.abspath(os.path.join(a.outdir, "bench.json")):
