@@ -713,6 +713,23 @@ uint64_t meminfo_kib(const std::string &key)
 	return 0;
 }
 
+// MemFree once it has settled: the previous case's memory goes back
+// asynchronously (KVM drops its guest_memfd reference from the VM's
+// destruction, a delayed fput), so wait until two reads 20 ms apart agree
+// within 64 KiB (at most a second).
+uint64_t settled_memfree_kib()
+{
+	uint64_t prev = meminfo_kib("MemFree");
+	for (int i = 0; i < 50; i++) {
+		usleep(20000);
+		const uint64_t now = meminfo_kib("MemFree");
+		if ((now > prev ? now - prev : prev - now) < 64)
+			return now;
+		prev = now;
+	}
+	return prev;
+}
+
 // Slab growth in KiB from @before to now (0 if it shrank).
 uint64_t slab_growth_kib(uint64_t before)
 {
@@ -876,7 +893,7 @@ public:
 	enum class Kind { in_place, two_backing, two_backing_keep };
 
 	Footprint(uint64_t pages, Kind kind)
-	    : Variant(pages), free0_(meminfo_kib("MemFree")), kind_(kind), vm_(make_vm()),
+	    : Variant(pages), free0_(settled_memfree_kib()), kind_(kind), vm_(make_vm()),
 	      g_(vm_.create_guest_memfd(len_, kind == Kind::in_place
 						      ? GUEST_MEMFD_FLAG_MMAP |
 								GUEST_MEMFD_FLAG_CONVERTIBLE
