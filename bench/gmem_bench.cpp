@@ -20,6 +20,24 @@
 //             the same guest_memfd the VMM must unmap first (else EAGAIN)
 //             and map again afterwards; and the 7.3 way, two backings with
 //             the memfd pinned.
+// notify      Converting N shared pages nobody maps to private and back,
+//             with 0 notifier clients, KVM, and KVM plus an IOAS (without a
+//             domain, or with one that maps the pages); and with nothing
+//             allocated (the state alone).
+// frag        The shareability state of a 2N-page file: N single pages
+//             every other page made shared, against one range of N, then
+//             the whole file back to private; with the slab growth of each.
+// footprint   A guest sharing half of N pages: memory in use (MemFree) at
+//             rest, at the peak of a conversion storm and after it, in
+//             place against two backings (discarding or not).
+// touch       A vCPU running guest code touches N pages right after their
+//             conversion (KVM's fault path), in place against two backings.
+// sparse      IOMMU_IOAS_MAP_FILE of N shared pages: a sparse 1 TiB file
+//             against a file of N pages (cost and memory follow N?).
+//
+// Sizes default to 4 KiB, 2 MiB, 64 MiB and 1 GiB (--pages); from 64 MiB
+// on a case runs fewer round trips (--big-reps). --json FILE writes every
+// figure for harness/bench-report.py (tables, goals, plot).
 //
 // Every case is a round trip that ends in the state it started from, run
 // --warmup times untimed and --reps times timed; each phase (and each step
@@ -63,6 +81,9 @@
 #include "testing/iommufd_mock.h"
 #include "timing.h"
 
+// bench_guest.S
+extern "C" const uint8_t bench_guest_start[], bench_guest_end[];
+
 namespace {
 
 using gmem::GuestMemfd;
@@ -84,8 +105,20 @@ constexpr uint64_t kIova = MOCK_APERTURE_START;
 struct Options {
 	int reps = 15;
 	int warmup = 2;
-	std::vector<uint64_t> pages = { 1, 64, 512 };
-	std::set<std::string> groups = { "conv", "iommu-map", "iommu-conv" };
+	// 4 KiB, 2 MiB, 64 MiB, 1 GiB.
+	std::vector<uint64_t> pages = { 1, 512, 16384, 262144 };
+	// From this many pages on, at most big_reps timed and big_warmup
+	// untimed round trips (a 1 GiB round trip is billions of instructions).
+	uint64_t big_pages = 16384;
+	int big_reps = 3;
+	int big_warmup = 1;
+	// frag's alternating split: at most this many stretches.
+	uint64_t frag_max = 512;
+	// Cases with per-page work skip sizes above this (run time).
+	uint64_t full_pages = UINT64_MAX;
+	std::string json; // --json FILE: every figure, machine-readable
+	std::set<std::string> groups = { "conv", "iommu-map", "iommu-conv", "notify",
+					 "frag", "footprint", "touch",	    "sparse" };
 	bool icount = false;
 	std::string config = "unknown";
 	std::string source = "unknown";
@@ -393,7 +426,9 @@ struct IommuCtx {
 	std::optional<MockDomain> domain;
 	std::optional<gmem::testing::Edu> edu;
 
-	static IommuCtx make()
+	// With @attach false, an IOAS with no domain at all (the mirror then
+	// only keeps its record of the pages it would map).
+	static IommuCtx make(bool attach = true)
 	{
 		auto fd = Iommufd::open();
 		if (!fd)
@@ -402,6 +437,8 @@ struct IommuCtx {
 			throw Skip{ "no iommufd mock (CONFIG_IOMMUFD_TEST): MD_CHECK_REFS" };
 		auto ioas = fd->alloc_ioas().value();
 		IommuCtx c{ std::move(fd).value(), std::move(ioas), std::nullopt, std::nullopt };
+		if (!attach)
+			return c;
 		if (!opts.edu) {
 			c.domain.emplace(MockDomain::attach(c.ioas).value());
 			return c;
@@ -664,12 +701,512 @@ private:
 	uint64_t gmem_pages_ = 0;
 };
 
+// Kernel memory counters of /proc/meminfo, in KiB (0 if absent).
+uint64_t meminfo_kib(const std::string &key)
+{
+	std::ifstream f("/proc/meminfo");
+	std::string line;
+	const std::string want = key + ":";
+	while (std::getline(f, line))
+		if (line.compare(0, want.size(), want) == 0)
+			return std::stoull(line.substr(want.size()));
+	return 0;
+}
+
+// MemFree once it has settled: the previous case's memory goes back
+// asynchronously (KVM drops its guest_memfd reference from the VM's
+// destruction, a delayed fput), so wait until two reads 20 ms apart agree
+// within 64 KiB (at most a second).
+uint64_t settled_memfree_kib()
+{
+	uint64_t prev = meminfo_kib("MemFree");
+	for (int i = 0; i < 50; i++) {
+		usleep(20000);
+		const uint64_t now = meminfo_kib("MemFree");
+		if ((now > prev ? now - prev : prev - now) < 64)
+			return now;
+		prev = now;
+	}
+	return prev;
+}
+
+// Slab growth in KiB from @before to now (0 if it shrank).
+uint64_t slab_growth_kib(uint64_t before)
+{
+	const uint64_t now = meminfo_kib("Slab");
+	return now > before ? now - before : 0;
+}
+
+// notify: the same round trip (to private, back to shared) of N shared
+// pages that no one has mapped in a page table (the file is mmapped but
+// never touched), with 0, 1 or 2 notifier clients: none (the file not bound
+// to a memslot), KVM (bound), KVM and an IOAS (IOMMU_IOAS_MAP_FILE of the
+// file, with no domain, or with the mock domain that then really maps the
+// pages). With @alloc false nothing is allocated: the conversion changes
+// the shareability state alone.
+class NotifyConv : public Variant {
+public:
+	enum class IoasKind { none, bare, domain };
+
+	NotifyConv(uint64_t pages, bool kvm, IoasKind ioas, bool alloc)
+	    : Variant(pages), vm_(make_vm()),
+	      g_(vm_.create_guest_memfd(len_, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE |
+						      GUEST_MEMFD_FLAG_INIT_SHARED)
+			 .value()),
+	      m_(g_.map(0, len_).value()), alloc_(alloc)
+	{
+		if (alloc_)
+			g_.allocate(0, len_).value();
+		if (kvm)
+			vm_.set_memory_region(kSlot, kGpa, len_, m_.data(), &g_, 0).value();
+		if (ioas != IoasKind::none) {
+			io_.emplace(IommuCtx::make(ioas == IoasKind::domain));
+			io_->ioas.map_file(g_.fd(), 0, len_, kIova).value();
+		}
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "to_private",
+			  { { "convert", [this] { g_.convert_private(0, len_).value(); } } } },
+			{ "to_shared",
+			  { { "convert", [this] { g_.convert_shared(0, len_).value(); } } } },
+		};
+	}
+	[[nodiscard]] MemCount memory() const override { return { resident_pages(m_), 0 }; }
+	void check() override
+	{
+		// mincore() counts the file's uptodate folios: fallocate()
+		// leaves them not uptodate (guest_memfd clears a page when it
+		// is first used), MAP_FILE's lookups clear them. So it is a
+		// fact, before and after the round trips, not a check.
+		const uint64_t resident = resident_pages(m_);
+		if (checked_) {
+			resident_after_ = resident;
+			return;
+		}
+		checked_ = true;
+		resident_before_ = resident;
+		if (!io_)
+			return;
+		auto st = io_->ioas.mirror_status(kIova).value();
+		require(st.mapped_pages == pages_ && st.pending_pages == 0,
+			"notify: the IOAS maps every shared page");
+		g_.convert_private(0, len_).value();
+		st = io_->ioas.mirror_status(kIova).value();
+		require(st.mapped_pages == 0, "notify: the IOAS maps no private page");
+		g_.convert_shared(0, len_).value();
+	}
+
+	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
+	{
+		return { { "uptodate_before", resident_before_ },
+			 { "uptodate_after", resident_after_ } };
+	}
+
+private:
+	Vm vm_;
+	GuestMemfd g_;
+	Mapping m_;
+	std::optional<IommuCtx> io_;
+	bool alloc_;
+	bool checked_ = false;
+	uint64_t resident_before_ = 0, resident_after_ = 0;
+};
+
+// frag: the shareability state of a 2N-page file, nothing allocated, no
+// client. split: N pages become shared, either as N single pages every
+// other page (N stretches, N ioctls) or as one range (one stretch, one
+// ioctl); merge: the whole file back to private (one ioctl either way).
+// The merge shows whether the cost follows stretches or pages; the slab
+// growth of the split is the memory the state takes.
+class FragConv : public Variant {
+public:
+	FragConv(uint64_t pages, bool alternating)
+	    : Variant(pages), alternating_(alternating), vm_(make_vm()),
+	      g_(vm_.create_guest_memfd(2 * len_,
+					GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE)
+			 .value())
+	{
+		// 4096 stretches crashed the test kernel (KASAN null-ptr-deref
+		// in mte_dead_walk from an RCU callback, during gmem_convert():
+		// bench/README.md); past 64 MiB, one ioctl per page would take
+		// minutes of a run. --frag-max overrides.
+		if (alternating_ && pages_ > opts.frag_max)
+			throw Skip{ "over --frag-max " + std::to_string(opts.frag_max) +
+				    " (4096 crashed the test kernel)" };
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "split", { { "convert", [this] { split(); } } } },
+			{ "merge",
+			  { { "convert", [this] { g_.convert_private(0, 2 * len_).value(); } } } },
+		};
+	}
+	void check() override
+	{
+		if (measured_)
+			return;
+		measured_ = true;
+		const uint64_t before = meminfo_kib("Slab");
+		split();
+		split_kib_ = slab_growth_kib(before);
+		g_.convert_private(0, 2 * len_).value();
+		merged_kib_ = slab_growth_kib(before);
+	}
+	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
+	{
+		return { { "stretches", alternating_ ? pages_ : 1 },
+			 { "slab_kib_split", split_kib_ },
+			 { "slab_kib_merged", merged_kib_ } };
+	}
+
+private:
+	void split()
+	{
+		if (!alternating_) {
+			g_.convert_shared(0, len_).value();
+			return;
+		}
+		for (uint64_t i = 0; i < pages_; i++)
+			g_.convert_shared(2 * i * kPage, kPage).value();
+	}
+
+	bool alternating_;
+	Vm vm_;
+	GuestMemfd g_;
+	bool measured_ = false;
+	uint64_t split_kib_ = 0, merged_kib_ = 0;
+};
+
+// footprint: a guest of N pages that shares half of them, from the
+// kernel's own counter (the drop of MemFree in /proc/meminfo since before
+// the set-up: every page allocated, page tables and slab included), at
+// rest, at the peak of a conversion storm and after it. The storm swaps
+// which half is shared, 2 MiB at a time (one chunk goes private, one goes
+// shared and the host touches it), then swaps back. in-place: one
+// convertible guest_memfd. two-backing: 7.3 with a VMM that discards the
+// side it drops (punches the hole); two-backing-keep: one that does not.
+class Footprint : public Variant {
+public:
+	enum class Kind { in_place, two_backing, two_backing_keep };
+
+	Footprint(uint64_t pages, Kind kind)
+	    : Variant(pages), free0_(settled_memfree_kib()), kind_(kind), vm_(make_vm()),
+	      g_(vm_.create_guest_memfd(len_, kind == Kind::in_place
+						      ? GUEST_MEMFD_FLAG_MMAP |
+								GUEST_MEMFD_FLAG_CONVERTIBLE
+						      : 0)
+			 .value()),
+	      half_(pages / 2), chunk_(std::min<uint64_t>(512, pages / 2))
+	{
+		if (half_ == 0)
+			throw Skip{ "footprint needs at least 2 pages" };
+		if (pages_ > 16384)
+			throw Skip{ "kept to 64 MiB (a storm touches every page twice)" };
+		if (kind_ == Kind::in_place) {
+			m_ = g_.map(0, len_).value();
+			vm_.set_memory_region(kSlot, kGpa, len_, m_.data(), &g_, 0).value();
+		} else {
+			sh_.emplace(len_);
+			vm_.set_memory_region(kSlot, kGpa, len_, sh_->map.data(), &g_, 0).value();
+			vm_.set_memory_attributes(kGpa, len_, KVM_MEMORY_ATTRIBUTE_PRIVATE).value();
+		}
+		g_.allocate(0, len_).value();
+		for (uint64_t i = 0; i < half_; i += chunk_)
+			to_shared(i);
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "storm_out", { { "swap", [this] { storm(0, half_, nullptr); } } } },
+			{ "storm_back", { { "swap", [this] { storm(half_, 0, nullptr); } } } },
+		};
+	}
+	void check() override
+	{
+		if (measured_)
+			return;
+		measured_ = true;
+		rest_ = used_kib();
+		peak_ = rest_;
+		storm(0, half_, &peak_);
+		after_ = used_kib();
+		storm(half_, 0, &peak_);
+	}
+	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
+	{
+		return { { "kib_rest", rest_ }, { "kib_peak", peak_ }, { "kib_after", after_ } };
+	}
+
+private:
+	[[nodiscard]] uint64_t used_kib() const
+	{
+		const uint64_t now = meminfo_kib("MemFree");
+		return free0_ > now ? free0_ - now : 0;
+	}
+	// The pages [@shared, +half) go private and [@priv, +half) shared,
+	// chunk by chunk; with @peak, the most memory in use after any chunk.
+	void storm(uint64_t shared, uint64_t priv, uint64_t *peak)
+	{
+		for (uint64_t i = 0; i < half_; i += chunk_) {
+			to_private(shared + i);
+			to_shared(priv + i);
+			if (peak)
+				*peak = std::max(*peak, used_kib());
+		}
+	}
+	void to_private(uint64_t first)
+	{
+		const uint64_t off = first * kPage, n = chunk_ * kPage;
+		if (kind_ == Kind::in_place) {
+			g_.convert_private(off, n).value();
+			return;
+		}
+		vm_.set_memory_attributes(kGpa + off, n, KVM_MEMORY_ATTRIBUTE_PRIVATE).value();
+		if (kind_ == Kind::two_backing &&
+		    fallocate(sh_->fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      static_cast<off_t>(off), static_cast<off_t>(n)) < 0)
+			throw CheckFailed{ std::string("punching the memfd: ") +
+					   std::strerror(errno) };
+		g_.allocate(off, n).value();
+	}
+	void to_shared(uint64_t first)
+	{
+		const uint64_t off = first * kPage, n = chunk_ * kPage;
+		uint8_t *host = nullptr;
+		if (kind_ == Kind::in_place) {
+			g_.convert_shared(off, n).value();
+			host = m_.data();
+		} else {
+			vm_.set_memory_attributes(kGpa + off, n, 0).value();
+			if (kind_ == Kind::two_backing)
+				g_.punch_hole(off, n).value();
+			host = sh_->map.data();
+		}
+		for (uint64_t i = 0; i < chunk_; i++)
+			host[off + i * kPage] = static_cast<uint8_t>(i);
+	}
+
+	uint64_t free0_; // before anything of this case was set up
+	Kind kind_;
+	Vm vm_;
+	GuestMemfd g_;
+	Mapping m_;
+	std::optional<SharedBacking> sh_;
+	uint64_t half_, chunk_;
+	bool measured_ = false;
+	uint64_t rest_ = 0, peak_ = 0, after_ = 0;
+};
+
+// touch: what the guest pays after a conversion. A vCPU runs guest code
+// (bench_guest.S) that writes the first word of each of N pages: its first
+// touch of the converted pages, KVM's fault path included (NPT faults in a
+// nested guest here). in-place: one convertible guest_memfd, convert then
+// touch. two-backing (7.3): attributes, the dropped side punched; shared,
+// the guest's touch faults the memfd's pages in; private, the pages are
+// allocated first (fallocate), so that the private touch is KVM's fault
+// path alone in both: a convertible slot asking the file for the state
+// against 7.3's attributes.
+class GuestTouch : public Variant {
+public:
+	static constexpr uint64_t kCodeSize = 64 * 1024;
+	static constexpr uint64_t kEntry = 0x1000;
+	static constexpr uint64_t kMailbox = 0x8000;
+	static constexpr uint64_t kDataGpa = 1ULL << 30; // below 4 GiB: no paging
+	static constexpr uint16_t kDonePort = 0xe0;
+
+	GuestTouch(uint64_t pages, bool in_place)
+	    : Variant(pages), in_place_(in_place), vm_(make_vm()),
+	      g_(vm_.create_guest_memfd(len_, in_place ? GUEST_MEMFD_FLAG_MMAP |
+								 GUEST_MEMFD_FLAG_CONVERTIBLE
+						       : 0)
+			 .value()),
+	      code_(Mapping::anonymous(kCodeSize).value())
+	{
+		// A pass over 1 GiB is 262144 NPT faults of a nested guest, some
+		// 10^10 instructions under TCG per round trip: too long a run.
+		if (pages_ > 16384)
+			throw Skip{ "kept to 64 MiB (nested NPT faults under TCG)" };
+		std::memcpy(code_.data() + kEntry, bench_guest_start,
+			    bench_guest_end - bench_guest_start);
+		vm_.set_memory_region(0, 0, kCodeSize, code_.data()).value();
+		if (in_place_) {
+			m_ = g_.map(0, len_).value();
+			vm_.set_memory_region(kSlot, kDataGpa, len_, m_.data(), &g_, 0).value();
+		} else {
+			sh_.emplace(len_);
+			vm_.set_memory_region(kSlot, kDataGpa, len_, sh_->map.data(), &g_, 0)
+				.value();
+			vm_.set_memory_attributes(kDataGpa, len_, KVM_MEMORY_ATTRIBUTE_PRIVATE)
+				.value();
+		}
+		g_.allocate(0, len_).value();
+		vcpu_.emplace(vm_.create_vcpu(0).value());
+		kvm_sregs sr = vcpu_->get_sregs().value();
+		kvm_segment code{};
+		code.limit = 0xffffffff;
+		code.selector = 0x8;
+		code.type = 11; // execute/read, accessed
+		code.present = 1;
+		code.s = 1;
+		code.db = 1;
+		code.g = 1;
+		kvm_segment data = code;
+		data.selector = 0x10;
+		data.type = 3; // read/write, accessed
+		sr.cs = code;
+		sr.ds = sr.es = sr.fs = sr.gs = sr.ss = data;
+		sr.cr0 |= 1; // protected mode, no paging
+		vcpu_->set_sregs(sr).value();
+		kvm_regs r{};
+		r.rip = kEntry;
+		r.rsi = kMailbox;
+		r.rsp = 0xf000;
+		r.rflags = 2;
+		vcpu_->set_regs(r).value();
+	}
+	std::vector<Phase> round_trip() override
+	{
+		Step touch{ "guest_touch", [this] { guest_write(); } };
+		if (in_place_)
+			return {
+				{ "to_shared",
+				  { { "convert", [this] { g_.convert_shared(0, len_).value(); } },
+				    touch } },
+				{ "to_private",
+				  { { "convert", [this] { g_.convert_private(0, len_).value(); } },
+				    touch } },
+			};
+		return {
+			{ "to_shared",
+			  { { "attributes",
+			      [this] { vm_.set_memory_attributes(kDataGpa, len_, 0).value(); } },
+			    { "punch_private", [this] { g_.punch_hole(0, len_).value(); } },
+			    touch } },
+			{ "to_private",
+			  { { "attributes",
+			      [this] {
+				      vm_.set_memory_attributes(kDataGpa, len_,
+								KVM_MEMORY_ATTRIBUTE_PRIVATE)
+					      .value();
+			      } },
+			    { "punch_shared", [this] { sh_->punch(len_); } },
+			    { "alloc_private", [this] { g_.allocate(0, len_).value(); } },
+			    touch } },
+		};
+	}
+	void check() override
+	{
+		// The guest's writes to shared pages are what the host sees.
+		auto phases = round_trip();
+		for (auto &st : phases[0].steps)
+			st.fn();
+		const uint8_t *host = in_place_ ? m_.data() : sh_->map.data();
+		for (uint64_t i = 0; i < pages_; i++)
+			require(host[i * kPage] == 1, "touch: the guest wrote every shared page");
+		for (auto &st : phases[1].steps)
+			st.fn();
+	}
+
+private:
+	// One KVM_RUN: the guest writes 1 to the first word of every page.
+	void guest_write()
+	{
+		auto *mb = reinterpret_cast<uint32_t *>(code_.data() + kMailbox);
+		mb[0] = static_cast<uint32_t>(kDataGpa);
+		mb[1] = static_cast<uint32_t>(pages_);
+		mb[2] = 1;
+		auto r = vcpu_->run();
+		const kvm_run *run = vcpu_->run_area();
+		if (!r.ok() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort)
+			throw CheckFailed{ "touch: KVM_RUN " +
+					   (r.ok() ? std::string("ok") : r.error().message()) +
+					   ", exit " + std::to_string(run->exit_reason) };
+	}
+
+	bool in_place_;
+	Vm vm_;
+	GuestMemfd g_;
+	Mapping code_;
+	Mapping m_;
+	std::optional<SharedBacking> sh_;
+	std::optional<gmem::Vcpu> vcpu_;
+};
+
+// sparse: IOMMU_IOAS_MAP_FILE and unmap of a whole convertible guest_memfd
+// with N shared, allocated pages: a sparse 1 TiB file with the N pages in
+// (up to) 4 stretches 256 GiB apart, against a file of exactly N pages, all
+// shared. The IOAS has no domain (the mock's aperture is 2 GiB): the
+// mirror walks the file and records the pages it would map. Cost and the
+// slab growth of the map should follow N, not the file's size.
+class SparseMap : public Variant {
+public:
+	static constexpr uint64_t kTiB = 1ULL << 40;
+
+	SparseMap(uint64_t pages, bool sparse)
+	    : Variant(pages), io_(IommuCtx::make(false)), vm_(make_vm()),
+	      size_(sparse ? kTiB : len_),
+	      g_(vm_.create_guest_memfd(size_, GUEST_MEMFD_FLAG_CONVERTIBLE).value())
+	{
+		const uint64_t n = sparse && pages_ >= 4 ? 4 : 1;
+		const uint64_t per = pages_ / n * kPage;
+		for (uint64_t i = 0; i < n; i++) {
+			const uint64_t off = sparse ? i * (kTiB / 4) : i * per;
+			g_.convert_shared(off, per).value();
+			g_.allocate(off, per).value();
+		}
+		stretches_ = sparse ? n : 1;
+	}
+	std::vector<Phase> round_trip() override
+	{
+		return {
+			{ "map",
+			  { { "ioctl",
+			      [this] {
+				      iova_ = io_.ioas.map_file(g_.fd(), 0, size_, {}).value();
+			      } } } },
+			{ "unmap",
+			  { { "ioctl", [this] { io_.ioas.unmap(iova_, size_).value(); } } } },
+		};
+	}
+	void check() override
+	{
+		const uint64_t before = meminfo_kib("Slab");
+		iova_ = io_.ioas.map_file(g_.fd(), 0, size_, {}).value();
+		map_kib_ = slab_growth_kib(before);
+		auto st = io_.ioas.mirror_status(iova_).value();
+		require(st.mapped_pages == pages_ && st.pending_pages == 0,
+			"sparse: the mirror records exactly the shared, allocated pages (" +
+				std::to_string(st.mapped_pages) + ")");
+		io_.ioas.unmap(iova_, size_).value();
+	}
+	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
+	{
+		return { { "file_mib", size_ >> 20 },
+			 { "stretches", stretches_ },
+			 { "slab_kib_mapped", map_kib_ } };
+	}
+
+private:
+	IommuCtx io_;
+	Vm vm_;
+	uint64_t size_;
+	GuestMemfd g_;
+	uint64_t iova_ = 0;
+	uint64_t stretches_ = 0;
+	uint64_t map_kib_ = 0;
+};
+
 // --- Groups: the variants compared side by side; the first is the
 // series' way, the baseline of the ratios.
 
 struct VariantDef {
 	std::string name;
 	std::function<std::unique_ptr<Variant>(uint64_t)> make;
+	// Changes state only, no per-page work: not limited by --full-pages.
+	bool state_only = false;
 };
 
 struct Group {
@@ -679,6 +1216,11 @@ struct Group {
 	std::vector<VariantDef> variants;
 	bool memory = false;
 };
+
+std::unique_ptr<Variant> notify(uint64_t pages, bool kvm, NotifyConv::IoasKind ioas)
+{
+	return std::make_unique<NotifyConv>(pages, kvm, ioas, true);
+}
 
 std::vector<Group> groups()
 {
@@ -710,6 +1252,65 @@ std::vector<Group> groups()
 		    { "pin-two-backing",
 		      [](uint64_t n) { return std::make_unique<ConvPinnedTwoBacking>(n); } } },
 		  true },
+		{ "notify",
+		  "conversion of N shared pages nobody maps: 0, 1, 2 notifier clients",
+		  { "to_private", "to_shared", "round_trip" },
+		  { { "none",
+		      [](uint64_t n) { return notify(n, false, NotifyConv::IoasKind::none); } },
+		    { "kvm",
+		      [](uint64_t n) { return notify(n, true, NotifyConv::IoasKind::none); } },
+		    { "kvm+ioas",
+		      [](uint64_t n) { return notify(n, true, NotifyConv::IoasKind::bare); } },
+		    { "kvm+ioas+domain",
+		      [](uint64_t n) { return notify(n, true, NotifyConv::IoasKind::domain); } },
+		    { "none-holes",
+		      [](uint64_t n) {
+			      return std::make_unique<NotifyConv>(
+				      n, false, NotifyConv::IoasKind::none, false);
+		      },
+		      true } },
+		  false },
+		{ "frag",
+		  "state of a 2N-page file: N single shared pages vs one range of N",
+		  { "split", "merge", "round_trip" },
+		  { { "one-range", [](uint64_t n) { return std::make_unique<FragConv>(n, false); },
+		      true },
+		    { "alternating",
+		      [](uint64_t n) { return std::make_unique<FragConv>(n, true); } } },
+		  false },
+		{ "footprint",
+		  "a guest sharing half of N pages: memory used at rest, storm peak, after",
+		  { "storm_out", "storm_back", "round_trip" },
+		  { { "in-place",
+		      [](uint64_t n) {
+			      return std::make_unique<Footprint>(n, Footprint::Kind::in_place);
+		      } },
+		    { "two-backing",
+		      [](uint64_t n) {
+			      return std::make_unique<Footprint>(n, Footprint::Kind::two_backing);
+		      } },
+		    { "two-backing-keep",
+		      [](uint64_t n) {
+			      return std::make_unique<Footprint>(n,
+								 Footprint::Kind::two_backing_keep);
+		      } } },
+		  false },
+		{ "touch",
+		  "guest's first touch of N converted pages (vCPU running): in place vs two "
+		  "backings",
+		  { "to_shared", "to_private", "round_trip" },
+		  { { "in-place",
+		      [](uint64_t n) { return std::make_unique<GuestTouch>(n, true); } },
+		    { "two-backing",
+		      [](uint64_t n) { return std::make_unique<GuestTouch>(n, false); } } },
+		  false },
+		{ "sparse",
+		  "MAP_FILE of N shared pages: a file of N pages vs a sparse 1 TiB file",
+		  { "map", "unmap", "round_trip" },
+		  { { "file-N", [](uint64_t n) { return std::make_unique<SparseMap>(n, false); } },
+		    { "file-1TiB",
+		      [](uint64_t n) { return std::make_unique<SparseMap>(n, true); } } },
+		  false },
 	};
 }
 
@@ -732,16 +1333,28 @@ struct Outcome {
 std::map<std::string, std::map<std::string, std::map<uint64_t, Outcome>>> results;
 int failures = 0;
 
+// Timed and untimed round trips for N pages: big sizes get fewer.
+std::pair<int, int> reps_for(uint64_t pages)
+{
+	if (pages < opts.big_pages)
+		return { opts.reps, opts.warmup };
+	return { std::min(opts.reps, opts.big_reps), std::min(opts.warmup, opts.big_warmup) };
+}
+
 Outcome run_case(const VariantDef &def, uint64_t pages)
 {
 	Outcome out;
 	try {
+		if (!def.state_only && pages > opts.full_pages)
+			throw Skip{ "over --full-pages " + std::to_string(opts.full_pages) +
+				    " (per-page work; run time)" };
 		auto v = def.make(pages);
 		v->check();
 		auto phases = v->round_trip();
 		std::map<std::string, std::vector<uint64_t>> samples;
-		for (int r = 0; r < opts.warmup + opts.reps; r++) {
-			const bool keep = r >= opts.warmup;
+		const auto [reps, warmup] = reps_for(pages);
+		for (int r = 0; r < warmup + reps; r++) {
+			const bool keep = r >= warmup;
 			const uint64_t rt0 = bench::now_ns();
 			for (auto &ph : phases) {
 				const uint64_t t0 = bench::now_ns();
@@ -822,8 +1435,10 @@ void print_group(const Group &g)
 	auto &res = results[g.name];
 	const std::string &base = g.variants.front().name;
 	std::printf("\n== %s: %s\n", g.name.c_str(), g.title.c_str());
-	std::printf("   median %s [IQR as %% of median] of %d reps; ratio = other / %s\n",
-		    table_unit(), opts.reps, base.c_str());
+	std::printf("   median %s [IQR as %% of median] of %d reps (%d from %llu pages on); "
+		    "ratio = other / %s\n",
+		    table_unit(), opts.reps, std::min(opts.reps, opts.big_reps),
+		    static_cast<unsigned long long>(opts.big_pages), base.c_str());
 	std::printf("%6s %-11s", "pages", "phase");
 	for (auto &v : g.variants)
 		std::printf(" %19s", v.name.c_str());
@@ -947,6 +1562,111 @@ void print_machine(const Group &g)
 			}
 }
 
+// --- JSON: everything the tables and BENCH lines hold, for the report
+// script (harness/bench-report.py).
+
+std::string json_str(const std::string &v)
+{
+	std::string o = "\"";
+	for (char c : v) {
+		if (c == '"' || c == '\\')
+			o += '\\';
+		if (static_cast<unsigned char>(c) < 0x20) {
+			char buf[8];
+			std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+			o += buf;
+			continue;
+		}
+		o += c;
+	}
+	return o + "\"";
+}
+
+std::string json_stats(const bench::Stats &s)
+{
+	char buf[256];
+	std::snprintf(buf, sizeof(buf),
+		      "{\"n\": %zu, \"median\": %.0f, \"p25\": %.0f, \"p75\": %.0f, "
+		      "\"min\": %.0f, \"max\": %.0f}",
+		      s.n, s.median, s.p25, s.p75, s.min, s.max);
+	return buf;
+}
+
+std::string json_outcome(const Outcome &o)
+{
+	std::string j = "{\"status\": ";
+	j += json_str(!o.failed.empty() ? "failed" : !o.skipped.empty() ? "skipped" : "ok");
+	if (!o.failed.empty() || !o.skipped.empty())
+		j += ", \"why\": " + json_str(o.failed.empty() ? o.skipped : o.failed);
+	j += ", \"stats\": {";
+	const char *sep = "";
+	for (auto &[name, st] : o.stats) {
+		j += sep + json_str(name) + ": " + json_stats(st);
+		sep = ", ";
+	}
+	j += "}, \"facts\": {";
+	sep = "";
+	for (auto &[k, val] : o.facts) {
+		j += sep + json_str(k) + ": " + std::to_string(val);
+		sep = ", ";
+	}
+	j += "}";
+	if (o.mem)
+		j += ", \"mem\": {\"rest\": " + std::to_string(o.mem->start.total()) +
+		     ", \"peak\": " + std::to_string(o.mem->peak.total()) +
+		     ", \"peak_gmem\": " + std::to_string(o.mem->peak.gmem) +
+		     ", \"peak_shared\": " + std::to_string(o.mem->peak.shared) + "}";
+	return j + "}";
+}
+
+void write_json(const std::vector<Group> &all, const std::map<std::string, std::string> &env)
+{
+	std::FILE *f = std::fopen(opts.json.c_str(), "w");
+	if (!f) {
+		std::printf("gmem-bench: cannot write %s: %s\n", opts.json.c_str(),
+			    std::strerror(errno));
+		failures++;
+		return;
+	}
+	std::fprintf(f, "{\n  \"unit\": %s,\n  \"env\": {", json_str(unit()).c_str());
+	const char *sep = "";
+	for (auto &[k, v] : env) {
+		std::fprintf(f, "%s%s: %s", sep, json_str(k).c_str(), json_str(v).c_str());
+		sep = ", ";
+	}
+	std::fprintf(f, "},\n  \"groups\": {");
+	sep = "";
+	for (auto &g : all) {
+		if (!opts.groups.count(g.name))
+			continue;
+		std::fprintf(f, "%s\n    %s: {\"title\": %s, \"phases\": [", sep,
+			     json_str(g.name).c_str(), json_str(g.title).c_str());
+		sep = ",";
+		const char *s2 = "";
+		for (auto &ph : g.phases) {
+			std::fprintf(f, "%s%s", s2, json_str(ph).c_str());
+			s2 = ", ";
+		}
+		std::fprintf(f, "], \"variants\": {");
+		s2 = "";
+		for (auto &v : g.variants) {
+			std::fprintf(f, "%s\n      %s: {", s2, json_str(v.name).c_str());
+			s2 = ",";
+			const char *s3 = "";
+			for (uint64_t n : opts.pages) {
+				std::fprintf(f, "%s\n        \"%llu\": %s", s3,
+					     static_cast<unsigned long long>(n),
+					     json_outcome(results[g.name][v.name][n]).c_str());
+				s3 = ",";
+			}
+			std::fprintf(f, "}");
+		}
+		std::fprintf(f, "}}");
+	}
+	std::fprintf(f, "\n  }\n}\n");
+	std::fclose(f);
+}
+
 bool kallsyms_has(const std::string &sym)
 {
 	std::ifstream f("/proc/kallsyms");
@@ -959,7 +1679,7 @@ bool kallsyms_has(const std::string &sym)
 	return false;
 }
 
-void print_header()
+std::map<std::string, std::string> print_header()
 {
 	utsname u{};
 	uname(&u);
@@ -1003,25 +1723,38 @@ void print_header()
 			    lockdep ? "lockdep" : "");
 	}
 	std::fflush(stdout);
-}
-
-std::vector<uint64_t> parse_list(const std::string &s)
-{
-	std::vector<uint64_t> v;
-	std::stringstream ss(s);
-	std::string item;
-	while (std::getline(ss, item, ','))
-		v.push_back(std::stoull(item));
-	return v;
+	return { { "kernel", u.release },
+		 { "source", opts.source },
+		 { "config", opts.config },
+		 { "icount", opts.icount ? "1" : "0" },
+		 { "kasan", kasan ? "1" : "0" },
+		 { "lockdep", lockdep ? "1" : "0" },
+		 { "device", opts.edu ? "edu" : "mock" },
+		 { "clock_read", std::to_string(static_cast<uint64_t>(c.median)) },
+		 { "reps", std::to_string(opts.reps) },
+		 { "warmup", std::to_string(opts.warmup) },
+		 { "big_pages", std::to_string(opts.big_pages) },
+		 { "big_reps", std::to_string(opts.big_reps) },
+		 { "big_warmup", std::to_string(opts.big_warmup) } };
 }
 
 [[noreturn]] void usage(int rc)
 {
 	std::fprintf(rc ? stderr : stdout,
-		     "Usage: gmem-bench [--reps N] [--warmup N] [--pages N,N,...]\n"
-		     "                  [--only conv,iommu-map,iommu-conv] [--steps] [--aslr]\n"
+		     "Usage: gmem-bench [--reps N] [--warmup N] [--pages N|SIZE,...]\n"
+		     "                  [--big-pages N] [--big-reps N] [--big-warmup N]\n"
+		     "                  [--full-pages N] [--frag-max N]\n"
+		     "                  [--only conv,iommu-map,iommu-conv,notify,frag,sparse,\n"
+		     "                          footprint,touch]\n"
+		     "                  [--steps] [--aslr] [--json FILE]\n"
 		     "                  [--icount] [--config NAME] [--source ID]\n"
 		     "                  [--device mock|edu]\n"
+		     "  --pages   page counts, or sizes with K, M, G (default 4K,2M,64M,1G)\n"
+		     "  --big-*   from --big-pages pages on (default 16384), at most\n"
+		     "            --big-reps (3) timed and --big-warmup (1) untimed round trips\n"
+		     "  --json    also write every figure to FILE as JSON\n"
+		     "  --full-pages N  cases with per-page work skip sizes above N\n"
+		     "  --frag-max N    frag's alternating split up to N stretches (512)\n"
 		     "  --device  the iommu-* cases' domain: iommufd's mock (default) or QEMU's\n"
 		     "            edu device behind the machine's emulated IOMMU\n"
 		     "  --icount  label figures as guest instructions (QEMU -icount shift=0)\n"
@@ -1032,6 +1765,28 @@ std::vector<uint64_t> parse_list(const std::string &s)
 		     "            figures that repeat across runs)\n"
 		     "Exit: 0 all ran, 1 a case failed, 4 every case was skipped.\n");
 	std::exit(rc);
+}
+
+// Page counts; a K, M or G suffix gives a size in bytes instead
+// ("4K,2M,64M,1G" is 1,512,16384,262144).
+std::vector<uint64_t> parse_list(const std::string &s)
+{
+	std::vector<uint64_t> v;
+	std::stringstream ss(s);
+	std::string item;
+	while (std::getline(ss, item, ',')) {
+		size_t end = 0;
+		uint64_t n = std::stoull(item, &end);
+		const std::string suf = item.substr(end);
+		if (suf == "K" || suf == "M" || suf == "G") {
+			const int shift = suf == "K" ? 10 : suf == "M" ? 20 : 30;
+			n = (n << shift) / kPage;
+		} else if (!suf.empty()) {
+			usage(2);
+		}
+		v.push_back(n);
+	}
+	return v;
 }
 
 } // namespace
@@ -1051,6 +1806,18 @@ int main(int argc, char **argv)
 			opts.warmup = std::stoi(next());
 		else if (a == "--pages")
 			opts.pages = parse_list(next());
+		else if (a == "--big-pages")
+			opts.big_pages = std::stoull(next());
+		else if (a == "--big-reps")
+			opts.big_reps = std::stoi(next());
+		else if (a == "--frag-max")
+			opts.frag_max = std::stoull(next());
+		else if (a == "--full-pages")
+			opts.full_pages = std::stoull(next());
+		else if (a == "--big-warmup")
+			opts.big_warmup = std::stoi(next());
+		else if (a == "--json")
+			opts.json = next();
 		else if (a == "--only") {
 			opts.groups.clear();
 			std::stringstream ss(next());
@@ -1077,7 +1844,7 @@ int main(int argc, char **argv)
 		else
 			usage(2);
 	}
-	if (opts.reps < 1 || opts.pages.empty())
+	if (opts.reps < 1 || opts.big_reps < 1 || opts.pages.empty())
 		usage(2);
 	for (uint64_t n : opts.pages)
 		if (n == 0 || n * kPage > MOCK_APERTURE_LAST - MOCK_APERTURE_START)
@@ -1095,7 +1862,7 @@ int main(int argc, char **argv)
 			// Not fatal: go on with a random layout.
 		}
 	}
-	print_header();
+	const auto env = print_header();
 	const auto all = groups();
 	int ran = 0;
 	for (auto &g : all) {
@@ -1127,6 +1894,8 @@ int main(int argc, char **argv)
 	for (auto &g : all)
 		if (opts.groups.count(g.name))
 			print_machine(g);
+	if (!opts.json.empty())
+		write_json(all, env);
 	std::printf("\ngmem-bench: %d case(s) ran, %d failed\n", ran, failures);
 	if (failures)
 		return 1;

@@ -24,7 +24,15 @@
 #                  run the iommu-* cases on edu's domain (gmem-bench
 #                  --device edu): real IOMMU page tables and strict IOTLB
 #                  invalidation instead of the mock's xarray
-#   GMEM-BENCH-ARGS e.g. --reps 21 --pages 1,64,512 --only conv --steps
+#   --mem SIZE     guest RAM (default 6G: the 1 GiB cases of the 7.3 ways
+#                  hold up to three copies of the range)
+#   --report DIR   afterwards, turn the run's JSON (always written, as
+#                  RESULTS/bench.json) into DIR/bench.md (tables and the
+#                  goals of issue 14), DIR/bench.png (cost per page against
+#                  range size) and DIR/bench.json, with harness/bench-report.py
+#                  (needs /usr/bin/python3 with matplotlib; installed here
+#                  with apt if missing and run as root)
+#   GMEM-BENCH-ARGS e.g. --reps 21 --pages 4K,2M,64M,1G --only conv --steps
 #
 # Honours GMEM_CACHE, GMEM_KTREE, GMEM_BUILD_ROOT like every harness script;
 # the CMake build directory is GMEM_BENCH_BUILD (default
@@ -32,7 +40,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-config=perf icount=0 results="" timeout=1800 fallback=1 viommu=
+config=perf icount=0 results="" timeout=1800 fallback=1 viommu="" mem=6G report=""
+cmdline="harness/bench.sh $*"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--config) config=$2; shift 2 ;;
@@ -41,12 +50,22 @@ while [ $# -gt 0 ]; do
 	--timeout) timeout=$2; shift 2 ;;
 	--no-fallback) fallback=0; shift ;;
 	--viommu) viommu=$2; shift 2 ;;
+	--mem) mem=$2; shift 2 ;;
+	--report) report=$(mkdir -p "$2" && cd "$2" && pwd); shift 2 ;;
 	--) shift; break ;;
 	*) die "bench: unknown option $1 (gmem-bench's own options go after --)" ;;
 	esac
 done
 bdir=${GMEM_BENCH_BUILD:-$GMEM_CACHE/cmake-bench}
 mkdir -p "$bdir"
+
+# The report's plot needs matplotlib: check before an hour of benchmark.
+if [ -n "$report" ] && ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+	[ "$(id -u)" = 0 ] || die "bench: --report needs python3-matplotlib (apt-get install python3-matplotlib)"
+	log "bench: installing python3-matplotlib for --report"
+	apt-get install -y --no-install-recommends python3-matplotlib >/dev/null ||
+		die "bench: cannot install python3-matplotlib"
+fi
 
 loud() {
 	printf '\n%s\n' "************************************************************************" >&2
@@ -81,8 +100,8 @@ ninja -C "$bdir" gmem-bench
 bin="$bdir/bench/gmem-bench"
 
 # 3. One boot.
-qargs=()
-[ $icount = 1 ] && qargs=(--icount)
+qargs=(--mem "$mem")
+[ $icount = 1 ] && qargs+=(--icount)
 [ -n "$viommu" ] && qargs+=(--viommu "$viommu")
 
 run() { # prints nothing itself; returns guest-run's status
@@ -96,7 +115,7 @@ run() { # prints nothing itself; returns guest-run's status
 	src="series:$(git -C "$REPO_DIR" rev-parse --short HEAD)"
 	git -C "$REPO_DIR" diff --quiet HEAD 2>/dev/null || src+="+"
 	src+=",tree:$(git -C "$(ktree)" rev-parse --short "HEAD^{tree}")"
-	local bargs=(--config "$config" --source "$src")
+	local bargs=(--config "$config" --source "$src" --json bench.json)
 	[ $icount = 1 ] && bargs+=(--icount)
 	[ -n "$viommu" ] && bargs+=(--device edu)
 	log "bench: booting the $config kernel$([ $icount = 1 ] && echo ' with -icount shift=0'); results in $res"
@@ -119,5 +138,10 @@ fi
 if [ -s "$res/splats" ]; then
 	loud "The guest's kernel log has a splat (see $res/splats): figures suspect."
 fi
-log "bench: exit status $rc; BENCH lines in $res/bench.txt"
+log "bench: exit status $rc; BENCH lines in $res/bench.txt, JSON in $res/bench.json"
+if [ -n "$report" ]; then
+	[ -s "$res/bench.json" ] || die "bench: no $res/bench.json to report"
+	/usr/bin/python3 "$HARNESS_DIR/bench-report.py" "$res/bench.json" "$report" \
+		--command "$cmdline" || die "bench: bench-report.py failed"
+fi
 exit "$rc"

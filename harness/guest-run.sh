@@ -20,6 +20,7 @@
 #                     guest clock advances 1 ns per guest instruction
 #                     (single-threaded TCG, which icount needs)
 #   --append ARGS     extra kernel command-line arguments
+#   --mem SIZE        guest RAM (QEMU -m; default 4G)
 #   --viommu KIND     boot a q35 machine with an emulated IOMMU and QEMU's
 #                     "edu" DMA device behind it, the kernel in translated,
 #                     strict mode (iommu.passthrough=0 iommu.strict=1):
@@ -44,7 +45,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-name=test results="" timeout=1800 shell=0 quiet=0 failsplat=0 extra="" viommu=""
+name=test results="" timeout=1800 shell=0 quiet=0 failsplat=0 extra="" viommu="" mem=4G
 accel=tcg,thread=multi
 files=() qargs=() machine=()
 while [ $# -gt 0 ]; do
@@ -60,6 +61,7 @@ while [ $# -gt 0 ]; do
 	--icount) accel=tcg,thread=single; qargs+=(-icount "shift=0,sleep=off"); shift ;;
 	--append) extra+=" $2"; shift 2 ;;
 	--viommu) viommu=$2; shift 2 ;;
+	--mem) mem=$2; shift 2 ;;
 	--) shift; break ;;
 	-*) die "guest-run: unknown option $1" ;;
 	*) break ;;
@@ -153,7 +155,7 @@ append+=" sysctl.kernel.hung_task_timeout_secs=360$extra"
 # rebuilt from zero) makes KASAN misjudge a per-CPU address as wild (seen
 # once in early boot: "BUG: KASAN: wild-memory-access in rcu_is_watching").
 # Nothing here needs 5-level paging.
-qemu=(qemu-system-x86_64 -accel "$accel" -cpu "max,la57=off" -smp 2 -m 4G
+qemu=(qemu-system-x86_64 -accel "$accel" -cpu "max,la57=off" -smp 2 -m "$mem"
 	-nodefaults -no-reboot -display none "${machine[@]}"
 	-kernel "$kernel" -initrd "$initrd" -append "$append"
 	-virtfs "local,path=$results,mount_tag=gmem,security_model=none,id=gmem"

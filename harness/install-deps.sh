@@ -31,7 +31,7 @@ pkgs=(
 	libcap-dev libnuma-dev libmnl-dev pkg-config clang-format
 	# lint (harness/lint.sh) and checkpatch's SPDX check
 	shellcheck python3-ply python3-git
-	ca-certificates
+	ca-certificates python3-matplotlib
 )
 
 missing=()
