@@ -1041,28 +1041,7 @@ public:
 		}
 		g_.allocate(0, len_).value();
 		vcpu_.emplace(vm_.create_vcpu(0).value());
-		kvm_sregs sr = vcpu_->get_sregs().value();
-		kvm_segment code{};
-		code.limit = 0xffffffff;
-		code.selector = 0x8;
-		code.type = 11; // execute/read, accessed
-		code.present = 1;
-		code.s = 1;
-		code.db = 1;
-		code.g = 1;
-		kvm_segment data = code;
-		data.selector = 0x10;
-		data.type = 3; // read/write, accessed
-		sr.cs = code;
-		sr.ds = sr.es = sr.fs = sr.gs = sr.ss = data;
-		sr.cr0 |= 1; // protected mode, no paging
-		vcpu_->set_sregs(sr).value();
-		kvm_regs r{};
-		r.rip = kEntry;
-		r.rsi = kMailbox;
-		r.rsp = 0xf000;
-		r.rflags = 2;
-		vcpu_->set_regs(r).value();
+		vcpu_->start_flat32(kEntry, 0xf000, kMailbox).value();
 	}
 	std::vector<Phase> round_trip() override
 	{
