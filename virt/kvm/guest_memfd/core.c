@@ -49,7 +49,7 @@ static bool gmem_is_convertible(struct inode *inode)
 	return GMEM_I(inode)->flags & GUEST_MEMFD_F_CONVERTIBLE;
 }
 
-bool gmem_is_private(struct inode *inode, pgoff_t index)
+static bool gmem_is_private(struct inode *inode, pgoff_t index)
 {
 	struct gmem_inode *gi = GMEM_I(inode);
 
@@ -86,7 +86,7 @@ static bool gmem_is_shared_mem(struct inode *inode, pgoff_t index)
  * Ignore accessed, referenced, and dirty flags.  The memory is
  * unevictable and there is no storage to write back to.
  */
-struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
+static struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
 {
 	/* TODO: Support huge pages. */
 	struct mempolicy *policy;

@@ -58,10 +58,8 @@ static __always_inline struct gmem_inode *GMEM_I(struct inode *inode)
 	return container_of(inode, struct gmem_inode, vfs_inode);
 }
 
-bool gmem_is_private(struct inode *inode, pgoff_t index);
 int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 		 bool to_private, pgoff_t *error_index);
-struct folio *gmem_get_folio(struct inode *inode, pgoff_t index);
 
 void gmem_notifier_init_inode(struct gmem_inode *gi);
 int gmem_notify_prepare(struct gmem_inode *gi,
