@@ -25,6 +25,39 @@ if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 gmem /run/gmem; t
 fi
 cd /run/gmem || poweroff -f
 echo "GMEM-INIT: start $(cat /proc/uptime)"
+
+# Every task's state, wait channel and kernel stack. A deadlock in
+# killable or interruptible sleeps (or a userspace wait) never trips the
+# hung-task detector, which watches only uninterruptible sleep.
+dump_tasks() {
+	for t in /proc/[0-9]*/task/[0-9]*; do
+		read -r st <"$t/stat" 2>/dev/null || continue
+		state=${st#*) }
+		state=${state%% *}
+		stack=$(cat "$t/stack" 2>/dev/null)
+		# Idle kernel threads and kworkers say nothing useful.
+		[ -z "$(tr -d '\0' 2>/dev/null <"${t%/task/*}/cmdline")" ] &&
+			{ [ "$state" = S ] || [ "$state" = I ]; } && continue
+		pid=${t#/proc/}
+		echo "task ${pid%%/*}/${t##*/} ($(cat "$t/comm")) state $state wchan $(cat "$t/wchan" 2>/dev/null)"
+		[ -n "$stack" ] && echo "$stack" | sed 's/^/    /'
+	done
+}
+# guest-run.sh's timeout kills QEMU without a word from the guest; shortly
+# before it (hang_dump_at, guest uptime in seconds) the tasks are dumped
+# to hang.log, which the runner shows when the guest times out.
+wd=""
+if [ -f hang_dump_at ]; then
+	(
+		at=$(cat hang_dump_at)
+		now=$(cut -d. -f1 /proc/uptime)
+		[ "$at" -gt "$now" ] && sleep $((at - now))
+		echo "GMEM-INIT: still running after $(cut -d' ' -f1 /proc/uptime) s; tasks in hang.log"
+		dump_tasks >hang.log 2>&1
+		sync
+	) &
+	wd=$!
+fi
 if [ -f shell ]; then
 	setsid cttyhack sh -l
 	rc=$?
@@ -40,6 +73,7 @@ else
 	rc=$?
 	set +o pipefail
 fi
+[ -n "$wd" ] && kill "$wd" 2>/dev/null
 echo "$rc" >exit_status
 echo "GMEM-INIT: exit $rc after $(cut -d' ' -f1 /proc/uptime) s"
 dmesg >dmesg.log

@@ -140,6 +140,14 @@ if [ $# -gt 0 ]; then
 	} >"$results/cmd.sh"
 fi
 [ $shell = 1 ] && touch "$results/shell"
+# When the guest dumps its tasks if the program is still running: a
+# minute before the kill (the guest's uptime trails QEMU's wall time by
+# the firmware's few seconds), or at three quarters of a short limit.
+if [ "$timeout" -ge 240 ]; then
+	echo $((timeout - 60)) >"$results/hang_dump_at"
+else
+	echo $((timeout * 3 / 4)) >"$results/hang_dump_at"
+fi
 
 append="console=ttyS0 earlyprintk=serial panic=-1 hugepages=128 rdinit=/init"
 append+=" hung_task_panic=0 printk.devkmsg=on"
@@ -196,6 +204,10 @@ fi
 
 if [ $qrc = 124 ] || [ $qrc = 137 ]; then
 	echo "guest-run: guest timed out after $timeout s" >&2
+	if [ -s "$results/hang.log" ]; then
+		echo "guest-run: the guest's tasks before the kill ($results/hang.log):" >&2
+		head -n 200 "$results/hang.log" | sed 's/^/  /' >&2
+	fi
 	echo 124 >"$results/exit_status"
 	exit 124
 fi
