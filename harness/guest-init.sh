@@ -15,6 +15,7 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /tmp
 mount -t debugfs debugfs /sys/kernel/debug
+mount -t tracefs tracefs /sys/kernel/tracing
 mount -t hugetlbfs hugetlbfs /dev/hugepages
 ulimit -c 0
 ulimit -l unlimited

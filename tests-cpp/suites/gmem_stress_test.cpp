@@ -54,6 +54,7 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -1460,9 +1461,14 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 		return false;
 	};
 	if (kind == 4) {
-		// MAP_FILE of a chunk an IOAS does not map.
+		// MAP_FILE of a chunk an IOAS does not map. The injection
+		// reaches every client's mapping of the pages it allocates
+		// (its notification runs in this thread), so another IOAS
+		// may be left with pages pending: the chunk's stripes keep
+		// page operations from checking them until the retry below.
 		const int i = static_cast<int>(t.rand(kIoases));
 		const uint64_t c = t.rand(kChunks);
+		auto locks = lock_stripes(c * kChunkPages, kChunkPages);
 		std::unique_lock l(area_mu_[i][c]);
 		if (covered_[i][c])
 			return false;
@@ -1485,12 +1491,16 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 			}
 			for (uint64_t p = c * kChunkPages; p < (c + 1) * kChunkPages; p++)
 				pages_[p].allocated = true;
-			return true;
+		} else {
+			covered_[i][c] = true;
+			for (uint64_t p = c * kChunkPages; p < (c + 1) * kChunkPages; p++)
+				if (pages_[p].shared)
+					pages_[p].allocated = true;
 		}
-		covered_[i][c] = true;
-		for (uint64_t p = c * kChunkPages; p < (c + 1) * kChunkPages; p++)
-			if (pages_[p].shared)
-				pages_[p].allocated = true;
+		l.unlock();
+		Section s(*this, c * kChunkPages, kChunkPages);
+		if (retry_pending(c * kChunkPages, kChunkPages, what.str()))
+			check_domains(c * kChunkPages, kChunkPages, "after " + what.str());
 		return true;
 	}
 	if (kind == 5) {
@@ -1875,6 +1885,95 @@ std::string Stress::setup()
 	return {};
 }
 
+// Each of this process's threads: state, wait channel and kernel stack
+// (the test runs as root), for a deadlock report.
+// A running vCPU thread has no stack to show: what KVM does instead, from
+// one second of its tracepoints (the events of a fault that never ends).
+void print_kvm_trace()
+{
+	const std::string t = "/sys/kernel/tracing/";
+	auto put = [&](const std::string &file, const char *v) {
+		UniqueFd f(::open((t + file).c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+		return f.valid() && ::write(f.get(), v, std::strlen(v)) > 0;
+	};
+	if (UniqueFd clear(::open((t + "trace").c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+	    !clear.valid() || !put("events/kvm/enable", "1")) {
+		std::printf("[ TRACE    ] no KVM tracepoints in %s\n", t.c_str());
+		return;
+	}
+	put("events/kvmmmu/enable", "1");
+	std::this_thread::sleep_for(std::chrono::seconds(1));
+	put("events/kvm/enable", "0");
+	put("events/kvmmmu/enable", "0");
+	std::ifstream f(t + "trace");
+	std::string line;
+	for (int n = 0; n < 120 && std::getline(f, line);)
+		if (line.empty() || line[0] != '#') {
+			std::printf("[ TRACE    ] %s\n", line.c_str());
+			n++;
+		}
+}
+
+std::string slurp(const std::filesystem::path &p)
+{
+	std::ifstream f(p);
+	return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// utime, stime and guest_time of a thread, in clock ticks, from its stat.
+std::array<unsigned long long, 3> thread_times(const std::filesystem::path &task)
+{
+	const std::string stat = slurp(task / "stat");
+	std::array<unsigned long long, 3> t{};
+	const size_t paren = stat.rfind(") ");
+	if (paren == std::string::npos)
+		return t;
+	std::istringstream in(stat.substr(paren + 2));
+	std::vector<std::string> f{ std::istream_iterator<std::string>(in), {} };
+	// Fields 14, 15 and 43 of proc_pid_stat(5); f[0] is field 3.
+	if (f.size() > 40)
+		t = { std::stoull(f[11]), std::stoull(f[12]), std::stoull(f[40]) };
+	return t;
+}
+
+void print_thread_stacks()
+{
+	const std::filesystem::path tasks = "/proc/self/task";
+	std::vector<std::filesystem::path> running;
+	std::error_code ec;
+	for (const auto &e : std::filesystem::directory_iterator(tasks, ec)) {
+		std::string comm = slurp(e.path() / "comm");
+		if (!comm.empty() && comm.back() == '\n')
+			comm.pop_back();
+		const std::string stat = slurp(e.path() / "stat");
+		const size_t paren = stat.rfind(") ");
+		const char state = paren == std::string::npos ? '?' : stat[paren + 2];
+		std::printf("[ STACK    ] thread %s (%s) state %c wchan %s\n%s",
+			    e.path().filename().c_str(), comm.c_str(), state,
+			    slurp(e.path() / "wchan").c_str(), slurp(e.path() / "stack").c_str());
+		if (state == 'R' && e.path().filename() != std::to_string(::gettid()))
+			running.push_back(e.path());
+	}
+	// A thread on a CPU shows no stack: where its time goes over a second
+	// (user, system, or a guest's), and its stack whenever it is off the CPU.
+	for (const auto &p : running) {
+		const auto t0 = thread_times(p);
+		std::string seen;
+		for (int i = 0; i < 20; i++) {
+			std::string st = slurp(p / "stack");
+			if (!st.empty() && seen.find(st) == std::string::npos)
+				seen += st + "--\n";
+			std::this_thread::sleep_for(std::chrono::milliseconds(50));
+		}
+		const auto t1 = thread_times(p);
+		std::printf(
+			"[ STACK    ] running thread %s over 1 s: user %llu, system %llu, guest "
+			"%llu ticks; syscall %s; stacks seen off the CPU:\n%s",
+			p.filename().c_str(), t1[0] - t0[0], t1[1] - t0[1], t1[2] - t0[2],
+			slurp(p / "syscall").c_str(), seen.c_str());
+	}
+}
+
 void Stress::run()
 {
 	const auto start = Clock::now();
@@ -1898,11 +1997,9 @@ void Stress::run()
 					 ";";
 			}
 			fail("no operation finished within 120 s (a deadlock?); threads:" + doing +
-			     " see sysrq-w in the kernel log, if CONFIG_MAGIC_SYSRQ");
-			if (FILE *f = std::fopen("/proc/sysrq-trigger", "w")) {
-				std::fputs("w", f);
-				std::fclose(f);
-			}
+			     " kernel stacks follow");
+			print_thread_stacks();
+			print_kvm_trace();
 			std::fflush(stdout);
 			std::_Exit(1);
 		}
