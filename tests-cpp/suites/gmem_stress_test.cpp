@@ -1885,8 +1885,6 @@ std::string Stress::setup()
 	return {};
 }
 
-// Each of this process's threads: state, wait channel and kernel stack
-// (the test runs as root), for a deadlock report.
 // A running vCPU thread has no stack to show: what KVM does instead, from
 // one second of its tracepoints (the events of a fault that never ends).
 void print_kvm_trace()
@@ -1920,22 +1918,29 @@ std::string slurp(const std::filesystem::path &p)
 	return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
-// utime, stime and guest_time of a thread, in clock ticks, from its stat.
-std::array<unsigned long long, 3> thread_times(const std::filesystem::path &task)
+// The fields of a thread's stat after its comm: [0] is field 3 (state) of
+// proc_pid_stat(5), [n - 3] field n.
+std::vector<std::string> stat_fields(const std::filesystem::path &task)
 {
 	const std::string stat = slurp(task / "stat");
-	std::array<unsigned long long, 3> t{};
 	const size_t paren = stat.rfind(") ");
 	if (paren == std::string::npos)
-		return t;
+		return {};
 	std::istringstream in(stat.substr(paren + 2));
-	std::vector<std::string> f{ std::istream_iterator<std::string>(in), {} };
-	// Fields 14, 15 and 43 of proc_pid_stat(5); f[0] is field 3.
-	if (f.size() > 40)
-		t = { std::stoull(f[11]), std::stoull(f[12]), std::stoull(f[40]) };
-	return t;
+	return { std::istream_iterator<std::string>(in), {} };
 }
 
+// utime, stime and guest_time (fields 14, 15, 43) in clock ticks.
+std::array<unsigned long long, 3> thread_times(const std::filesystem::path &task)
+{
+	const auto f = stat_fields(task);
+	if (f.size() <= 40)
+		return {};
+	return { std::stoull(f[11]), std::stoull(f[12]), std::stoull(f[40]) };
+}
+
+// Each of this process's threads: state, wait channel and kernel stack
+// (the test runs as root), for a deadlock report.
 void print_thread_stacks()
 {
 	const std::filesystem::path tasks = "/proc/self/task";
@@ -1945,9 +1950,8 @@ void print_thread_stacks()
 		std::string comm = slurp(e.path() / "comm");
 		if (!comm.empty() && comm.back() == '\n')
 			comm.pop_back();
-		const std::string stat = slurp(e.path() / "stat");
-		const size_t paren = stat.rfind(") ");
-		const char state = paren == std::string::npos ? '?' : stat[paren + 2];
+		const auto f = stat_fields(e.path());
+		const char state = f.empty() ? '?' : f[0][0];
 		std::printf("[ STACK    ] thread %s (%s) state %c wchan %s\n%s",
 			    e.path().filename().c_str(), comm.c_str(), state,
 			    slurp(e.path() / "wchan").c_str(), slurp(e.path() / "stack").c_str());
