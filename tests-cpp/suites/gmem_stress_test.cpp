@@ -1550,7 +1550,9 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 		}
 	};
 	t.nth->arm(nth);
-	auto r = call();
+	// fallocate() and punch: see again_on_eintr(). A retry keeps the
+	// injection armed, so it still counts from the first call.
+	auto r = kind >= 2 ? again_on_eintr(call) : call();
 	const bool fired = t.nth->disarm();
 	if (!injected(what.str(), r, fired))
 		return true;
