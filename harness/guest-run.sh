@@ -168,6 +168,10 @@ qemu=(qemu-system-x86_64 -accel "$accel" -cpu "max,la57=off" -smp 2 -m "$mem"
 	-kernel "$kernel" -initrd "$initrd" -append "$append"
 	-virtfs "local,path=$results,mount_tag=gmem,security_model=none,id=gmem"
 	"${qargs[@]}")
+# GMEM_QEMU_MONITOR=PATH: a QEMU monitor (HMP) on that Unix socket, for
+# looking at a stuck guest's vCPUs from the host ("info registers -a").
+[ -n "${GMEM_QEMU_MONITOR:-}" ] &&
+	qemu+=(-monitor "unix:$GMEM_QEMU_MONITOR,server=on,wait=off")
 
 if [ $shell = 1 ]; then
 	exec "${qemu[@]}" -serial mon:stdio
