@@ -40,9 +40,12 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <linux/falloc.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <array>
@@ -433,6 +436,8 @@ struct ThreadCtx {
 	std::mt19937_64 rng;
 	std::unique_ptr<Ring> ring;
 	std::unique_ptr<FailNth> nth = nullptr;
+	// vCPU threads: a timer that sends this thread SIGUSR1.
+	std::optional<timer_t> kick = std::nullopt;
 	uint64_t rand(uint64_t n) { return rng() % n; }
 };
 
@@ -518,6 +523,7 @@ private:
 	// --- operations --------------------------------------------------------
 	void host_thread(int id);
 	void vcpu_thread(int v);
+	Result<void> run_vcpu(ThreadCtx &t, int v);
 	bool enabled(Op op) const { return !opt_.disabled[op]; }
 	void range(ThreadCtx &t, uint64_t &first, uint64_t &n);
 	// Each returns false if it did not apply (nothing counted).
@@ -575,6 +581,12 @@ private:
 	std::atomic<uint64_t> expected_errors_{ 0 };
 	std::atomic<uint64_t> racing_conversions_{ 0 };
 	std::atomic<uint64_t> memory_fault_retries_{ 0 };
+	std::atomic<uint64_t> vcpu_state_lost_{ 0 };
+	// Each vCPU's state as setup() left it, to start it over with.
+	std::vector<kvm_sregs> sregs0_;
+	std::vector<kvm_regs> regs0_;
+	// Where the host's VMRUN returns (__svm_vcpu_run), from kallsyms.
+	std::pair<uint64_t, uint64_t> vmrun_text_{ 0, 0 };
 	std::atomic<uint64_t> domainless_{ 0 };
 	std::atomic<uint64_t> injected_failures_{ 0 };
 	// What each thread is doing: an op kind's name, or "between ops".
@@ -1644,7 +1656,7 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 	Result<void> r;
 	for (int tries = 0;; tries++) {
 		const bool in_flight = converting;
-		r = vcpu.run();
+		r = run_vcpu(t, v);
 		if (r.ok() || run->exit_reason != KVM_EXIT_MEMORY_FAULT || !in_flight ||
 		    tries == 1000)
 			break;
@@ -1765,6 +1777,89 @@ void Stress::host_thread(int id)
 	}
 }
 
+// [start, end) of a kernel function's text, from /proc/kallsyms (the next
+// symbol's address ends it); { 0, 0 } if it cannot be read.
+std::pair<uint64_t, uint64_t> symbol_range(const std::string &name)
+{
+	std::ifstream f("/proc/kallsyms");
+	std::vector<uint64_t> addrs;
+	uint64_t start = 0;
+	std::string line;
+	while (std::getline(f, line)) {
+		std::istringstream in(line);
+		std::string addr, type, sym;
+		if (!(in >> addr >> type >> sym) || (type != "t" && type != "T"))
+			continue;
+		const uint64_t a = std::stoull(addr, nullptr, 16);
+		addrs.push_back(a);
+		if (sym == name)
+			start = a;
+	}
+	if (!start)
+		return { 0, 0 };
+	uint64_t end = UINT64_MAX;
+	for (uint64_t a : addrs)
+		if (a > start && a < end)
+			end = a;
+	return { start, end };
+}
+
+// KVM_RUN of vCPU @v, for one request of the guest. Under QEMU's TCG the
+// nested vCPU's state is at times replaced by its host's (KERNEL-BUGS.md,
+// 6): the vCPU then loops in KVM_RUN on a #GP it cannot deliver, at the
+// host's RIP. A KVM_RUN that lasts 5 s is interrupted (SIGUSR1 makes it
+// return EINTR): a vCPU still in the guest's code goes on; one at the
+// host's VMRUN (that signature only) is started over, with the same
+// request, and counted; one anywhere else fails the run.
+Result<void> Stress::run_vcpu(ThreadCtx &t, int v)
+{
+	const Vcpu &vcpu = vcpus_[v];
+	if (!t.kick) {
+		sigevent ev{};
+		ev.sigev_notify = SIGEV_THREAD_ID;
+		ev.sigev_signo = SIGUSR1;
+		ev._sigev_un._tid = ::gettid();
+		timer_t id;
+		if (::timer_create(CLOCK_MONOTONIC, &ev, &id) != 0)
+			return vcpu.run();
+		t.kick = id;
+	}
+	for (;;) {
+		itimerspec arm{};
+		arm.it_value.tv_sec = 5;
+		::timer_settime(*t.kick, 0, &arm, nullptr);
+		auto r = vcpu.run();
+		const itimerspec off{};
+		::timer_settime(*t.kick, 0, &off, nullptr);
+		if (r.ok() || r.err() != EINTR)
+			return r;
+		auto regs = vcpu.get_regs();
+		if (!regs)
+			return regs.error();
+		const uint64_t code_len = stress_guest_end - stress_guest_start;
+		if (regs->rip >= kGuestEntry && regs->rip < kGuestEntry + code_len)
+			continue;
+		// Only that signature is the emulator's; anything else fails.
+		if (regs->rip < vmrun_text_.first || regs->rip >= vmrun_text_.second) {
+			char buf[96];
+			std::snprintf(buf, sizeof(buf), "vCPU %d left its code for RIP 0x%llx", v,
+				      (unsigned long long)regs->rip);
+			return SysError{ EFAULT, buf };
+		}
+		if (vcpu_state_lost_++ == 0)
+			std::printf("[ NOTE     ] vCPU %d left its code for RIP 0x%llx: its state "
+				    "was replaced (KERNEL-BUGS.md, 6); starting it over\n",
+				    v, (unsigned long long)regs->rip);
+		kvm_vcpu_events ev{};
+		if (::ioctl(vcpu.fd(), KVM_SET_VCPU_EVENTS, &ev) != 0)
+			return last_error("KVM_SET_VCPU_EVENTS");
+		if (auto s = vcpu.set_sregs(sregs0_[v]); !s)
+			return s;
+		if (auto s = vcpu.set_regs(regs0_[v]); !s)
+			return s;
+	}
+}
+
 void Stress::vcpu_thread(int v)
 {
 	uint64_t sm = opt_.seed ^ (0x100000ULL * (v + 1));
@@ -1819,6 +1914,12 @@ std::string Stress::setup()
 	if (!have_iommufd_mock(iommufd_->fd()))
 		return "no iommufd mock domains (CONFIG_IOMMUFD_TEST)";
 
+	vmrun_text_ = symbol_range("__svm_vcpu_run");
+	// run_vcpu() interrupts a long KVM_RUN with SIGUSR1: it needs to
+	// return EINTR, not to kill the process.
+	struct sigaction sa {};
+	sa.sa_handler = [](int) {};
+	::sigaction(SIGUSR1, &sa, nullptr);
 	vm_.emplace(kvm_->create_vm(KVM_X86_SW_PROTECTED_VM).value());
 	if (!(vm_->guest_memfd_flags() & GUEST_MEMFD_FLAG_CONVERTIBLE))
 		return "KVM_X86_SW_PROTECTED_VM does not offer CONVERTIBLE files";
@@ -1840,6 +1941,8 @@ std::string Stress::setup()
 	for (int v = 0; v < kVcpus; v++) {
 		vcpus_.push_back(vm_->create_vcpu(v).value());
 		vcpus_[v].start_flat32(kGuestEntry, 0xf000 - 0x100 * v, kMailbox + 64 * v).value();
+		sregs0_.push_back(vcpus_[v].get_sregs().value());
+		regs0_.push_back(vcpus_[v].get_regs().value());
 	}
 
 	// IOAS 0 maps every chunk, IOAS 1 some; each has one or two domains,
@@ -2031,6 +2134,9 @@ void Stress::print_summary(double seconds) const
 		    "(KVM_EXIT_MEMORY_FAULT retried: %llu)\n",
 		    (unsigned long long)racing_conversions_.load(),
 		    (unsigned long long)memory_fault_retries_.load());
+	std::printf("[ STRESS   ] vCPU state replaced by the host's and started over "
+		    "(KERNEL-BUGS.md, 6): %llu\n",
+		    (unsigned long long)vcpu_state_lost_.load());
 	std::printf("[ STRESS   ] IOAS 1 left without a domain: %llu times; injected failures "
 		    "that failed an operation: %llu\n",
 		    (unsigned long long)domainless_.load(),
