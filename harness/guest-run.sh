@@ -19,6 +19,10 @@
 #   --icount          count instructions: -icount shift=0,sleep=off, so the
 #                     guest clock advances 1 ns per guest instruction
 #                     (single-threaded TCG, which icount needs)
+#   --tcg-single      single-threaded TCG (both vCPUs on one host thread):
+#                     under multi-threaded TCG, QEMU's nested SVM at times
+#                     gives a nested vCPU its host's state (KERNEL-BUGS.md,
+#                     6); this mode has not shown it
 #   --append ARGS     extra kernel command-line arguments
 #   --mem SIZE        guest RAM (QEMU -m; default 4G)
 #   --viommu KIND     boot a q35 machine with an emulated IOMMU and QEMU's
@@ -59,6 +63,7 @@ while [ $# -gt 0 ]; do
 	--fail-on-splat) failsplat=1; shift ;;
 	--qemu-arg) qargs+=("$2"); shift 2 ;;
 	--icount) accel=tcg,thread=single; qargs+=(-icount "shift=0,sleep=off"); shift ;;
+	--tcg-single) accel=tcg,thread=single; shift ;;
 	--append) extra+=" $2"; shift 2 ;;
 	--viommu) viommu=$2; shift 2 ;;
 	--mem) mem=$2; shift 2 ;;

@@ -7,7 +7,8 @@
 #
 # Usage: run-suite.sh --results DIR [--timeout SEC] [--config NAME]
 #                     [--file PATH]... [--append KERNEL-ARGS]
-#                     [--viommu intel|intel-sm|amd|virtio] [--host]
+#                     [--viommu intel|intel-sm|amd|virtio] [--tcg-single]
+#                     [--host]
 #                     NAME -- PROGRAM [ARGS...]
 #   --host  run PROGRAM here, not in a guest (lint, the parser's own
 #           tests): its output, TAP or not, is judged the same way.
@@ -21,6 +22,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--results) resroot=$2; shift 2 ;;
 	--timeout|--config|--file|--append|--viommu) gargs+=("$1" "$2"); shift 2 ;;
+	--tcg-single) gargs+=("$1"); shift ;;
 	--host) host=1; shift ;;
 	--) shift; break ;;
 	-*) die "run-suite: unknown option $1" ;;
