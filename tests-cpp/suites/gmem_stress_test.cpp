@@ -183,10 +183,16 @@ struct Options {
 	std::string disabled_list;
 };
 
+// A whole (small) file, e.g. under /proc.
+std::string slurp(const std::filesystem::path &p)
+{
+	std::ifstream f(p);
+	return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
 std::vector<std::string> command_line()
 {
-	std::ifstream f("/proc/self/cmdline", std::ios::binary);
-	std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+	const std::string all = slurp("/proc/self/cmdline");
 	std::vector<std::string> args;
 	std::string cur;
 	for (char c : all) {
@@ -1876,6 +1882,8 @@ void Stress::vcpu_thread(int v)
 		if (did)
 			count(op);
 	}
+	if (t.kick)
+		::timer_delete(*t.kick);
 }
 
 // Lets fail-nth reach every allocation, GFP_KERNEL ones included, and keeps
@@ -2015,12 +2023,6 @@ void print_kvm_trace()
 			std::printf("[ TRACE    ] %s\n", line.c_str());
 			n++;
 		}
-}
-
-std::string slurp(const std::filesystem::path &p)
-{
-	std::ifstream f(p);
-	return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 // The fields of a thread's stat after its comm: [0] is field 3 (state) of
