@@ -6,6 +6,9 @@
  * Every domain that maps such an area maps exactly the pages of its range
  * that are shared with the host and allocated, each with a PAGE_SIZE IOPTE,
  * taking PFNs from guest_memfd and never reading them back from a domain.
+ * Pages consecutive in the area and in physical memory are mapped as a run,
+ * with one iommu_map() call (one IOTLB sync) per domain, cut only where a
+ * larger IOPTE could otherwise be used (iopt_gmem_chunk()).
  * guest_memfd's notifier keeps it so:
  *
  *  - conversion to private, hole punch and release unmap the pages in
@@ -86,19 +89,66 @@ static bool iopt_gmem_is_mapped(struct iopt_pages *pages, unsigned long index)
 	return xa_load(&pages->gmem.mapped, index);
 }
 
-static int iopt_gmem_map_one(struct iopt_pages *pages, struct iopt_area *area,
-			     struct iommu_domain *domain, unsigned long index,
-			     unsigned long pfn)
+/*
+ * The number of pages, from the start of a run of @npages pages that are
+ * consecutive at @iova and at @paddr, that one iommu_map() call maps with
+ * PAGE_SIZE IOPTEs only.  The mirror unmaps single pages, which a larger
+ * IOPTE would not allow.  iommu_map() uses a larger page size S only where
+ * the IOVA and the physical address are both aligned to S with S bytes
+ * left: if the two are aligned alike, cut the run half way between two
+ * S boundaries, so that no call reaches S bytes past a boundary.
+ */
+static unsigned long iopt_gmem_chunk(struct iommu_domain *domain,
+				     unsigned long iova, phys_addr_t paddr,
+				     unsigned long npages)
 {
-	int rc;
+	unsigned long big = domain->pgsize_bitmap & ~(2 * PAGE_SIZE - 1);
+	unsigned long size, cut;
 
-	if (iommufd_should_fail())
-		return -ENOMEM;
+	if (!big)
+		return npages;
+	size = 1UL << __ffs(big);
+	if ((iova ^ paddr) & (size - 1))
+		return npages;
+	cut = ALIGN(iova + size / 2 + 1, size) - size / 2;
+	return min(npages, (cut - iova) >> PAGE_SHIFT);
+}
 
-	rc = iommu_map(domain, iopt_gmem_iova(area, index), PFN_PHYS(pfn),
-		       PAGE_SIZE, area->iommu_prot, GFP_KERNEL_ACCOUNT);
+/*
+ * Map @npages pages, consecutive in the area and in physical memory from
+ * @pfn, into one domain, in as few iommu_map() calls as PAGE_SIZE IOPTEs
+ * allow, each with one IOTLB sync.  On failure the domain is left as it
+ * was.
+ */
+static int iopt_gmem_map_run(struct iopt_pages *pages, struct iopt_area *area,
+			     struct iommu_domain *domain, unsigned long index,
+			     unsigned long pfn, unsigned long npages)
+{
+	unsigned long iova = iopt_gmem_iova(area, index);
+	unsigned long done = 0;
+	int rc = 0;
+
+	while (done < npages) {
+		unsigned long n;
+
+		if (iommufd_should_fail()) {
+			rc = -ENOMEM;
+			break;
+		}
+		n = iopt_gmem_chunk(domain, iova + done * PAGE_SIZE,
+				    PFN_PHYS(pfn + done), npages - done);
+		rc = iommu_map(domain, iova + done * PAGE_SIZE,
+			       PFN_PHYS(pfn + done), n * PAGE_SIZE,
+			       area->iommu_prot, GFP_KERNEL_ACCOUNT);
+		if (rc)
+			break;
+		done += n;
+	}
 	if (!rc)
-		pages->gmem.iopte_adds++;
+		pages->gmem.iopte_adds += npages;
+	else if (done)
+		WARN_ON_ONCE(iommu_unmap(domain, iova, done * PAGE_SIZE) !=
+			     done * PAGE_SIZE);
 	return rc;
 }
 
@@ -184,17 +234,19 @@ static void iopt_gmem_unmap_below(struct iopt_pages *pages,
 			      &args);
 }
 
-/* Unmap one page from the tracked domains before @stop in the list */
+/* Unmap a run of pages from the tracked domains before @stop in the list */
 static void iopt_gmem_unmap_tracks_before(struct iopt_pages *pages,
 					  struct iopt_pages_track *stop,
-					  unsigned long index)
+					  unsigned long index,
+					  unsigned long npages)
 {
 	struct iopt_pages_track *track;
 
 	list_for_each_entry(track, &pages->tracker, elm) {
 		if (track == stop)
 			break;
-		iopt_gmem_unmap_run(pages, track->area, track->domain, index, 1);
+		iopt_gmem_unmap_run(pages, track->area, track->domain, index,
+				    npages);
 	}
 }
 
@@ -205,85 +257,222 @@ static void iopt_gmem_forget(struct iopt_pages *pages, unsigned long index)
 }
 
 /*
- * Map every mapped page into the domain of @new, the last of the tracker's
- * list: the domains before it in the list map them already.  A page that
+ * A run of pages consecutive in the area and in physical memory, built up
+ * page by page in index order and mapped with one iommu_map() call per
+ * domain (or a few, see iopt_gmem_chunk()).
+ */
+struct iopt_gmem_run {
+	unsigned long index;
+	unsigned long pfn;
+	unsigned long npages;
+};
+
+/* Add a page to @run if it continues it; false if it does not */
+static bool iopt_gmem_run_add(struct iopt_gmem_run *run, unsigned long index,
+			      unsigned long pfn)
+{
+	if (!run->npages || index != run->index + run->npages ||
+	    pfn != run->pfn + run->npages)
+		return false;
+	run->npages++;
+	return true;
+}
+
+static void iopt_gmem_run_start(struct iopt_gmem_run *run,
+				unsigned long index, unsigned long pfn)
+{
+	run->index = index;
+	run->pfn = pfn;
+	run->npages = 1;
+}
+
+struct iopt_gmem_fill {
+	struct iopt_pages *pages;
+	struct iopt_pages_track *new;
+	unsigned long next;
+	struct iopt_gmem_run run;
+};
+
+static int iopt_gmem_fill_run(struct iopt_gmem_fill *fill)
+{
+	struct iopt_gmem_run *run = &fill->run;
+
+	if (!run->npages)
+		return 0;
+	return iopt_gmem_map_run(fill->pages, fill->new->area,
+				 fill->new->domain, run->index, run->pfn,
+				 run->npages);
+}
+
+/*
+ * The mapped pages of [fill->next, @end) that the walk did not visit
  * should no longer be mapped (a memory error whose notification has not
- * come yet, or never comes) is unmapped from those domains and forgotten
- * instead.  On failure @new's domain is left as it was.
+ * come yet, or never comes): unmap them from the domains before the new
+ * one and forget them.
+ */
+static void iopt_gmem_fill_skipped(struct iopt_gmem_fill *fill,
+				   unsigned long end)
+{
+	struct iopt_pages *pages = fill->pages;
+	unsigned long index;
+	void *entry;
+
+	if (fill->next >= end)
+		return;
+	xa_for_each_range(&pages->gmem.mapped, index, entry, fill->next,
+			  end - 1) {
+		iopt_gmem_unmap_tracks_before(pages, fill->new, index, 1);
+		iopt_gmem_forget(pages, index);
+	}
+}
+
+/* guest_memfd_walk_shared() callback of iopt_gmem_fill_track() */
+static int iopt_gmem_fill_page(void *data, pgoff_t file_index,
+			       unsigned long pfn)
+{
+	struct iopt_gmem_fill *fill = data;
+	unsigned long index = file_index - fill->pages->gmem.start;
+	int rc;
+
+	iopt_gmem_fill_skipped(fill, index);
+	fill->next = index + 1;
+	/* Not mapped yet: pending, and mapped by the retry that follows */
+	if (!iopt_gmem_is_mapped(fill->pages, index) ||
+	    iopt_gmem_run_add(&fill->run, index, pfn))
+		return 0;
+	rc = iopt_gmem_fill_run(fill);
+	if (rc)
+		return rc;
+	iopt_gmem_run_start(&fill->run, index, pfn);
+	return 0;
+}
+
+/*
+ * Map every mapped page into the domain of @new, the last of the tracker's
+ * list: the domains before it in the list map them already.  The PFNs come
+ * from a walk of the shared, allocated pages (one lookup per folio batch,
+ * not per page); a mapped page the walk does not visit should no longer be
+ * mapped (a memory error whose notification has not come yet, or never
+ * comes) and is unmapped from the other domains and forgotten instead.
+ * On failure @new's domain is left as it was.
  */
 static int iopt_gmem_fill_track(struct iopt_pages *pages,
 				struct iopt_pages_track *new)
 {
-	struct iopt_area *area = new->area;
-	unsigned long index;
-	unsigned long pfn;
-	void *entry;
+	struct iopt_gmem_fill fill = { .pages = pages, .new = new };
 	int rc;
 
 	lockdep_assert_held(&pages->mutex);
 
-	xa_for_each(&pages->gmem.mapped, index, entry) {
-		if (iopt_gmem_lookup(pages, index, &pfn)) {
-			iopt_gmem_unmap_tracks_before(pages, new, index);
-			iopt_gmem_forget(pages, index);
-			continue;
-		}
-		rc = iopt_gmem_map_one(pages, area, new->domain, index, pfn);
-		if (rc)
-			goto err_unmap;
-		cond_resched();
+	rc = guest_memfd_walk_shared(&pages->gmem.notifier, pages->gmem.start,
+				     pages->gmem.start + pages->npages,
+				     iopt_gmem_fill_page, &fill);
+	if (!rc)
+		rc = iopt_gmem_fill_run(&fill);
+	if (rc) {
+		iopt_gmem_unmap_below(pages, new->area, new->domain,
+				      fill.run.index);
+		return rc;
 	}
+	iopt_gmem_fill_skipped(&fill, pages->npages);
 	return 0;
+}
 
-err_unmap:
-	iopt_gmem_unmap_below(pages, area, new->domain, index);
+/*
+ * Record the pages of a run as mapped, under one xarray lock rather than
+ * one per page; all or, on failure, none (-EBUSY if one is recorded).
+ */
+static int iopt_gmem_record(struct iopt_pages *pages, unsigned long index,
+			    unsigned long npages)
+{
+	XA_STATE(xas, &pages->gmem.mapped, index);
+	unsigned long done = 0;
+	int rc;
+
+	do {
+		xas_lock(&xas);
+		xas_set(&xas, index + done);
+		while (done < npages) {
+			if (xas_load(&xas)) {
+				xas_set_err(&xas, -EBUSY);
+				break;
+			}
+			xas_store(&xas, xa_mk_value(0));
+			if (xas_error(&xas))
+				break;
+			done++;
+			xas_next(&xas);
+		}
+		xas_unlock(&xas);
+	} while (xas_nomem(&xas, GFP_KERNEL_ACCOUNT));
+
+	rc = xas_error(&xas);
+	while (rc && done--)
+		xa_erase(&pages->gmem.mapped, index + done);
 	return rc;
 }
 
-/* Map one page into every tracked domain, or into none */
-static int iopt_gmem_map_index(struct iopt_pages *pages, unsigned long index,
-			       unsigned long pfn)
+/* Map a run of pages into every tracked domain, or into none */
+static int iopt_gmem_map_all(struct iopt_pages *pages,
+			     const struct iopt_gmem_run *run)
 {
 	struct iopt_pages_track *track;
+	unsigned long i;
 	int rc;
 
-	rc = xa_insert(&pages->gmem.mapped, index, xa_mk_value(0),
-		       GFP_KERNEL_ACCOUNT);
+	rc = iopt_gmem_record(pages, run->index, run->npages);
 	if (rc)
 		return rc;
 
 	list_for_each_entry(track, &pages->tracker, elm) {
-		rc = iopt_gmem_map_one(pages, track->area, track->domain, index,
-				       pfn);
+		rc = iopt_gmem_map_run(pages, track->area, track->domain,
+				       run->index, run->pfn, run->npages);
 		if (rc)
 			goto err_unmap;
 	}
-	pages->gmem.nr_mapped++;
+	pages->gmem.nr_mapped += run->npages;
 	return 0;
 
 err_unmap:
-	iopt_gmem_unmap_tracks_before(pages, track, index);
-	xa_erase(&pages->gmem.mapped, index);
+	iopt_gmem_unmap_tracks_before(pages, track, run->index, run->npages);
+	for (i = 0; i < run->npages; i++)
+		xa_erase(&pages->gmem.mapped, run->index + i);
 	return rc;
 }
 
-/* guest_memfd_walk_shared() callback: map a page that is not mapped yet */
+static void iopt_gmem_sync_run(struct iopt_pages *pages,
+			       const struct iopt_gmem_run *run)
+{
+	int rc;
+
+	if (!run->npages)
+		return;
+	rc = iopt_gmem_map_all(pages, run);
+	if (rc) {
+		/* Stays unmapped everywhere; the next resync retries it */
+		pages->gmem.nr_pending += run->npages;
+		pages->gmem.error = rc;
+	}
+}
+
+struct iopt_gmem_sync {
+	struct iopt_pages *pages;
+	struct iopt_gmem_run run;
+};
+
+/* guest_memfd_walk_shared() callback: map the pages that are not mapped */
 static int iopt_gmem_sync_page(void *data, pgoff_t file_index,
 			       unsigned long pfn)
 {
-	struct iopt_pages *pages = data;
+	struct iopt_gmem_sync *sync = data;
+	struct iopt_pages *pages = sync->pages;
 	unsigned long index = file_index - pages->gmem.start;
-	int rc;
 
-	if (iopt_gmem_is_mapped(pages, index))
+	if (iopt_gmem_is_mapped(pages, index) ||
+	    iopt_gmem_run_add(&sync->run, index, pfn))
 		return 0;
-
-	rc = iopt_gmem_map_index(pages, index, pfn);
-	if (rc) {
-		/* Stays unmapped everywhere; the next resync retries it */
-		pages->gmem.nr_pending++;
-		pages->gmem.error = rc;
-	}
+	iopt_gmem_sync_run(pages, &sync->run);
+	iopt_gmem_run_start(&sync->run, index, pfn);
 	return 0;
 }
 
@@ -302,11 +491,15 @@ static void iopt_gmem_sync(struct iopt_pages *pages, unsigned long start,
 		start = 0;
 		end = pages->npages;
 	}
-	if (start < end)
+	if (start < end) {
+		struct iopt_gmem_sync sync = { .pages = pages };
+
 		guest_memfd_walk_shared(&pages->gmem.notifier,
 					pages->gmem.start + start,
 					pages->gmem.start + end,
-					iopt_gmem_sync_page, pages);
+					iopt_gmem_sync_page, &sync);
+		iopt_gmem_sync_run(pages, &sync.run);
+	}
 	if (!pages->gmem.nr_pending)
 		pages->gmem.error = 0;
 }

@@ -389,6 +389,98 @@ int guest_memfd_walk_shared(struct guest_memfd_notifier *n, pgoff_t start,
 }
 EXPORT_SYMBOL_NS_GPL(guest_memfd_walk_shared, "GUEST_MEMFD");
 
+/* Add [@index, @end) to the span [*@first, *@last) of new pages */
+static void gmem_span_add(pgoff_t *first, pgoff_t *last, pgoff_t index,
+			  pgoff_t end)
+{
+	if (*first == *last)
+		*first = index;
+	*last = end;
+}
+
+/* Allocate the pages of [@index, @end), all holes; see below */
+static int gmem_allocate_holes(struct inode *inode, pgoff_t index,
+			       pgoff_t end, pgoff_t *error_index,
+			       pgoff_t *new_first, pgoff_t *new_last)
+{
+	for (; index < end; index++) {
+		struct folio *folio;
+		bool new;
+
+		if (fatal_signal_pending(current)) {
+			*error_index = index;
+			return -EINTR;
+		}
+
+		folio = gmem_get_folio(inode, index);
+		if (IS_ERR(folio)) {
+			*error_index = index;
+			return PTR_ERR(folio);
+		}
+		new = !folio_test_hwpoison(folio) &&
+		      gmem_folio_make_uptodate(folio);
+		folio_unlock(folio);
+		folio_put(folio);
+
+		if (new)
+			gmem_span_add(new_first, new_last, index, index + 1);
+		cond_resched();
+	}
+	return 0;
+}
+
+/*
+ * Allocate the holes of [@index, @end) and make its folios up to date.
+ * Present folios are found a batch at a time and locked only if they are
+ * not up to date yet, so a range that is allocated already costs a lookup
+ * per batch, not per page.
+ */
+static int gmem_allocate_range(struct inode *inode, pgoff_t index,
+			       pgoff_t end, pgoff_t *error_index,
+			       pgoff_t *new_first, pgoff_t *new_last)
+{
+	struct folio_batch fbatch;
+	int ret = 0;
+
+	folio_batch_init(&fbatch);
+	while (!ret && index < end) {
+		pgoff_t next = index;
+		unsigned int i, nr;
+
+		nr = filemap_get_folios(inode->i_mapping, &next, end - 1,
+					&fbatch);
+		if (!nr)
+			return gmem_allocate_holes(inode, index, end,
+						   error_index, new_first,
+						   new_last);
+
+		for (i = 0; !ret && i < nr; i++) {
+			struct folio *folio = fbatch.folios[i];
+			bool new = false;
+
+			ret = gmem_allocate_holes(inode, index, folio->index,
+						  error_index, new_first,
+						  new_last);
+			if (ret)
+				break;
+			if (!folio_test_uptodate(folio)) {
+				folio_lock(folio);
+				new = !folio_test_hwpoison(folio) &&
+				      gmem_folio_make_uptodate(folio);
+				folio_unlock(folio);
+			}
+			if (new)
+				gmem_span_add(new_first, new_last,
+					      folio->index,
+					      folio_next_index(folio));
+			index = folio_next_index(folio);
+		}
+		folio_batch_release(&fbatch);
+		cond_resched();
+	}
+	return ret;
+}
+
 /*
  * Allocate the missing pages among the pages of [@start, @end) that are in
  * the given state.  [*@new_first, *@new_last) spans the pages allocated
@@ -398,36 +490,15 @@ static int gmem_allocate_state(struct inode *inode, pgoff_t start, pgoff_t end,
 			       bool shared, pgoff_t *error_index,
 			       pgoff_t *new_first, pgoff_t *new_last)
 {
-	pgoff_t first, last, index;
+	pgoff_t first, last;
+	int ret;
 
 	*new_first = *new_last = start;
 	while (gmem_next_range(inode, start, end, shared, &first, &last)) {
-		for (index = first; index < last; index++) {
-			struct folio *folio;
-			bool new;
-
-			if (fatal_signal_pending(current)) {
-				*error_index = index;
-				return -EINTR;
-			}
-
-			folio = gmem_get_folio(inode, index);
-			if (IS_ERR(folio)) {
-				*error_index = index;
-				return PTR_ERR(folio);
-			}
-			new = !folio_test_hwpoison(folio) &&
-			      gmem_folio_make_uptodate(folio);
-			folio_unlock(folio);
-			folio_put(folio);
-
-			if (new) {
-				if (*new_first == *new_last)
-					*new_first = index;
-				*new_last = index + 1;
-			}
-			cond_resched();
-		}
+		ret = gmem_allocate_range(inode, first, last, error_index,
+					  new_first, new_last);
+		if (ret)
+			return ret;
 		start = last;
 	}
 	return 0;
