@@ -27,7 +27,7 @@
 // frag        The shareability state of a 2N-page file: N single pages
 //             every other page made shared, against one range of N, then
 //             the whole file back to private; with the slab growth of each.
-// footprint   A guest sharing half of N pages: memory in use (MemFree) at
+// footprint   A guest sharing half of N pages: page cache in use at
 //             rest, at the peak of a conversion storm and after it, in
 //             place against two backings (discarding or not).
 // touch       A vCPU running guest code touches N pages right after their
@@ -713,17 +713,22 @@ uint64_t meminfo_kib(const std::string &key)
 	return 0;
 }
 
-// MemFree once it has settled: the previous case's memory goes back
-// asynchronously (KVM drops its guest_memfd reference from the VM's
-// destruction, a delayed fput), so wait until two reads 20 ms apart agree
-// within 64 KiB (at most a second).
-uint64_t settled_memfree_kib()
+// The page cache in KiB ("Cached") once its per-CPU counter deltas have
+// been folded in: guest_memfd and memfd pages (shmem) are both page cache,
+// so this counts exactly the pages backing a guest, whoever allocated them.
+// Unlike MemFree it does not move with the pages that sit on the per-CPU
+// free lists. vmstat folds the per-CPU deltas within a second
+// (sysctl_stat_interval); wait until two reads 1.1 s apart agree (at most
+// 10 s, then the last read). The previous case's pages leaving the page
+// cache (KVM drops its file reference when the VM is destroyed) settle the
+// same way.
+uint64_t settled_cached_kib()
 {
-	uint64_t prev = meminfo_kib("MemFree");
-	for (int i = 0; i < 50; i++) {
-		usleep(20000);
-		const uint64_t now = meminfo_kib("MemFree");
-		if ((now > prev ? now - prev : prev - now) < 64)
+	uint64_t prev = meminfo_kib("Cached");
+	for (int i = 0; i < 9; i++) {
+		usleep(1100000);
+		const uint64_t now = meminfo_kib("Cached");
+		if (now == prev)
 			return now;
 		prev = now;
 	}
@@ -878,8 +883,8 @@ private:
 };
 
 // footprint: a guest of N pages that shares half of them, from the
-// kernel's own counter (the drop of MemFree in /proc/meminfo since before
-// the set-up: every page allocated, page tables and slab included), at
+// kernel's own counter (the growth of Cached in /proc/meminfo since before
+// the set-up: the guest_memfd and memfd pages backing the guest), at
 // rest, at the peak of a conversion storm and after it. The storm swaps
 // which half is shared, 2 MiB at a time (one chunk goes private, one goes
 // shared and the host touches it), then swaps back. in-place: one
@@ -890,7 +895,7 @@ public:
 	enum class Kind { in_place, two_backing, two_backing_keep };
 
 	Footprint(uint64_t pages, Kind kind)
-	    : Variant(pages), free0_(settled_memfree_kib()), kind_(kind), vm_(make_vm()),
+	    : Variant(pages), cached0_(settled_cached_kib()), kind_(kind), vm_(make_vm()),
 	      g_(vm_.create_guest_memfd(len_, kind == Kind::in_place
 						      ? GUEST_MEMFD_FLAG_MMAP |
 								GUEST_MEMFD_FLAG_CONVERTIBLE
@@ -940,8 +945,8 @@ public:
 private:
 	[[nodiscard]] uint64_t used_kib() const
 	{
-		const uint64_t now = meminfo_kib("MemFree");
-		return free0_ > now ? free0_ - now : 0;
+		const uint64_t now = settled_cached_kib();
+		return now > cached0_ ? now - cached0_ : 0;
 	}
 	// The pages [@shared, +half) go private and [@priv, +half) shared,
 	// chunk by chunk; with @peak, the most memory in use after any chunk.
@@ -986,7 +991,7 @@ private:
 			host[off + i * kPage] = static_cast<uint8_t>(i);
 	}
 
-	uint64_t free0_; // before anything of this case was set up
+	uint64_t cached0_; // before anything of this case was set up
 	Kind kind_;
 	Vm vm_;
 	GuestMemfd g_;
