@@ -6,6 +6,10 @@
 # a PNG plot of the cost per page against the range size.
 #
 # Usage: bench-report.py BENCH.json OUTDIR [--command CMD] [--merge OTHER.json]...
+#                        [--device LABEL=OTHER.json]...
+#   --merge   another run of the same kernel whose sizes are added
+#   --device  another run of the same kernel on another IOMMU (bench.sh
+#             --and-viommu): its groups are added as "GROUP (LABEL)"
 # Writes OUTDIR/bench.md, OUTDIR/bench.png (matplotlib: Debian's
 # python3-matplotlib, hence /usr/bin/python3) and a copy of the JSON.
 import argparse
@@ -13,6 +17,11 @@ import json
 import os
 import shutil
 import sys
+
+
+def base_group(name):
+    """The case of a group: "iommu-map (intel)" -> "iommu-map"."""
+    return name.split(" (")[0]
 
 
 def size_label(pages):
@@ -119,9 +128,11 @@ class Report:
             rows.append((f"conv round trip, two backings / in place, {size_label(p)}",
                          ">= 5", fmt(r), r is not None and r >= 5))
         # 2. Mirror map of 64 MiB no dearer than pinned IOMMU_IOAS_MAP.
-        if "iommu-map" in self.d["groups"]:
-            r = self.ratio("iommu-map", "mirror", "pin-memfd-MAP", 16384, "map")
-            rows.append(("iommu-map map, mirror / pin-memfd-MAP, 64 MiB", "<= 1",
+        for g in self.d["groups"]:
+            if base_group(g) != "iommu-map":
+                continue
+            r = self.ratio(g, "mirror", "pin-memfd-MAP", 16384, "map")
+            rows.append((f"{g} map, mirror / pin-memfd-MAP, 64 MiB", "<= 1",
                          fmt(r), r is not None and r <= 1))
         # 3 and 4: not measured by this gmem-bench.
         # 3. The guest's touch of N allocated private pages: KVM's fault
@@ -215,11 +226,12 @@ class Report:
             "touch": ["to_shared.guest_touch", "to_private.guest_touch", "round_trip"],
         }
         for group, g in self.d["groups"].items():
+            base = base_group(group)
             out += [f"## {group}: {g['title']}", ""]
-            for ph in phases.get(group, ["round_trip"]):
+            for ph in phases.get(base, ["round_trip"]):
                 out.append(self.table(group, ph))
-            if group in ("conv", "iommu-map", "iommu-conv"):
-                first = phases[group][0]
+            if base in ("conv", "iommu-map", "iommu-conv"):
+                first = phases[base][0]
                 out.append(self.table(group, first, per_page=True))
             ft = self.facts_table(group)
             if ft:
@@ -243,6 +255,11 @@ class Report:
               ("iommu-conv", "pin-in-place", "round_trip"),
               ("iommu-conv", "pin-two-backing", "round_trip")]),
         ]
+        # The same lines from another IOMMU (--device), dashed.
+        for _, lines in panels:
+            lines += [(g, v, ph) for g in self.d["groups"]
+                      for (b, v, ph) in list(lines)
+                      if g != b and base_group(g) == b]
         fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.5))
         for ax, (title, lines) in zip(axes, panels):
             for group, variant, phase in lines:
@@ -255,7 +272,10 @@ class Report:
                         xs.append(p * 4096)
                         ys.append(m / p)
                 if xs:
-                    ax.plot(xs, ys, marker="o", label=variant)
+                    other = group != base_group(group)
+                    label = variant + group[len(base_group(group)):]
+                    ax.plot(xs, ys, marker="o", label=label,
+                            linestyle="--" if other else "-")
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel("range size (bytes)")
@@ -277,6 +297,9 @@ def main():
     ap.add_argument("--command", default="harness/bench.sh")
     ap.add_argument("--merge", action="append", default=[],
                     help="another run's JSON whose sizes are added (same kernel)")
+    ap.add_argument("--device", action="append", default=[],
+                    metavar="LABEL=JSON",
+                    help="the same kernel on another IOMMU: groups added as 'GROUP (LABEL)'")
     a = ap.parse_args()
     with open(a.json) as f:
         data = json.load(f)
@@ -300,6 +323,18 @@ def main():
             x for x in (data["env"].get("merged"), f"{other['env'].get('source')}, "
                         f"reps {other['env'].get('reps')}, big_reps "
                         f"{other['env'].get('big_reps')}") if x)
+    for spec in a.device:
+        label, _, path = spec.partition("=")
+        if not path:
+            sys.exit(f"bench-report: --device {spec}: want LABEL=FILE")
+        with open(path) as f:
+            other = json.load(f)
+        if other["env"].get("source", "").split(",tree:")[-1] != \
+                data["env"].get("source", "").split(",tree:")[-1]:
+            sys.exit(f"bench-report: {path} measured another kernel")
+        for gname, g in other["groups"].items():
+            g = dict(g, title=f"{g['title']} ({other['env'].get('device')})")
+            data["groups"][f"{gname} ({label})"] = g
     r = Report(data)
     os.makedirs(a.outdir, exist_ok=True)
     if os.path.abspath(a.json) != os.path.abspath(os.path.join(a.outdir, "bench.json")):

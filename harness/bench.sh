@@ -24,6 +24,10 @@
 #                  run the iommu-* cases on edu's domain (gmem-bench
 #                  --device edu): real IOMMU page tables and strict IOTLB
 #                  invalidation instead of the mock's xarray
+#   --and-viommu KIND  after the main run, boot the same kernel again with
+#                  --viommu KIND and run the iommu-* cases there too; the
+#                  report adds them as "iommu-map (KIND)", "iommu-conv (KIND)"
+#                  (results in RESULTS-KIND)
 #   --mem SIZE     guest RAM (default 6G: the 1 GiB cases of the 7.3 ways
 #                  hold up to three copies of the range)
 #   --report DIR   afterwards, turn the run's JSON (always written, as
@@ -41,6 +45,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 config=perf icount=0 results="" timeout=1800 fallback=1 viommu="" mem=6G report=""
+and_viommu=""
 cmdline="harness/bench.sh $*"
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -50,6 +55,7 @@ while [ $# -gt 0 ]; do
 	--timeout) timeout=$2; shift 2 ;;
 	--no-fallback) fallback=0; shift ;;
 	--viommu) viommu=$2; shift 2 ;;
+	--and-viommu) and_viommu=$2; shift 2 ;;
 	--mem) mem=$2; shift 2 ;;
 	--report) report=$(mkdir -p "$2" && cd "$2" && pwd); shift 2 ;;
 	--) shift; break ;;
@@ -100,15 +106,15 @@ ninja -C "$bdir" gmem-bench
 bin="$bdir/bench/gmem-bench"
 
 # 3. One boot.
-qargs=(--mem "$mem")
-[ $icount = 1 ] && qargs+=(--icount)
-[ -n "$viommu" ] && qargs+=(--viommu "$viommu")
-
 run() { # prints nothing itself; returns guest-run's status
+	local qargs=(--mem "$mem")
+	[ $icount = 1 ] && qargs+=(--icount)
+	[ -n "$viommu" ] && qargs+=(--viommu "$viommu")
 	local tag=$config
 	[ $icount = 1 ] && tag+=-icount
 	[ -n "$viommu" ] && tag+=-$viommu
 	res=${results:-$(build_root)/bench-results/$tag}
+	[ -n "$viommu" ] && [ "$viommu" = "$and_viommu" ] && res=$main_res-$viommu
 	# What was measured: the repository's commit (the series the kernel was
 	# assembled from; "+" if it had uncommitted edits) and the kernel tree.
 	local src
@@ -132,6 +138,17 @@ if [ $rc = 125 ] && [ "$config" != test ] && [ $fallback = 1 ]; then
 	run "$@"
 fi
 grep '^BENCH ' "$res/output.log" >"$res/bench.txt" 2>/dev/null || true
+main_res=$res
+devices=()
+if [ -n "$and_viommu" ] && [ $rc = 0 ]; then
+	viommu=$and_viommu
+	log "bench: the iommu-* cases again on the emulated $viommu IOMMU"
+	run "$@" --only iommu-map,iommu-conv
+	grep '^BENCH ' "$res/output.log" >"$res/bench.txt" 2>/dev/null || true
+	devices+=(--device "$viommu=$res/bench.json")
+	[ -s "$res/splats" ] && loud "The $viommu guest's kernel log has a splat (see $res/splats)"
+	res=$main_res
+fi
 if [ "$config" != perf ]; then
 	loud "These figures come from the $config config, not perf: see above."
 fi
@@ -142,6 +159,6 @@ log "bench: exit status $rc; BENCH lines in $res/bench.txt, JSON in $res/bench.j
 if [ -n "$report" ]; then
 	[ -s "$res/bench.json" ] || die "bench: no $res/bench.json to report"
 	/usr/bin/python3 "$HARNESS_DIR/bench-report.py" "$res/bench.json" "$report" \
-		--command "$cmdline" || die "bench: bench-report.py failed"
+		--command "$cmdline" "${devices[@]}" || die "bench: bench-report.py failed"
 fi
 exit "$rc"
