@@ -6,9 +6,9 @@
  * Every domain that maps such an area maps exactly the pages of its range
  * that are shared with the host and allocated, each with a PAGE_SIZE IOPTE,
  * taking PFNs from guest_memfd and never reading them back from a domain.
- * Pages consecutive in the area and in physical memory are mapped as a run,
- * with one iommu_map() call (one IOTLB sync) per domain, cut only where a
- * larger IOPTE could otherwise be used (iopt_gmem_chunk()).
+ * Each page is mapped with its own iommu_map() call, so that it can be
+ * unmapped alone on any IOMMU; runs of consecutive mapped pages are
+ * unmapped with one call and one IOTLB sync.
  * guest_memfd's notifier keeps it so:
  *
  *  - conversion to private, hole punch and release unmap the pages in
@@ -90,59 +90,31 @@ static bool iopt_gmem_is_mapped(struct iopt_pages *pages, unsigned long index)
 }
 
 /*
- * The number of pages, from the start of a run of @npages pages that are
- * consecutive at @iova and at @paddr, that one iommu_map() call maps with
- * PAGE_SIZE IOPTEs only.  The mirror unmaps single pages, which a larger
- * IOPTE would not allow.  iommu_map() uses a larger page size S only where
- * the IOVA and the physical address are both aligned to S with S bytes
- * left: if the two are aligned alike, cut the run half way between two
- * S boundaries, so that no call reaches S bytes past a boundary.
- */
-static unsigned long iopt_gmem_chunk(struct iommu_domain *domain,
-				     unsigned long iova, phys_addr_t paddr,
-				     unsigned long npages)
-{
-	unsigned long big = domain->pgsize_bitmap & ~(2 * PAGE_SIZE - 1);
-	unsigned long size, cut;
-
-	if (!big)
-		return npages;
-	size = 1UL << __ffs(big);
-	if ((iova ^ paddr) & (size - 1))
-		return npages;
-	cut = ALIGN(iova + size / 2 + 1, size) - size / 2;
-	return min(npages, (cut - iova) >> PAGE_SHIFT);
-}
-
-/*
  * Map @npages pages, consecutive in the area and in physical memory from
- * @pfn, into one domain, in as few iommu_map() calls as PAGE_SIZE IOPTEs
- * allow, each with one IOTLB sync.  On failure the domain is left as it
- * was.
+ * @pfn, into one domain, with one iommu_map() call per page: the mirror
+ * unmaps single pages, and the IOMMU API only promises to unmap what one
+ * call mapped (virtio-iommu never splits a mapping; generic_pt drivers
+ * would use larger IOPTEs for a longer call).  On failure the domain is
+ * left as it was.
  */
 static int iopt_gmem_map_run(struct iopt_pages *pages, struct iopt_area *area,
 			     struct iommu_domain *domain, unsigned long index,
 			     unsigned long pfn, unsigned long npages)
 {
 	unsigned long iova = iopt_gmem_iova(area, index);
-	unsigned long done = 0;
+	unsigned long done;
 	int rc = 0;
 
-	while (done < npages) {
-		unsigned long n;
-
+	for (done = 0; done < npages; done++) {
 		if (iommufd_should_fail()) {
 			rc = -ENOMEM;
 			break;
 		}
-		n = iopt_gmem_chunk(domain, iova + done * PAGE_SIZE,
-				    PFN_PHYS(pfn + done), npages - done);
 		rc = iommu_map(domain, iova + done * PAGE_SIZE,
-			       PFN_PHYS(pfn + done), n * PAGE_SIZE,
+			       PFN_PHYS(pfn + done), PAGE_SIZE,
 			       area->iommu_prot, GFP_KERNEL_ACCOUNT);
 		if (rc)
 			break;
-		done += n;
 	}
 	if (!rc)
 		pages->gmem.iopte_adds += npages;
@@ -258,8 +230,8 @@ static void iopt_gmem_forget(struct iopt_pages *pages, unsigned long index)
 
 /*
  * A run of pages consecutive in the area and in physical memory, built up
- * page by page in index order and mapped with one iommu_map() call per
- * domain (or a few, see iopt_gmem_chunk()).
+ * page by page in index order: recorded under one xarray lock, mapped into
+ * the domains one domain after the other.
  */
 struct iopt_gmem_run {
 	unsigned long index;
