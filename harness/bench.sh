@@ -18,7 +18,7 @@
 #                  counts, not cache or TLB cost. Single-threaded TCG.
 #   --results DIR  run directory (default: $GMEM_BUILD_ROOT/bench-results/
 #                  CONFIG[-icount]); BENCH lines also go to DIR/bench.txt
-#   --timeout SEC  guest timeout (default 1800)
+#   --timeout SEC  guest timeout (default 7200: every case to 1 GiB)
 #   --viommu KIND  boot the q35 machine with that emulated IOMMU (intel, amd,
 #                  virtio) and QEMU's edu device (guest-run.sh --viommu), and
 #                  run the iommu-* cases on edu's domain (gmem-bench
@@ -44,7 +44,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-config=perf icount=0 results="" timeout=1800 fallback=1 viommu="" mem=6G report=""
+config=perf icount=0 results="" timeout=7200 fallback=1 viommu="" mem=6G report=""
 and_viommu=""
 cmdline="harness/bench.sh $*"
 while [ $# -gt 0 ]; do
