@@ -147,7 +147,10 @@ class Report:
                              f"attributes, {size_label(p)}", "<= 1.1", fmt(r),
                              r is not None and r <= 1.1))
         if "footprint" in self.d["groups"]:
-            big = max(self.pages("footprint"))
+            # The largest size the case ran at (it stops at 64 MiB).
+            ran = [p for p in self.pages("footprint")
+                   if self.fact("footprint", "in-place", p, "kib_rest") is not None]
+            big = max(ran or self.pages("footprint"))
             for other in ("two-backing", "two-backing-keep"):
                 for fact in ("kib_rest", "kib_peak", "kib_after"):
                     a = self.fact("footprint", "in-place", big, fact)
@@ -179,8 +182,9 @@ class Report:
                 continue
             per = [m / p for m, p in zip(per, ps)]
             worst = max(per[i + 1] / per[i] for i in range(len(per) - 1))
+            # Three decimals: a step of 1.004 is not "1.00".
             rows.append((f"{g}/{v} cost per page, largest step up between sizes",
-                         "<= 1", fmt(worst), worst <= 1.0))
+                         "<= 1", f"{worst:.3f}", worst <= 1.0))
         out = ["| goal | target | measured | |", "|---|---|---|---|"]
         for name, target, got, ok in rows:
             verdict = "met" if ok else "MISSED"
