@@ -40,7 +40,7 @@
 #
 # Honours GMEM_CACHE, GMEM_KTREE, GMEM_BUILD_ROOT like every harness script;
 # the CMake build directory is GMEM_BENCH_BUILD (default
-# $GMEM_CACHE/cmake-bench).
+# $GMEM_CACHE/cmake-bench-HASH, HASH from the checkout's path).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -62,7 +62,9 @@ while [ $# -gt 0 ]; do
 	*) die "bench: unknown option $1 (gmem-bench's own options go after --)" ;;
 	esac
 done
-bdir=${GMEM_BENCH_BUILD:-$GMEM_CACHE/cmake-bench}
+# One CMake directory per checkout: CMake refuses a build directory that
+# another source directory configured.
+bdir=${GMEM_BENCH_BUILD:-$GMEM_CACHE/cmake-bench-$(printf %s "$REPO_DIR" | sha1sum | cut -c1-8)}
 mkdir -p "$bdir"
 
 # The report's plot needs matplotlib: check before an hour of benchmark.
