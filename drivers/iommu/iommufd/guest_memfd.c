@@ -115,6 +115,7 @@ static int iopt_gmem_map_run(struct iopt_pages *pages, struct iopt_area *area,
 			       area->iommu_prot, GFP_KERNEL_ACCOUNT);
 		if (rc)
 			break;
+		cond_resched();
 	}
 	if (!rc)
 		pages->gmem.iopte_adds += npages;
@@ -351,20 +352,23 @@ static int iopt_gmem_fill_track(struct iopt_pages *pages,
 }
 
 /*
- * Record the pages of a run as mapped, under one xarray lock rather than
- * one per page; all or, on failure, none (-EBUSY if one is recorded).
+ * Record the pages of a run as mapped, taking the xarray lock once per
+ * XA_CHUNK_SIZE pages rather than once per page; all or, on failure, none
+ * (-EBUSY if one is recorded already).
  */
 static int iopt_gmem_record(struct iopt_pages *pages, unsigned long index,
 			    unsigned long npages)
 {
 	XA_STATE(xas, &pages->gmem.mapped, index);
 	unsigned long done = 0;
-	int rc;
+	int rc = 0;
 
-	do {
+	while (!rc && done < npages) {
+		unsigned int n = 0;
+
 		xas_lock(&xas);
 		xas_set(&xas, index + done);
-		while (done < npages) {
+		while (done < npages && n++ < XA_CHUNK_SIZE) {
 			if (xas_load(&xas)) {
 				xas_set_err(&xas, -EBUSY);
 				break;
@@ -376,9 +380,12 @@ static int iopt_gmem_record(struct iopt_pages *pages, unsigned long index,
 			xas_next(&xas);
 		}
 		xas_unlock(&xas);
-	} while (xas_nomem(&xas, GFP_KERNEL_ACCOUNT));
+		if (xas_nomem(&xas, GFP_KERNEL_ACCOUNT))
+			continue;
+		rc = xas_error(&xas);
+		cond_resched();
+	}
 
-	rc = xas_error(&xas);
 	while (rc && done--)
 		xa_erase(&pages->gmem.mapped, index + done);
 	return rc;
