@@ -45,7 +45,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 config=perf icount=0 results="" timeout=7200 fallback=1 viommu="" mem=6G report=""
-and_viommu=""
+and_viommu="" second=0
 cmdline="harness/bench.sh $*"
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -116,7 +116,7 @@ run() { # prints nothing itself; returns guest-run's status
 	[ $icount = 1 ] && tag+=-icount
 	[ -n "$viommu" ] && tag+=-$viommu
 	res=${results:-$(build_root)/bench-results/$tag}
-	[ -n "$viommu" ] && [ "$viommu" = "$and_viommu" ] && res=$main_res-$viommu
+	[ "$second" = 1 ] && res=$main_res-$viommu
 	# What was measured: the repository's commit (the series the kernel was
 	# assembled from; "+" if it had uncommitted edits) and the kernel tree.
 	local src
@@ -143,7 +143,7 @@ grep '^BENCH ' "$res/output.log" >"$res/bench.txt" 2>/dev/null || true
 main_res=$res
 devices=()
 if [ -n "$and_viommu" ] && [ $rc = 0 ]; then
-	viommu=$and_viommu
+	viommu=$and_viommu second=1
 	log "bench: the iommu-* cases again on the emulated $viommu IOMMU"
 	run "$@" --only iommu-map,iommu-conv
 	grep '^BENCH ' "$res/output.log" >"$res/bench.txt" 2>/dev/null || true
