@@ -23,7 +23,7 @@
 #   --refresh  after patches/ were edited by hand: the patches win, the
 #            mirror and Kconfig.patch are rewritten from them.
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/lib.sh"
 
 force=0
 adopt=0

@@ -42,7 +42,7 @@
 # the CMake build directory is GMEM_BENCH_BUILD (default
 # $GMEM_CACHE/cmake-bench-HASH, HASH from the checkout's path).
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/lib.sh"
 
 config=perf icount=0 results="" timeout=7200 fallback=1 viommu="" mem=6G report=""
 and_viommu="" second=0

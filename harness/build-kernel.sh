@@ -18,7 +18,7 @@
 # Output: $GMEM_CACHE/build/CONFIG/ (bzImage at arch/x86/boot/bzImage,
 #         UAPI headers under usr/include)
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/lib.sh"
 
 name="test"
 assemble=1

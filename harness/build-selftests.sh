@@ -16,7 +16,7 @@
 #   e.g. build-selftests.sh kvm/guest_memfd_test iommu/iommufd
 # Output: $GMEM_CACHE/build/selftests/DIR/TARGET
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/lib.sh"
 
 name="test"
 if [ "${1:-}" = "--config" ]; then name=$2; shift 2; fi

@@ -29,7 +29,7 @@
 # Uses the assembled tree $GMEM_KTREE (checked out detached at each patch,
 # back on branch "series" at the end) and $GMEM_BUILD_ROOT/check-{y,m}.
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/lib.sh"
 
 from=1
 to=""
@@ -64,7 +64,7 @@ fi
 # checkpatch's SPDX check and kernel-doc run python3 from PATH: use
 # Debian's (python3-ply, python3-git), not a developer's own.
 export PATH="/usr/bin:/bin:$PATH"
-sparse=$("$HARNESS_DIR/fetch-sparse.sh" "$tree")
+sparse=$("$LIB_DIR/fetch-sparse.sh" "$tree")
 
 rm -rf "$out"
 mkdir -p "$out"
@@ -146,7 +146,7 @@ verdict() {
 # check-filter.py on one tool's LOG (the last argument), into LOG.new: sets
 # $cnt to the verdict and returns 1 if a warning is not allowed.
 judge() {
-	python3 "$HARNESS_DIR/check-filter.py" --allow "$allow" "$@" >"${*: -1}.new"
+	python3 "$LIB_DIR/check-filter.py" --allow "$allow" "$@" >"${*: -1}.new"
 	cnt=$(verdict "${*: -1}.new")
 	[ "${cnt%% *}" = 0 ]
 }

@@ -10,7 +10,7 @@
 # edu DMA device, whose real DMA shows, after every step, which pages the
 # device reaches.
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/lib.sh"
 t0=$(date +%s)
 step() { printf '\n==> [%s/4] %s\n' "$1" "$2" >&2; }
 fail() { printf '\n==> FAILED at step %s: %s\n    log: %s\n' "$1" "$2" "$3" >&2; exit 1; }
@@ -26,7 +26,7 @@ step 2 "fetching Linux 7.3, applying the series, building the kernel (cold: ~8 m
 cmake -S "$REPO_DIR" -B "$REPO_DIR/build" -G Ninja -DGMEM_CACHE="$GMEM_CACHE" \
 	-DGMEM_KTREE="$(ktree)" -DGMEM_BUILD_ROOT="$(build_root)" >"$logdir/cmake.log" 2>&1 ||
 	fail 2 "cmake configure" "$logdir/cmake.log"
-"$HARNESS_DIR/progress.sh" "$logdir/build.log" cmake --build "$REPO_DIR/build" --target gmem-info --target gmem-demo ||
+"$LIB_DIR/progress.sh" "$logdir/build.log" cmake --build "$REPO_DIR/build" --target gmem-info --target gmem-demo ||
 	fail 2 "building the kernel and the demo" "$logdir/build.log"
 
 step 3 "booting the patched kernel under QEMU (TCG) and running the demo"

@@ -16,7 +16,7 @@
 # Nothing is signed off: the person who posts the series adds their
 # Signed-off-by (the cover letter says so).
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/lib.sh"
 
 out="$REPO_DIR/build/series"
 prefix="RFC PATCH"

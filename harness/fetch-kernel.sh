@@ -8,7 +8,7 @@
 #
 # Prints the path of the pristine, read-only source tree on stdout.
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/lib.sh"
 
 KNOWN_VERSION=7.3.4-1~bpo13+1
 KNOWN_SHA256=76df1affb19f24926949369be1d74b60071c963c598ce8780bddd4bbf0fc3bc4

@@ -47,7 +47,7 @@
 # and written to the "splats" file; with --fail-on-splat it turns a zero
 # exit status into 126.
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/lib.sh"
 
 name=test results="" timeout=1800 shell=0 quiet=0 failsplat=0 extra="" viommu="" mem=4G
 accel=tcg,thread=multi
@@ -113,7 +113,7 @@ viommu_args() {
 kdir=$(kbuild_dir "$name")
 kernel="$kdir/arch/x86/boot/bzImage"
 [ -f "$kernel" ] || die "guest-run: no kernel at $kernel; run harness/build-kernel.sh $name"
-initrd=$("$HARNESS_DIR/mkinitramfs.sh" "$name")
+initrd=$("$LIB_DIR/mkinitramfs.sh" "$name")
 
 if [ -z "$results" ]; then
 	results=$(mktemp -d /tmp/gmem-run.XXXXXX)
@@ -205,7 +205,7 @@ if [ -n "$tailpid" ]; then
 	wait "$tailpid" 2>/dev/null || true
 fi
 
-"$HARNESS_DIR/scan-splats.sh" ${viommu:+--iommu-faults "${viommu%-sm}"} "$results/console.log" "$results/dmesg.log" >"$results/splats" || true
+"$LIB_DIR/scan-splats.sh" ${viommu:+--iommu-faults "${viommu%-sm}"} "$results/console.log" "$results/dmesg.log" >"$results/splats" || true
 if [ -s "$results/splats" ]; then
 	echo "guest-run: KERNEL SPLAT in the guest's log ($results/console.log):" >&2
 	sed 's/^/  /' "$results/splats" >&2

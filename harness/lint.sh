@@ -8,14 +8,15 @@
 #                 check-allow.tsv allowed (with their reason)
 #  - clang-format: clang-format --dry-run -Werror (the repository's
 #                 .clang-format) on the C++ of tests-cpp/, demo/, bench/
-#  - shellcheck:   shellcheck on harness/*.sh (harness/.shellcheckrc; a
-#                 finding is fixed or disabled on its line with a reason)
+#  - shellcheck:   shellcheck on harness/*.sh and harness/lib/*.sh
+#                 (harness/.shellcheckrc; a finding is fixed or disabled
+#                 on its line with a reason)
 #
 # Usage: lint.sh checkpatch|clang-format|shellcheck
 # checkpatch needs the assembled tree ($GMEM_KTREE; the kernel target
 # assembles it).
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/lib.sh"
 
 # tap_case N NAME LOG STATUS: one TAP result, LOG's lines as diagnostics
 # when it failed.
@@ -67,7 +68,7 @@ clang-format)
 	;;
 shellcheck)
 	cd "$HARNESS_DIR"
-	files=(*.sh)
+	files=(*.sh lib/*.sh)
 	echo "1..${#files[@]}"
 	n=0
 	for f in "${files[@]}"; do

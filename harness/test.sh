@@ -7,7 +7,7 @@
 #
 # Usage: harness/test.sh [ctest arguments, e.g. -R upstream]
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/lib.sh"
 t0=$(date +%s)
 
 "$HARNESS_DIR/install-deps.sh" >"${TMPDIR:-/tmp}/gmem-install-deps.log" 2>&1 ||
@@ -30,5 +30,5 @@ t2=$(date +%s)
 log "test: build $((t1 - t0)) s, tests $((t2 - t1)) s"
 mapfile -t suites <"$build/suites.txt"
 if [ $# -gt 0 ]; then suites=(); fi # a filtered run only judges what ran
-python3 "$HARNESS_DIR/summary.py" "$build/test-results" --limits "$build/limits.tsv" \
+python3 "$LIB_DIR/summary.py" "$build/test-results" --limits "$build/limits.tsv" \
 	--build-seconds $((t1 - t0)) --tests-seconds $((t2 - t1)) "${suites[@]}"

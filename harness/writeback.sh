@@ -18,7 +18,7 @@
 #
 # Usage: writeback.sh [--into NNNN|patches/NNNN-x.patch] [--dry-run]
 set -euo pipefail
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib/lib.sh"
 
 into=""
 dry=0

@@ -24,6 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE.parent
+LIB = HARNESS / 'lib'
 FIXTURES = HERE / 'fixtures'
 
 
@@ -34,7 +35,7 @@ def run_parser(fixture, suite='s'):
     try:
         run = tmp / fixture
         shutil.copytree(FIXTURES / fixture, run)
-        p = subprocess.run([sys.executable, HARNESS / 'parse-results.py', suite, run],
+        p = subprocess.run([sys.executable, LIB / 'parse-results.py', suite, run],
                            capture_output=True, text=True)
         res = (run / 'result.tsv').read_text().rstrip('\n').split('\t')
         counts = dict(zip(('passed', 'failed', 'skipped', 'splats'), map(int, res[1:5])))
@@ -146,7 +147,7 @@ class Summary(unittest.TestCase):
                 d = tmp / r[0]
                 d.mkdir()
                 (d / 'result.tsv').write_text('\t'.join(map(str, r)) + '\n')
-            p = subprocess.run([sys.executable, HARNESS / 'summary.py', tmp, *suites],
+            p = subprocess.run([sys.executable, LIB / 'summary.py', tmp, *suites],
                                capture_output=True, text=True)
             return p.returncode, p.stdout.splitlines()[-1]
         finally:
@@ -178,7 +179,7 @@ class CheckFilter(unittest.TestCase):
     def run_filter(self, tool, new, base=None, allow=None, files=None):
         tmp = Path(tempfile.mkdtemp())
         try:
-            args = [sys.executable, HARNESS / 'check-filter.py', '--tool', tool,
+            args = [sys.executable, LIB / 'check-filter.py', '--tool', tool,
                     '--patch', '0002', '--strip', '/t/linux', '--strip', '../../linux']
             (tmp / 'new').write_text(new)
             if base is not None:

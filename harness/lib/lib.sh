@@ -1,8 +1,11 @@
 # SPDX-License-Identifier: GPL-2.0-only
 # shellcheck shell=bash disable=SC2034
 # Shared settings for the harness scripts. Sourced, not executed.
+# harness/ holds the scripts a person runs; harness/lib/ (this file's
+# directory) the ones only other scripts call.
 
-HARNESS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HARNESS_DIR=$(cd "$LIB_DIR/.." && pwd)
 REPO_DIR=$(cd "$HARNESS_DIR/.." && pwd)
 
 # Everything fetched or built lives outside the clone so that later clones
@@ -116,7 +119,7 @@ checkpatch_judged() {
 	local patch=$1 nn=$2 log=$3
 	PATH="/usr/bin:/bin:$PATH" perl scripts/checkpatch.pl --strict --terse --showfile \
 		--show-types --no-summary "$patch" >"$log" 2>&1 || true
-	python3 "$HARNESS_DIR/check-filter.py" --allow "$HARNESS_DIR/check-allow.tsv" \
+	python3 "$LIB_DIR/check-filter.py" --allow "$HARNESS_DIR/check-allow.tsv" \
 		--tool checkpatch --patch "$nn" -- "$log" >"$log.new"
 	[ "$(tail -n 1 "$log.new" | cut -d' ' -f1)" = 0 ]
 }

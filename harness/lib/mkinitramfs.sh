@@ -18,7 +18,7 @@ for b in /bin/busybox /usr/bin/busybox; do
 done
 [ -n "$busybox" ] || die "mkinitramfs: no static busybox (apt-get install busybox-static)"
 
-stamp=$( (sha256sum "$busybox" "$HARNESS_DIR/guest-init.sh"
+stamp=$( (sha256sum "$busybox" "$LIB_DIR/guest-init.sh"
 	if [ -d "$kdir/modroot" ]; then
 		find "$kdir/modroot" -type f -printf '%P %s %T@\n' | sort
 	fi) | sha256sum | cut -d' ' -f1)
@@ -31,7 +31,7 @@ stage=$(mktemp -d "$GMEM_CACHE/initramfs.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,sbin,dev,proc,sys,tmp,run,etc,root}
 cp "$busybox" "$stage/bin/busybox"
-cp "$HARNESS_DIR/guest-init.sh" "$stage/init"
+cp "$LIB_DIR/guest-init.sh" "$stage/init"
 chmod 755 "$stage/init"
 mknod -m 600 "$stage/dev/console" c 5 1
 mknod -m 666 "$stage/dev/null" c 1 3

@@ -49,4 +49,4 @@ set -e
 if [ $host = 1 ] && { [ "$(cat "$dir/exit_status")" != 0 ] || grep -q '^not ok' "$dir/output.log"; }; then
 	grep -E '^(not ok|#|Bail out)' "$dir/output.log" | head -n 60 || tail -n 30 "$dir/output.log"
 fi
-python3 "$HARNESS_DIR/parse-results.py" "$name" "$dir"
+python3 "$LIB_DIR/parse-results.py" "$name" "$dir"
