@@ -8,13 +8,17 @@
 #                 check-allow.tsv allowed (with their reason)
 #  - clang-format: clang-format --dry-run -Werror (the repository's
 #                 .clang-format) on the C++ of tests-cpp/, demo/, bench/
+#  - series-text:  the exported cover letter and patches read as the
+#                 mailing list reads them: no issue numbers, bug-log or CI
+#                 references, local commit ids, session narrative or
+#                 first-person notes (lib/series-text.py says what counts)
 #  - shellcheck:   shellcheck on harness/*.sh and harness/lib/*.sh
 #                 (harness/.shellcheckrc; a finding is fixed or disabled
 #                 on its line with a reason)
 #
-# Usage: lint.sh checkpatch|clang-format|shellcheck
-# checkpatch needs the assembled tree ($GMEM_KTREE; the kernel target
-# assembles it).
+# Usage: lint.sh checkpatch|series-text|clang-format|shellcheck
+# checkpatch and series-text need the assembled tree ($GMEM_KTREE; the
+# kernel target assembles it).
 set -euo pipefail
 . "$(dirname "$0")/lib/lib.sh"
 
@@ -53,6 +57,11 @@ checkpatch)
 		tap_case "$n" "${f##*/}" "$tmp/cp.new" "$st"
 	done
 	;;
+series-text)
+	"$HARNESS_DIR/export-series.sh" --no-assemble --out "$tmp/series" 2>"$tmp/export.log" ||
+		{ cat "$tmp/export.log"; echo "Bail out! export-series.sh failed"; exit 1; }
+	python3 "$LIB_DIR/series-text.py" "$tmp/series"/[0-9][0-9][0-9][0-9]-*.patch
+	;;
 clang-format)
 	cd "$REPO_DIR"
 	mapfile -t files < <(git ls-files -- 'tests-cpp/*.cpp' 'tests-cpp/*.h' 'demo/*.cpp' \
@@ -79,6 +88,6 @@ shellcheck)
 	done
 	;;
 *)
-	die "lint: usage: lint.sh checkpatch|clang-format|shellcheck"
+	die "lint: usage: lint.sh checkpatch|series-text|clang-format|shellcheck"
 	;;
 esac

@@ -9,7 +9,9 @@ guest killed mid-suite; a GoogleTest XML report; a plain program that
 skipped) go through the real scripts, and their verdicts are checked.
 KUnit's own parser (tools/testing/kunit/kunit_parser.py of $GMEM_KTREE)
 cross-checks the KTAP verdict when the tree is there. Also check-filter.py,
-which decides what check-series.sh counts as a patch's new warning.
+which decides what check-series.sh counts as a patch's new warning, and
+series-text.py, which finds project-internal references in the exported
+series (lint.sh series-text).
 
 Prints TAP (one case per test), so the test command's runner judges it
 like every other suite.
@@ -225,6 +227,49 @@ class CheckFilter(unittest.TestCase):
         new = ('Warning: virt/kvm/kvm_main.c:2301 No description found for return value\n'
                "Warning: virt/kvm/kvm_main.c:5000 function parameter 'x' not described\n")
         self.assertEqual(self.run_filter('kernel-doc', new, base)[1], (1, 0))
+
+
+class SeriesText(unittest.TestCase):
+    """lint.sh series-text's verdict on recorded bad and good samples: the
+    bad ones are an excerpt of a cover letter that pasted the
+    repository's notes, and a patch with every kind of internal
+    reference; the good ones hold what a kernel text may say instead."""
+    def run_check(self, kind):
+        d = FIXTURES / 'series_text' / kind
+        p = subprocess.run([sys.executable, LIB / 'series-text.py',
+                            *sorted(map(str, d.iterdir()))],
+                           capture_output=True, text=True)
+        found = set()
+        for line in p.stdout.splitlines():
+            if line.startswith('# '):
+                where, rule = line[2:].split(': ')[:2]
+                found.add((where, rule))
+        return p.returncode, p.stdout, found
+
+    def test_bad_sample_fails_with_every_finding(self):
+        rc, out, found = self.run_check('bad')
+        self.assertEqual(rc, 1)
+        self.assertIn('not ok 1 0000-cover-letter.patch', out)
+        self.assertIn('not ok 2 0001-', out)
+        cover = '0000-cover-letter.patch'
+        patch = '0001-iommufd-selftest-Test-guest_memfd-mirroring.patch'
+        self.assertEqual(found, {
+            (f'{cover}:10', 'issue'), (f'{cover}:16', 'issue'),
+            (f'{cover}:22', 'commit-hash'), (f'{cover}:28', 'commit-hash'),
+            (f'{cover}:32', 'round'), (f'{cover}:38', 'ci'),
+            (f'{cover}:43', 'bug-log'),
+            # The folded subject, the changelog, the added lines; never
+            # the context or removed lines.
+            (f'{patch}:5', 'issue'), (f'{patch}:7', 'issue'),
+            (f'{patch}:8', 'ci'), (f'{patch}:8', 'stop'),
+            (f'{patch}:8', 'first-person'), (f'{patch}:21', 'bug-log'),
+            (f'{patch}:21', 'first-person'), (f'{patch}:21', 'round'),
+            (f'{patch}:23', 'commit-hash'), (f'{patch}:24', 'round')})
+
+    def test_good_sample_passes(self):
+        rc, out, found = self.run_check('good')
+        self.assertEqual((rc, found), (0, set()), out)
+        self.assertEqual(out.splitlines()[0], '1..2')
 
 
 class Tap(unittest.TestResult):
