@@ -269,6 +269,7 @@ log "check-series: patches $from..$to checked in $(($(date +%s) - t_start)) s"
 	done
 } >"$out/table.md"
 printf '%s\n' "${rows[@]}" >"$out/results.tsv"
+series_digest >"$out/series-digest"
 echo
 printf '%-5s %-4s %-4s %-22s %-18s %-18s %5s\n' patch =y =m "new W=1/sparse" checkpatch kernel-doc s
 for r in "${rows[@]}"; do

@@ -22,6 +22,11 @@ t1=$(date +%s)
 
 rm -rf "$build/test-results"
 mkdir -p "$build/test-results"
+# What was tested, for the cover letter (export-series.sh): these patches,
+# this kernel config, and the CTest filter if the run was one.
+series_digest >"$build/test-results/series-digest"
+sed -n 's/^GMEM_CONFIG:[A-Z]*=//p' "$build/CMakeCache.txt" >"$build/test-results/config"
+printf '%s\n' "$*" >"$build/test-results/filter"
 log "test: running the suites (one guest boot each)"
 set +e
 ctest --test-dir "$build" --output-on-failure "$@"

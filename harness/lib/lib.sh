@@ -25,6 +25,17 @@ series_entries() {
 	sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$REPO_DIR/series"
 }
 
+# A digest of the series as the repository holds it (the series file and
+# its patches, in order): a test run or a per-patch check records it, and
+# export-series.sh quotes only results of the patches it exports.
+series_digest() {
+	local f
+	{
+		cat "$REPO_DIR/series"
+		series_entries | while read -r f _; do cat "$REPO_DIR/$f"; done
+	} | sha256sum | cut -c1-16
+}
+
 # Everyone's commits in the assembled tree carry one author; the human who
 # posts the series adds the Signed-off-by.
 SERIES_NAME="gmem-series"

@@ -11,7 +11,8 @@ KUnit's own parser (tools/testing/kunit/kunit_parser.py of $GMEM_KTREE)
 cross-checks the KTAP verdict when the tree is there. Also check-filter.py,
 which decides what check-series.sh counts as a patch's new warning, and
 series-text.py, which finds project-internal references in the exported
-series (lint.sh series-text).
+series (lint.sh series-text), and cover-letter.py, which fills the cover
+letter's placeholders.
 
 Prints TAP (one case per test), so the test command's runner judges it
 like every other suite.
@@ -270,6 +271,64 @@ class SeriesText(unittest.TestCase):
         rc, out, found = self.run_check('good')
         self.assertEqual((rc, found), (0, set()), out)
         self.assertEqual(out.splitlines()[0], '1..2')
+
+
+class CoverLetter(unittest.TestCase):
+    """export-series.sh's cover letter: placeholders filled from runs of
+    the same patches only."""
+    def make(self, source, digest='d1', res_digest='d1', check_digest='d1'):
+        tmp = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, tmp)
+        (tmp / 'cover').write_text('Subject: [PATCH 0/2] *** SUBJECT HERE ***\n\n'
+                                   '*** BLURB HERE ***\n\nshortlog\n')
+        (tmp / 'source').write_text(source)
+        res, chk = tmp / 'res', tmp / 'chk'
+        res.mkdir()
+        chk.mkdir()
+        (res / 'series-digest').write_text(res_digest + '\n')
+        (res / 'summary.tsv').write_text(
+            'suite\tpassed\tfailed\tskipped\tsplats\ttime_s\n'
+            'lint.x\t3\t0\t0\t0\t\n'
+            'series.kvm.t\t5\t0\t2\t0\t30.0\n')
+        (chk / 'series-digest').write_text(check_digest + '\n')
+        (chk / 'results.tsv').write_text('0001\tok\tok\t0\t0 (+1 allowed)\t0\t9\tsubj\n')
+        (tmp / 'allow').write_text('# comment\n'
+                                   "checkpatch\t0001\t*\tCHECK:SPACING: '\\*' \\(x\\)\tbecause\n")
+        p = subprocess.run([sys.executable, LIB / 'cover-letter.py', '--cover', tmp / 'cover',
+                            '--source', tmp / 'source', '--results', res, '--check', chk,
+                            '--allow', tmp / 'allow', '--digest', digest, '--patches', '2',
+                            '--base-version', '7.3.4-1', '--base-sha256', 'abc'],
+                           capture_output=True, text=True)
+        return p.returncode, (tmp / 'cover').read_text(), p.stderr
+
+    def test_filled_from_runs_of_these_patches(self):
+        rc, text, _err = self.make('The subject\n\n@@BASE@@\n\n@@TEST_RESULTS@@\n\n'
+                                   '@@CHECK_RESULTS@@\n')
+        self.assertEqual(rc, 0)
+        self.assertIn('Subject: [PATCH 0/2] The subject\n', text)
+        self.assertIn('7.3.4-1, tarball sha256\nabc)', text)
+        self.assertRegex(text, r'\n    series\.kvm\.t +5 +0 +2 +0\n')
+        self.assertRegex(text, r'\n  total +8 +0 +2 +0\n')
+        self.assertRegex(text, r'\n  0001 +ok +ok +0 +0 \(\+1 allowed\) +0\n')
+        self.assertIn('Only patches 0001-0001 of 2 were checked.', text)
+        self.assertIn("CHECK:SPACING: '*' (x)\n  because", text)
+        self.assertNotIn('@@', text)
+        self.assertTrue(text.endswith('\n\nshortlog\n'))
+
+    def test_runs_of_other_patches_are_not_quoted(self):
+        rc, text, err = self.make('S\n\n@@TEST_RESULTS@@\n@@CHECK_RESULTS@@\n',
+                                  res_digest='old', check_digest='old')
+        self.assertEqual(rc, 0)
+        self.assertNotIn('series.kvm.t', text)
+        self.assertNotIn('0001   ok', text)
+        self.assertIn('[No test results of this version', text)
+        self.assertIn('[No per-patch check of this version', text)
+        self.assertIn('no test results of these patches', err)
+
+    def test_unknown_placeholder_fails(self):
+        rc, _text, err = self.make('S\n\n@@TEST_RESULT@@\n')
+        self.assertEqual(rc, 1)
+        self.assertIn('unknown placeholder @@TEST_RESULT@@', err)
 
 
 class Tap(unittest.TestResult):
