@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-only
 #
 # Turn gmem-bench's JSON (gmem-bench --json, written by harness/bench.sh)
-# into markdown tables, the issue's goals with their measured ratios, and
+# into markdown tables, the goals with their measured ratios, and
 # a PNG plot of the cost per page against the range size.
 #
 # Usage: bench-report.py BENCH.json OUTDIR [--command CMD] [--merge OTHER.json]...
@@ -114,7 +114,7 @@ class Report:
         return a / b if a and b else None
 
     def goals(self):
-        """Each goal of issue 14: measured figure, met or missed."""
+        """Each goal: measured figure, met or missed."""
         rows = []
 
         def fmt(x):
@@ -215,7 +215,7 @@ class Report:
             f"- sizes merged from another run of the same kernel: {env['merged']}"
             if env.get("merged") else "",
             "",
-            "## Goals of issue 14",
+            "## Goals",
             "",
             self.goals(),
         ]

@@ -258,7 +258,7 @@ done
 git checkout -q series
 log "check-series: patches $from..$to checked in $(($(date +%s) - t_start)) s"
 
-# The table, on the terminal and as Markdown for the README (before the
+# The table, on the terminal and as Markdown for docs/HACKING.md (before the
 # boot, which takes a while).
 {
 	echo "| patch | =y | =m | new W=1/sparse | checkpatch | kernel-doc | s |"
