@@ -311,6 +311,8 @@ class CoverLetter(unittest.TestCase):
         self.assertRegex(text, r'\n  total +8 +0 +2 +0\n')
         self.assertRegex(text, r'\n  0001 +ok +ok +0 +0 \(\+1 allowed\) +0\n')
         self.assertIn('Only patches 0001-0001 of 2 were checked.', text)
+        self.assertIn('Every patch was also checked on its own', text)
+        self.assertIn('Skipped cases are VM types', text)
         self.assertIn("CHECK:SPACING: '*' (x)\n  because", text)
         self.assertNotIn('@@', text)
         self.assertTrue(text.endswith('\n\nshortlog\n'))
@@ -323,6 +325,7 @@ class CoverLetter(unittest.TestCase):
         self.assertNotIn('0001   ok', text)
         self.assertIn('[No test results of this version', text)
         self.assertIn('[No per-patch check of this version', text)
+        self.assertNotIn('Every patch was also checked', text)
         self.assertIn('no test results of these patches', err)
 
     def test_unknown_placeholder_fails(self):
