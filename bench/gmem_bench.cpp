@@ -163,7 +163,7 @@ Vm make_vm()
 		throw Skip{ kvm.error().message() };
 	if (!kvm->supports_vm_type(KVM_X86_SW_PROTECTED_VM))
 		throw Skip{ "KVM_X86_SW_PROTECTED_VM not supported" };
-	if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0)
+	if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
 		throw Skip{ "KVM_CAP_GUEST_MEMFD_CONVERT not supported" };
 	auto vm = kvm->create_vm(KVM_X86_SW_PROTECTED_VM).value();
 	if (!(vm.guest_memfd_flags() & GUEST_MEMFD_FLAG_CONVERTIBLE))
@@ -460,12 +460,12 @@ struct IommuCtx {
 		if (domain) {
 			auto r = gmem::testing::check_gmem(iommufd.fd(), domain->hwpt_id(), iova,
 							   len, gmem_fd, 0, !mapped);
-			if (!r.ok())
+			if (!r.has_value())
 				why = r.error().message();
-			return r.ok();
+			return r.has_value();
 		}
 		auto st = ioas.mirror_status(iova);
-		if (!st.ok()) {
+		if (!st.has_value()) {
 			why = st.error().message();
 			return false;
 		}
@@ -560,7 +560,7 @@ public:
 		const bool ok = io_.check_mirror(kIova, len_, gm_.g.fd(), true, why);
 		require(ok, "mirror: the domain maps every shared page (" + why + ")");
 		auto refs = gmem::testing::check_refs(io_.iommufd.fd(), gm_.m.data(), len_, 0);
-		require(refs.ok(), "mirror: no page pinned");
+		require(refs.has_value(), "mirror: no page pinned");
 		io_.ioas.unmap(kIova, len_).value();
 	}
 
@@ -635,10 +635,11 @@ public:
 	void check() override
 	{
 		auto r = gm_.g.convert_private(0, len_);
-		require(!r.ok() && r.err() == EAGAIN,
+		require(!r.has_value() && errno_of(r) == EAGAIN,
 			"pinned: KVM_GMEM_CONVERT_PRIVATE of a pinned range fails with EAGAIN "
 			"(got " +
-				(r.ok() ? std::string("success") : r.error().message()) + ")");
+				(r.has_value() ? std::string("success") : r.error().message()) +
+				")");
 	}
 
 private:
@@ -1101,9 +1102,10 @@ private:
 		mb[2] = 1;
 		auto r = vcpu_->run();
 		const kvm_run *run = vcpu_->run_area();
-		if (!r.ok() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort)
+		if (!r.has_value() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort)
 			throw CheckFailed{ "touch: KVM_RUN " +
-					   (r.ok() ? std::string("ok") : r.error().message()) +
+					   (r.has_value() ? std::string("ok")
+							  : r.error().message()) +
 					   ", exit " + std::to_string(run->exit_reason) };
 	}
 

@@ -267,7 +267,7 @@ std::atomic<uint64_t> eintr_retries{ 0 };
 template <typename F> auto again_on_eintr(F &&fn)
 {
 	auto r = fn();
-	for (int i = 0; i < 100 && !r.ok() && r.err() == EINTR; i++) {
+	for (int i = 0; i < 100 && !r.has_value() && errno_of(r) == EINTR; i++) {
 		eintr_retries++;
 		r = fn();
 	}
@@ -690,12 +690,12 @@ bool Stress::check_domains(uint64_t first, uint64_t n, const std::string &what)
 					q++;
 				auto r = check_gmem(ifd, hwpt, iova(i, p), (q - p) * kPage, fd,
 						    p * kPage, !want);
-				if (!r.ok()) {
+				if (!r.has_value()) {
 					uint64_t bad = p;
 					for (uint64_t k = p; k < q; k++)
 						if (!check_gmem(ifd, hwpt, iova(i, k), kPage, fd,
 								k * kPage, !want)
-							     .ok()) {
+							     .has_value()) {
 							bad = k;
 							break;
 						}
@@ -722,7 +722,7 @@ bool Stress::check_mirror_status(const std::string &what)
 			const uint64_t base = iova(i, c * kChunkPages);
 			auto st = ioas_[i].mirror_status(base);
 			if (!covered_[i][c]) {
-				if (st.err() != ENOENT) {
+				if (errno_of(st) != ENOENT) {
 					fail(what + ": MIRROR_STATUS of unmapped chunk " +
 					     std::to_string(c) + " of IOAS " + std::to_string(i) +
 					     " should fail with ENOENT");
@@ -730,7 +730,7 @@ bool Stress::check_mirror_status(const std::string &what)
 				}
 				continue;
 			}
-			if (!st.ok()) {
+			if (!st.has_value()) {
 				fail(what + ": " + st.error().message());
 				return false;
 			}
@@ -848,26 +848,28 @@ bool Stress::op_convert(ThreadCtx &t, bool to_private)
 	if (poisoned) {
 		// The page keeps memory failure's reference: not a retryable
 		// EAGAIN, its own errno naming a poisoned page (issue 12, 5).
-		const uint64_t at = r.ok() ? 0 : r.error().error_offset.value_or(~0ULL) / kPage;
-		if (r.ok() || r.err() != EHWPOISON || at < first || at >= first + n ||
+		const uint64_t at =
+			r.has_value() ? 0 : r.error().error_offset.value_or(~0ULL) / kPage;
+		if (r.has_value() || errno_of(r) != EHWPOISON || at < first || at >= first + n ||
 		    !pages_[at].poisoned) {
 			fail(what.str() +
 				     " over a poisoned page should fail with EHWPOISON naming "
 				     "a poisoned page, got " +
-				     (r.ok() ? std::string("success") : r.error().message()) +
+				     (r.has_value() ? std::string("success")
+						    : r.error().message()) +
 				     "; " + describe(*poisoned),
 			     *poisoned);
 			return true;
 		}
 		expected_errors_++;
-	} else if (!r.ok()) {
+	} else if (!r.has_value()) {
 		const uint64_t at = std::min(
 			first + n - 1, r.error().error_offset.value_or(first * kPage) / kPage);
 		fail(what.str() + ": " + r.error().message() + "; " + describe(at), at);
 		return true;
 	}
 	Section s(*this, first, n);
-	if (r.ok()) {
+	if (r.has_value()) {
 		for (uint64_t p = first; p < first + n; p++) {
 			PageModel &m = pages_[p];
 			if (to_private) {
@@ -882,7 +884,7 @@ bool Stress::op_convert(ThreadCtx &t, bool to_private)
 			}
 		}
 	}
-	if (r.ok() && to_private) {
+	if (r.has_value() && to_private) {
 		// No host mapping survives, not even one a racing fault made.
 		for (uint64_t p = first; p < first + n; p++) {
 			volatile uint8_t *b = data_->data() + p * kPage;
@@ -1071,8 +1073,8 @@ bool Stress::op_hwpoison(ThreadCtx &t)
 		Racer racer([&] {
 			volatile uint8_t *b = data_->data() + p * kPage;
 			(void)sigbus_guard([&] { (void)b[0]; });
-			if (auto r = gmem_->convert_shared(p * kPage, kPage); !r.ok())
-				racer_err = r.err();
+			if (auto r = gmem_->convert_shared(p * kPage, kPage); !r.has_value())
+				racer_err = errno_of(r);
 		});
 		// The poisoned, dirty page is mapped here: memory failure sends
 		// the calling thread a SIGBUS (BUS_MCEERR_AR) as the call
@@ -1134,10 +1136,10 @@ bool Stress::op_area(ThreadCtx &t, Op &done)
 	const uint64_t base = iova(i, c * kChunkPages);
 	if (unmap) {
 		auto r = ioas_[i].unmap(base, kChunkSize);
-		if (!r.ok() || *r != kChunkSize) {
+		if (!r.has_value() || *r != kChunkSize) {
 			fail(what.str() + ": " +
-			     (r.ok() ? "unmapped " + std::to_string(*r) + " bytes"
-				     : r.error().message()));
+			     (r.has_value() ? "unmapped " + std::to_string(*r) + " bytes"
+					    : r.error().message()));
 			return true;
 		}
 		covered_[i][c] = false;
@@ -1147,7 +1149,7 @@ bool Stress::op_area(ThreadCtx &t, Op &done)
 		// Workaround switch: no hole for MAP_FILE to fill unnotified.
 		if (auto r = again_on_eintr(
 			    [&] { return gmem_->allocate(c * kChunkSize, kChunkSize); });
-		    !r.ok()) {
+		    !r.has_value()) {
 			fail(what.str() + ": " + r.error().message());
 			return true;
 		}
@@ -1155,8 +1157,9 @@ bool Stress::op_area(ThreadCtx &t, Op &done)
 			pages_[p].allocated = true;
 	}
 	auto r = ioas_[i].map_file(gmem_->fd(), c * kChunkSize, kChunkSize, base);
-	if (!r.ok() || *r != base) {
-		fail(what.str() + ": " + (r.ok() ? "mapped elsewhere" : r.error().message()));
+	if (!r.has_value() || *r != base) {
+		fail(what.str() + ": " +
+		     (r.has_value() ? "mapped elsewhere" : r.error().message()));
 		return true;
 	}
 	covered_[i][c] = true;
@@ -1189,14 +1192,14 @@ bool Stress::op_domain(ThreadCtx &t, Op &done)
 		domains_[i].erase(domains_[i].begin() + static_cast<long>(d));
 		if (domains_[i].empty())
 			domainless_++;
-		if (!r.ok())
+		if (!r.has_value())
 			fail(what + ": " + r.error().message());
 		return true;
 	}
 	const std::string what = "attach IOAS " + std::to_string(i);
 	log(t.id, what);
 	auto r = MockDomain::attach(ioas_[i]);
-	if (!r.ok()) {
+	if (!r.has_value()) {
 		fail(what + ": " + r.error().message());
 		return true;
 	}
@@ -1334,13 +1337,13 @@ bool Stress::op_pin_to_private(ThreadCtx &t)
 	// The pin is the test's own reference: EAGAIN naming the first page,
 	// and nothing changed.
 	auto c = gmem_->convert_private(first * kPage, n * kPage);
-	if (c.err() != EAGAIN || c.error().error_offset.value_or(~0ULL) != first * kPage) {
+	if (errno_of(c) != EAGAIN || c.error().error_offset.value_or(~0ULL) != first * kPage) {
 		fail(what.str() + ": to-private of a pinned range should fail with EAGAIN at " +
 			     std::to_string(first * kPage) + ", got " +
-			     (c.ok() ? std::string("success") : c.error().message()) + "; " +
+			     (c.has_value() ? std::string("success") : c.error().message()) + "; " +
 			     describe(first),
 		     first);
-		if (c.ok()) {
+		if (c.has_value()) {
 			for (uint64_t p = first; p < first + n; p++)
 				pages_[p].shared = false;
 		}
@@ -1357,7 +1360,7 @@ bool Stress::op_pin_to_private(ThreadCtx &t)
 	}
 	io_uring_unregister_buffers(t.ring->get());
 	c = gmem_->convert_private(first * kPage, n * kPage);
-	if (!c.ok()) {
+	if (!c.has_value()) {
 		fail(what.str() + ": to-private after unpinning: " + c.error().message() + "; " +
 			     describe(first),
 		     first);
@@ -1384,15 +1387,15 @@ bool Stress::op_dma_read(ThreadCtx &t)
 	const PageModel &m = pages_[p];
 	uint32_t a = 0, b = 0;
 	auto r = access_[i].read(iova(i, p), &a, sizeof(a));
-	if (r.ok())
+	if (r.has_value())
 		r = access_[i].read(iova(i, p) + kPage - 4, &b, sizeof(b));
 	const int want = !m.shared ? EACCES : m.poisoned ? EHWPOISON : !m.allocated ? ENOENT : 0;
-	if (r.err() != want || (r.ok() && (a != m.token || b != m.token))) {
+	if (errno_of(r) != want || (r.has_value() && (a != m.token || b != m.token))) {
 		std::ostringstream s;
 		s << what << ": in-kernel access read " << (want ? "should fail with " : "")
 		  << (want ? std::strerror(want) : "") << ", got "
-		  << (r.ok() ? "success" : r.error().message()) << ", 0x" << std::hex << a << "/0x"
-		  << b << std::dec << "; " << describe(p);
+		  << (r.has_value() ? "success" : r.error().message()) << ", 0x" << std::hex << a
+		  << "/0x" << b << std::dec << "; " << describe(p);
 		fail(s.str(), p);
 		return true;
 	}
@@ -1434,11 +1437,11 @@ bool Stress::retry_pending(uint64_t first, uint64_t n, const std::string &what)
 			if (!covered_[i][c])
 				continue;
 			auto st = ioas_[i].mirror_status(iova(i, c * kChunkPages), true);
-			if (!st.ok() || st->pending_pages != 0 || st->error != 0) {
+			if (!st.has_value() || st->pending_pages != 0 || st->error != 0) {
 				std::ostringstream s;
 				s << what << ": MIRROR_STATUS with RETRY of IOAS " << i << " chunk "
 				  << c << ": ";
-				if (st.ok())
+				if (st.has_value())
 					s << *st << ", pending after the retry";
 				else
 					s << st.error().message();
@@ -1468,9 +1471,9 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 	// any errno an injection caused (KERNEL-BUGS.md, 3).
 	auto injected = [&](const std::string &what, const auto &r, bool fired,
 			    bool any_errno = false) {
-		if (r.ok())
+		if (r.has_value())
 			return true;
-		if ((r.err() == ENOMEM || any_errno) && fired) {
+		if ((errno_of(r) == ENOMEM || any_errno) && fired) {
 			injected_failures_++;
 			return true;
 		}
@@ -1499,11 +1502,11 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 		const bool fired = t.nth->disarm();
 		if (!injected(what.str(), r, fired, true))
 			return true;
-		if (!r.ok()) {
+		if (!r.has_value()) {
 			// It may have allocated shared holes before failing.
 			if (auto a = again_on_eintr(
 				    [&] { return gmem_->allocate(c * kChunkSize, kChunkSize); });
-			    !a.ok()) {
+			    !a.has_value()) {
 				fail(what.str() + ": " + a.error().message());
 				return true;
 			}
@@ -1535,7 +1538,7 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 		const bool fired = t.nth->disarm();
 		if (!injected(what, r, fired, true))
 			return true;
-		if (r.ok())
+		if (r.has_value())
 			domains_[i].push_back(std::move(r).value());
 		return true;
 	}
@@ -1574,18 +1577,18 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 	const bool fired = t.nth->disarm();
 	if (!injected(what.str(), r, fired))
 		return true;
-	if (!r.ok() && kind >= 2) {
+	if (!r.has_value() && kind >= 2) {
 		// fallocate() may have allocated part of the range: complete
 		// it, and the punch too.
 		r = again_on_eintr(call);
-		if (!r.ok()) {
+		if (!r.has_value()) {
 			fail(what.str() + ": without injection: " + r.error().message(), first);
 			return true;
 		}
 	}
 	if (!s)
 		s.emplace(*this, first, n);
-	for (uint64_t p = first; p < first + n && r.ok(); p++) {
+	for (uint64_t p = first; p < first + n && r.has_value(); p++) {
 		PageModel &m = pages_[p];
 		switch (kind) {
 		case 0:
@@ -1653,7 +1656,7 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 		converter.emplace([&] {
 			auto r = *convert_to_shared ? gmem_->convert_shared(p * kPage, kPage)
 						    : gmem_->convert_private(p * kPage, kPage);
-			if (!r.ok())
+			if (!r.has_value())
 				convert_error = r.error();
 			converting = false;
 		});
@@ -1663,7 +1666,7 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 	for (int tries = 0;; tries++) {
 		const bool in_flight = converting;
 		r = run_vcpu(t, v);
-		if (r.ok() || run->exit_reason != KVM_EXIT_MEMORY_FAULT || !in_flight ||
+		if (r.has_value() || run->exit_reason != KVM_EXIT_MEMORY_FAULT || !in_flight ||
 		    tries == 1000)
 			break;
 		// The state changed under KVM's fault: run again, as a VMM
@@ -1678,10 +1681,10 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 		     p);
 		return true;
 	}
-	if (!r.ok() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort) {
+	if (!r.has_value() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort) {
 		std::ostringstream s;
-		s << what << ": KVM_RUN " << (r.ok() ? "ok" : r.error().message()) << ", exit "
-		  << run->exit_reason;
+		s << what << ": KVM_RUN " << (r.has_value() ? "ok" : r.error().message())
+		  << ", exit " << run->exit_reason;
 		if (run->exit_reason == KVM_EXIT_MEMORY_FAULT)
 			s << " (memory fault at GPA 0x" << std::hex << run->memory_fault.gpa
 			  << ", flags 0x" << run->memory_fault.flags << std::dec << ")";
@@ -1817,6 +1820,18 @@ std::pair<uint64_t, uint64_t> symbol_range(const std::string &name)
 // return EINTR): a vCPU still in the guest's code goes on; one at the
 // host's VMRUN (that signature only) is started over, with the same
 // request, and counted; one anywhere else fails the run.
+// KVM_RUN as the checks read it: a memory fault is KVM_RUN's EFAULT, the
+// exit itself is read from kvm_run.
+Result<void> run_once(const Vcpu &vcpu)
+{
+	auto e = vcpu.run();
+	if (!e)
+		return unexpected(e.error());
+	if (std::holds_alternative<MemoryFaultExit>(*e))
+		return fail(EFAULT, "KVM_RUN");
+	return {};
+}
+
 Result<void> Stress::run_vcpu(ThreadCtx &t, int v)
 {
 	const Vcpu &vcpu = vcpus_[v];
@@ -1827,21 +1842,21 @@ Result<void> Stress::run_vcpu(ThreadCtx &t, int v)
 		ev._sigev_un._tid = ::gettid();
 		timer_t id;
 		if (::timer_create(CLOCK_MONOTONIC, &ev, &id) != 0)
-			return vcpu.run();
+			return run_once(vcpu);
 		t.kick = id;
 	}
 	for (;;) {
 		itimerspec arm{};
 		arm.it_value.tv_sec = 5;
 		::timer_settime(*t.kick, 0, &arm, nullptr);
-		auto r = vcpu.run();
+		auto r = run_once(vcpu);
 		const itimerspec off{};
 		::timer_settime(*t.kick, 0, &off, nullptr);
-		if (r.ok() || r.err() != EINTR)
+		if (r.has_value() || errno_of(r) != EINTR)
 			return r;
 		auto regs = vcpu.get_regs();
 		if (!regs)
-			return regs.error();
+			return unexpected(regs.error());
 		const uint64_t code_len = stress_guest_end - stress_guest_start;
 		if (regs->rip >= kGuestEntry && regs->rip < kGuestEntry + code_len)
 			continue;
@@ -1850,7 +1865,7 @@ Result<void> Stress::run_vcpu(ThreadCtx &t, int v)
 			char buf[96];
 			std::snprintf(buf, sizeof(buf), "vCPU %d left its code for RIP 0x%llx", v,
 				      (unsigned long long)regs->rip);
-			return SysError{ EFAULT, buf };
+			return ::gmem::fail(EFAULT, buf);
 		}
 		if (vcpu_state_lost_++ == 0)
 			std::printf("[ NOTE     ] vCPU %d left its code for RIP 0x%llx: its state "
@@ -1858,7 +1873,7 @@ Result<void> Stress::run_vcpu(ThreadCtx &t, int v)
 				    v, (unsigned long long)regs->rip);
 		kvm_vcpu_events ev{};
 		if (::ioctl(vcpu.fd(), KVM_SET_VCPU_EVENTS, &ev) != 0)
-			return last_error("KVM_SET_VCPU_EVENTS");
+			return ::gmem::fail("KVM_SET_VCPU_EVENTS");
 		if (auto s = vcpu.set_sregs(sregs0_[v]); !s)
 			return s;
 		if (auto s = vcpu.set_regs(regs0_[v]); !s)
@@ -1913,7 +1928,7 @@ std::string Stress::setup()
 	kvm_.emplace(std::move(kvm).value());
 	if (!kvm_->supports_vm_type(KVM_X86_SW_PROTECTED_VM))
 		return "KVM_X86_SW_PROTECTED_VM not supported by this host";
-	if (kvm_->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0)
+	if (kvm_->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
 		return "KVM_CAP_GUEST_MEMFD_CONVERT not supported";
 	auto iommufd = Iommufd::open();
 	if (!iommufd)
@@ -1957,7 +1972,7 @@ std::string Stress::setup()
 	// attached before or after the mapping.
 	for (int i = 0; i < kIoases; i++) {
 		ioas_.push_back(iommufd_->alloc_ioas().value());
-		if (ioas_[i].mirror_status(kIovaBase[i]).err() == ENOTTY)
+		if (errno_of(ioas_[i].mirror_status(kIovaBase[i])) == ENOTTY)
 			return "no IOMMU_IOAS_MIRROR_STATUS in this kernel";
 		access_.push_back(MockAccess::create(ioas_[i]).value());
 	}

@@ -28,7 +28,7 @@ protected:
 			GTEST_SKIP() << "no KVM: " << kvm.error().message();
 		if (!kvm->supports_vm_type(GetParam()))
 			GTEST_SKIP() << vm_type_name(GetParam()) << " not supported by this host";
-		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD) <= 0)
+		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD).value_or(0) <= 0)
 			GTEST_SKIP() << "KVM_CAP_GUEST_MEMFD not supported";
 		auto vm = kvm->create_vm(GetParam());
 		ASSERT_THAT(vm, Succeeds());

@@ -46,7 +46,7 @@ protected:
 			GTEST_SKIP() << kvm.error().message();
 		if (!kvm->supports_vm_type(type))
 			GTEST_SKIP() << vm_type_name(type) << " not supported by this host";
-		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0)
+		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
 			GTEST_SKIP() << "KVM_CAP_GUEST_MEMFD_CONVERT not supported";
 		auto vm = kvm->create_vm(type);
 		ASSERT_THAT(vm, Succeeds());
@@ -70,14 +70,14 @@ protected:
 	Result<void> to_shared(uint64_t first, uint64_t n)
 	{
 		auto r = gmem_->convert_shared(first * kPage, n * kPage);
-		if (r.ok())
+		if (r.has_value())
 			std::fill_n(shared_.begin() + first, n, true);
 		return r;
 	}
 	Result<void> to_private(uint64_t first, uint64_t n)
 	{
 		auto r = gmem_->convert_private(first * kPage, n * kPage);
-		if (r.ok())
+		if (r.has_value())
 			std::fill_n(shared_.begin() + first, n, false);
 		return r;
 	}
@@ -155,7 +155,7 @@ TEST_P(GuestMemfdConversionTest, IoUringRegisteredBufferRefusesToPrivate)
 
 	auto res = gmem_->convert_private(4 * kPage, 16 * kPage);
 	EXPECT_THAT(res, FailsWithErrno(EAGAIN));
-	if (!res.ok()) {
+	if (!res.has_value()) {
 		ASSERT_TRUE(res.error().error_offset.has_value());
 		EXPECT_EQ(*res.error().error_offset, 10 * kPage);
 	}
@@ -180,7 +180,7 @@ TEST_P(GuestMemfdConversionTest, VmspliceReferenceRefusesToPrivate)
 
 	auto res = gmem_->convert_private(32 * kPage, 4 * kPage);
 	EXPECT_THAT(res, FailsWithErrno(EAGAIN));
-	if (!res.ok()) {
+	if (!res.has_value()) {
 		EXPECT_EQ(res.error().error_offset.value_or(0), 33 * kPage);
 	}
 	ExpectStates();
@@ -243,7 +243,7 @@ TEST_P(GuestMemfdConversionTest, ConcurrentConversionsEndConsistent)
 				bool shared = rng() & 1;
 				auto res = shared ? gmem_->convert_shared(i * kPage, kPage)
 						  : gmem_->convert_private(i * kPage, kPage);
-				if (res.ok())
+				if (res.has_value())
 					want[i] = shared;
 				else
 					failures++;

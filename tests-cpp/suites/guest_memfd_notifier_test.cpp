@@ -51,7 +51,7 @@ protected:
 			GTEST_SKIP() << MockClient::kPath << " missing (CONFIG_GUEST_MEMFD_TEST)";
 		if (!kvm->supports_vm_type(type))
 			GTEST_SKIP() << vm_type_name(type) << " not supported";
-		if (need_cap && kvm->check_extension(need_cap) <= 0)
+		if (need_cap && kvm->check_extension(need_cap).value_or(0) <= 0)
 			GTEST_SKIP() << "capability " << need_cap << " not supported";
 		auto vm = kvm->create_vm(type);
 		ASSERT_THAT(vm, Succeeds());
@@ -74,7 +74,7 @@ protected:
 	{
 		auto e = c.events();
 		EXPECT_THAT(e, Succeeds());
-		return e.ok() ? e.value() : std::vector<Event>{};
+		return e.has_value() ? e.value() : std::vector<Event>{};
 	}
 
 	std::optional<Vm> vm_;

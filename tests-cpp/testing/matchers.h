@@ -16,7 +16,7 @@ namespace gmem {
 // How GoogleTest prints a Result in a failure message.
 template <typename T> void PrintTo(const Result<T> &r, std::ostream *os)
 {
-	if (r.ok())
+	if (r.has_value())
 		*os << "success";
 	else
 		*os << r.error().message();
@@ -28,7 +28,7 @@ namespace gmem::testing {
 
 MATCHER(Succeeds, "succeeds")
 {
-	if (arg.ok())
+	if (arg.has_value())
 		return true;
 	*result_listener << "failed: " << arg.error().message();
 	return false;
@@ -36,19 +36,19 @@ MATCHER(Succeeds, "succeeds")
 
 MATCHER_P(FailsWithErrno, err, std::string("fails with ") + std::strerror(err))
 {
-	if (arg.ok()) {
+	if (arg.has_value()) {
 		*result_listener << "succeeded";
 		return false;
 	}
 	*result_listener << arg.error().message();
-	return arg.err() == err;
+	return errno_of(arg) == err;
 }
 
 // ASSERT_OK_AND_ASSIGN-like helper: the value, or fail the test with the
 // failed call named.
 #define GMEM_ASSERT_OK_AND_ASSIGN(lhs, expr)                                                       \
 	auto lhs##_result_ = (expr);                                                               \
-	ASSERT_TRUE(lhs##_result_.ok()) << lhs##_result_.error().message();                        \
+	ASSERT_TRUE(lhs##_result_.has_value()) << lhs##_result_.error().message();                 \
 	auto lhs = std::move(lhs##_result_).value()
 
 } // namespace gmem::testing
