@@ -77,8 +77,8 @@
 
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
-#include "testing/edu.h"
-#include "testing/iommufd_mock.h"
+#include "mock/edu.h"
+#include "mock/iommufd_mock.h"
 #include "timing.h"
 
 // bench_guest.S

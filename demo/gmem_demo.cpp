@@ -43,9 +43,9 @@
 // Test-only: a userspace driver for QEMU's edu device (a VMM hands its
 // assigned device to the guest instead of driving it), and the mock IOMMU
 // device of CONFIG_IOMMUFD_TEST.
-#include "testing/edu.h"
-#include "testing/host_access.h"
-#include "testing/iommufd_mock.h"
+#include "mock/edu.h"
+#include "mock/host_access.h"
+#include "mock/iommufd_mock.h"
 
 extern "C" const uint8_t demo_guest_start[], demo_guest_end[], demo_guest_message[];
 

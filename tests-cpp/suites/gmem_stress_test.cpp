@@ -73,8 +73,8 @@
 
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
-#include "testing/host_access.h"
-#include "testing/iommufd_mock.h"
+#include "mock/host_access.h"
+#include "mock/iommufd_mock.h"
 #include "testing/matchers.h"
 
 extern "C" const uint8_t stress_guest_start[], stress_guest_end[];

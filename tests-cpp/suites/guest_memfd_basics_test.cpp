@@ -16,6 +16,7 @@ namespace {
 
 using ::gmem::testing::FailsWithErrno;
 using ::gmem::testing::Succeeds;
+using ::gmem::testing::SyscallSucceeds;
 
 constexpr uint64_t kSize = 16 * 4096;
 
@@ -89,7 +90,7 @@ TEST_P(GuestMemfdBasicsTest, HolePunchZeroesSharedPages)
 		EXPECT_EQ(m.data()[i * page + page - 1], expect) << "page " << i;
 	}
 	struct stat st {};
-	ASSERT_EQ(fstat(g.fd(), &st), 0);
+	ASSERT_THAT(fstat(g.fd(), &st), SyscallSucceeds());
 	EXPECT_EQ(st.st_size, static_cast<off_t>(kSize));
 }
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "gmem/kvm.h"
-#include "testing/host_access.h"
+#include "mock/host_access.h"
 #include "testing/matchers.h"
 
 namespace gmem {
@@ -26,6 +26,9 @@ namespace {
 using ::gmem::testing::FailsWithErrno;
 using ::gmem::testing::host_touch;
 using ::gmem::testing::Succeeds;
+using ::gmem::testing::SyscallFailsWithErrno;
+using ::gmem::testing::SyscallSucceeds;
+using ::gmem::testing::SyscallSucceedsWithValue;
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kPages = 64;
@@ -173,10 +176,10 @@ TEST_P(GuestMemfdConversionTest, VmspliceReferenceRefusesToPrivate)
 {
 	ASSERT_THAT(to_shared(0, kPages), Succeeds());
 	int p[2];
-	ASSERT_EQ(pipe(p), 0);
+	ASSERT_THAT(pipe(p), SyscallSucceeds());
 	UniqueFd rd(p[0]), wr(p[1]);
 	iovec iov{ page(33), kPage };
-	ASSERT_EQ(vmsplice(wr.get(), &iov, 1, 0), static_cast<ssize_t>(kPage));
+	ASSERT_THAT(vmsplice(wr.get(), &iov, 1, 0), SyscallSucceedsWithValue(kPage));
 
 	auto res = gmem_->convert_private(32 * kPage, 4 * kPage);
 	EXPECT_THAT(res, FailsWithErrno(EAGAIN));
@@ -199,11 +202,10 @@ TEST_P(GuestMemfdConversionTest, PrivatePageAsBufferIsEfault)
 	ASSERT_THAT(to_private(5, 1), Succeeds());
 	ASSERT_THAT(to_shared(6, 1), Succeeds());
 	int p[2];
-	ASSERT_EQ(pipe(p), 0);
+	ASSERT_THAT(pipe(p), SyscallSucceeds());
 	UniqueFd rd(p[0]), wr(p[1]);
-	EXPECT_EQ(write(wr.get(), page(5), 16), -1);
-	EXPECT_EQ(errno, EFAULT);
-	EXPECT_EQ(write(wr.get(), page(6), 16), 16);
+	EXPECT_THAT(write(wr.get(), page(5), 16), SyscallFailsWithErrno(EFAULT));
+	EXPECT_THAT(write(wr.get(), page(6), 16), SyscallSucceedsWithValue(16));
 }
 
 // Invalid arguments are refused before any work, naming the whole range.

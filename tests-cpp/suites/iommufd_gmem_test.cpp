@@ -31,7 +31,7 @@
 
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
-#include "testing/iommufd_mock.h"
+#include "mock/iommufd_mock.h"
 #include "testing/matchers.h"
 
 namespace gmem {

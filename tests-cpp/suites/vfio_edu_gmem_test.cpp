@@ -45,7 +45,7 @@
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
 #include "gmem/vfio.h"
-#include "testing/edu.h"
+#include "mock/edu.h"
 #include "testing/matchers.h"
 
 extern "C" const uint8_t edu_guest_start[], edu_guest_end[];
@@ -58,6 +58,7 @@ using ::gmem::testing::Edu;
 using ::gmem::testing::is_iommu_fault;
 using ::gmem::testing::KernelLog;
 using ::gmem::testing::Succeeds;
+using ::gmem::testing::SyscallSucceeds;
 using ::gmem::testing::user_pfn;
 using Clock = std::chrono::steady_clock;
 
@@ -457,7 +458,7 @@ TEST_F(VfioEduGmemTest, SharedPagesReachableAndPrivatePagesAndHolesNot)
 	ExpectReadBlocked(4, std::nullopt, "shared hole");
 	ExpectWriteBlocked(4, 3, "shared hole");
 	unsigned char resident = 1;
-	ASSERT_EQ(mincore(Page(4), kPage, &resident), 0);
+	ASSERT_THAT(mincore(Page(4), kPage, &resident), SyscallSucceeds());
 	CountWriteBlocked(resident & 1, 4, "shared hole (now allocated)");
 
 	for (uint64_t p = 5; p < 7; p++) {

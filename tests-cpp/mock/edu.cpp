@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
-#include "testing/edu.h"
+#include "mock/edu.h"
 
 #include <fcntl.h>
 #include <poll.h>

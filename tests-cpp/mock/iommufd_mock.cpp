@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
-#include "testing/iommufd_mock.h"
+#include "mock/iommufd_mock.h"
 
 #include <sys/ioctl.h>
 
