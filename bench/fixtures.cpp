@@ -31,7 +31,7 @@ Vm make_vm()
 		throw Skip{ kvm.error().message() };
 	if (!kvm->supports_vm_type(KVM_X86_SW_PROTECTED_VM))
 		throw Skip{ "KVM_X86_SW_PROTECTED_VM not supported" };
-	if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0)
+	if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
 		throw Skip{ "KVM_CAP_GUEST_MEMFD_CONVERT not supported" };
 	auto vm = kvm->create_vm(KVM_X86_SW_PROTECTED_VM).value();
 	if (!(vm.guest_memfd_flags() & GUEST_MEMFD_FLAG_CONVERTIBLE))
@@ -106,12 +106,12 @@ bool IommuCtx::check_mirror(uint64_t iova, uint64_t len, int gmem_fd, bool mappe
 	if (domain) {
 		auto r = gmem::testing::check_gmem(iommufd.fd(), domain->hwpt_id(), iova, len,
 						   gmem_fd, 0, !mapped);
-		if (!r.ok())
+		if (!r.has_value())
 			why = r.error().message();
-		return r.ok();
+		return r.has_value();
 	}
 	auto st = ioas.mirror_status(iova);
-	if (!st.ok()) {
+	if (!st.has_value()) {
 		why = st.error().message();
 		return false;
 	}

@@ -12,8 +12,8 @@
 #include "case.h"
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
-#include "testing/edu.h"
-#include "testing/iommufd_mock.h"
+#include "mock/edu.h"
+#include "mock/iommufd_mock.h"
 
 namespace bench {
 

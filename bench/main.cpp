@@ -48,7 +48,7 @@
 #include "options.h"
 #include "report.h"
 #include "runner.h"
-#include "testing/iommufd_mock.h"
+#include "mock/iommufd_mock.h"
 #include "timing.h"
 
 namespace bench {

@@ -43,9 +43,9 @@
 // Test-only: a userspace driver for QEMU's edu device (a VMM hands its
 // assigned device to the guest instead of driving it), and the mock IOMMU
 // device of CONFIG_IOMMUFD_TEST.
-#include "testing/edu.h"
-#include "testing/host_access.h"
-#include "testing/iommufd_mock.h"
+#include "mock/edu.h"
+#include "mock/host_access.h"
+#include "mock/iommufd_mock.h"
 
 extern "C" const uint8_t demo_guest_start[], demo_guest_end[], demo_guest_message[];
 
@@ -186,7 +186,7 @@ bool Demo::setup()
 	}
 	kvm_.emplace(std::move(kvm).value());
 	if (!kvm_->supports_vm_type(KVM_X86_SW_PROTECTED_VM) ||
-	    kvm_->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0) {
+	    kvm_->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0) {
 		say("    this kernel offers no SW-protected VM with in-place conversion\n");
 		return false;
 	}
@@ -264,7 +264,7 @@ bool Demo::bind_edu()
 	using gmem::testing::Edu;
 	auto edu = Edu::open(iommufd_->fd());
 	if (!edu) {
-		if (edu.err() == ENODEV && device_kind_ == DeviceKind::kAuto)
+		if (errno_of(edu) == ENODEV && device_kind_ == DeviceKind::kAuto)
 			return false; // no edu here: the mock stands in
 		check(false, "%s", edu.error().message().c_str());
 		return true;
@@ -300,7 +300,7 @@ void Demo::bind_iommu()
 	    "guest_memfd\n");
 	auto fd = gmem::Iommufd::open();
 	if (!fd) {
-		if (fd.err() == ENOENT || fd.err() == ENODEV || fd.err() == ENXIO)
+		if (errno_of(fd) == ENOENT || errno_of(fd) == ENODEV || errno_of(fd) == ENXIO)
 			skip_iommu("no /dev/iommu (CONFIG_IOMMUFD)");
 		else
 			check(false, "%s", fd.error().message().c_str());
@@ -314,7 +314,7 @@ void Demo::bind_iommu()
 		return;
 	}
 	ioas_.emplace(std::move(ioas).value());
-	if (ioas_->mirror_status(kIova).err() == ENOTTY)
+	if (errno_of(ioas_->mirror_status(kIova)) == ENOTTY)
 		return skip_iommu("this kernel's iommufd cannot map a guest_memfd "
 				  "(no IOMMU_IOAS_MIRROR_STATUS)");
 
@@ -366,7 +366,8 @@ void Demo::bind_iommu()
 			shared.push_back(i);
 	bool unpinned = true;
 	for (uint64_t i : shared)
-		unpinned &= check_refs(iommufd_->fd(), data_->data() + i * kPage, kPage, 0).ok();
+		unpinned &=
+			check_refs(iommufd_->fd(), data_->data() + i * kPage, kPage, 0).has_value();
 	check(unpinned, "no page pinned (MD_CHECK_REFS: 0 long-term pins on the %zu shared pages)",
 	      shared.size());
 }
@@ -379,10 +380,10 @@ uint32_t Demo::device_reads(std::string &row)
 	uint8_t *marker = scratch_->data(), *back = scratch_->data() + kPage;
 	std::memset(marker, kMarker, kPage);
 	std::memset(back, 0, kPage);
-	bool ok = edu_->dma_to_device(kScratchIova, kPage).ok();
+	bool ok = edu_->dma_to_device(kScratchIova, kPage).has_value();
 	for (uint64_t i = 0; i < kDataPages; i++)
-		ok &= edu_->dma_to_device(kIova + i * kPage, kSlot, i * kSlot).ok();
-	ok &= edu_->dma_from_device(kScratchIova + kPage, kPage).ok();
+		ok &= edu_->dma_to_device(kIova + i * kPage, kSlot, i * kSlot).has_value();
+	ok &= edu_->dma_from_device(kScratchIova + kPage, kPage).has_value();
 	stats_.dmas += kDataPages + 2;
 	if (!ok)
 		check(false, "edu DMA timed out");
@@ -473,11 +474,11 @@ void Demo::show_iommu(uint32_t before)
 		const bool mapped =
 			check_gmem(iommufd_->fd(), device_->hwpt_id(), kIova + i * kPage, kPage,
 				   gmem_->fd(), i * kPage, false)
-				.ok();
+				.has_value();
 		const bool empty =
 			!mapped && check_gmem(iommufd_->fd(), device_->hwpt_id(), kIova + i * kPage,
 					      kPage, gmem_->fd(), i * kPage, true)
-					   .ok();
+					   .has_value();
 		iommu += mapped ? 'M' : empty ? '.' : '?';
 		want += now & (1u << i) ? 'M' : '.';
 		if (iommu.back() != want.back() && bad == kDataPages)
@@ -541,10 +542,10 @@ bool Demo::handle_hypercall(kvm_run *run)
 	gmem::Result<void> res = to_private ? gmem_->convert_private(off, pages * kPage)
 					    : gmem_->convert_shared(off, pages * kPage);
 	int retries = 0;
-	for (; !res.ok() && res.err() == EAGAIN && retries < 10; retries++)
+	for (; !res.has_value() && errno_of(res) == EAGAIN && retries < 10; retries++)
 		res = to_private ? gmem_->convert_private(off, pages * kPage)
 				 : gmem_->convert_shared(off, pages * kPage);
-	if (!res.ok()) {
+	if (!res.has_value()) {
 		say("    %s\n", res.error().message().c_str());
 		run->hypercall.ret = -KVM_EINVAL;
 		check(false, "in-place conversion");

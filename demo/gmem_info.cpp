@@ -42,7 +42,8 @@ int main()
 		return 1;
 	}
 	std::printf("  KVM_CAP_VM_TYPES: 0x%lx\n", kvm->vm_types());
-	std::printf("  KVM_CAP_GUEST_MEMFD: %ld\n", kvm->check_extension(KVM_CAP_GUEST_MEMFD));
+	std::printf("  KVM_CAP_GUEST_MEMFD: %ld\n",
+		    kvm->check_extension(KVM_CAP_GUEST_MEMFD).value_or(-1));
 	for (unsigned long type = 0; type <= 5; type++) {
 		if (!kvm->supports_vm_type(type)) {
 			std::printf("  %-24s not supported by this host\n",
@@ -55,7 +56,7 @@ int main()
 				    vm.error().message().c_str());
 			continue;
 		}
-		long attrs = vm->check_extension(KVM_CAP_MEMORY_ATTRIBUTES);
+		long attrs = vm->check_extension(KVM_CAP_MEMORY_ATTRIBUTES).value_or(-1);
 		std::printf("  %-24s guest_memfd flags: %s; memory attributes: 0x%lx\n",
 			    gmem::vm_type_name(type), flag_names(vm->guest_memfd_flags()).c_str(),
 			    attrs < 0 ? 0 : attrs);

@@ -80,10 +80,11 @@ public:
 	void check() override
 	{
 		auto r = gm_.g.convert_private(0, len_);
-		require(!r.ok() && r.err() == EAGAIN,
+		require(!r.has_value() && errno_of(r) == EAGAIN,
 			"pinned: KVM_GMEM_CONVERT_PRIVATE of a pinned range fails with EAGAIN "
 			"(got " +
-				(r.ok() ? std::string("success") : r.error().message()) + ")");
+				(r.has_value() ? std::string("success") : r.error().message()) +
+				")");
 	}
 
 private:

@@ -117,9 +117,10 @@ private:
 		mb[2] = 1;
 		auto r = vcpu_->run();
 		const kvm_run *run = vcpu_->run_area();
-		if (!r.ok() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort)
+		if (!r.has_value() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort)
 			throw CheckFailed{ "touch: KVM_RUN " +
-					   (r.ok() ? std::string("ok") : r.error().message()) +
+					   (r.has_value() ? std::string("ok")
+							  : r.error().message()) +
 					   ", exit " + std::to_string(run->exit_reason) };
 	}
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "gmem/kvm.h"
-#include "testing/host_access.h"
+#include "mock/host_access.h"
 #include "testing/matchers.h"
 
 namespace gmem {
@@ -26,6 +26,9 @@ namespace {
 using ::gmem::testing::FailsWithErrno;
 using ::gmem::testing::host_touch;
 using ::gmem::testing::Succeeds;
+using ::gmem::testing::SyscallFailsWithErrno;
+using ::gmem::testing::SyscallSucceeds;
+using ::gmem::testing::SyscallSucceedsWithValue;
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kPages = 64;
@@ -46,7 +49,7 @@ protected:
 			GTEST_SKIP() << kvm.error().message();
 		if (!kvm->supports_vm_type(type))
 			GTEST_SKIP() << vm_type_name(type) << " not supported by this host";
-		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0)
+		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
 			GTEST_SKIP() << "KVM_CAP_GUEST_MEMFD_CONVERT not supported";
 		auto vm = kvm->create_vm(type);
 		ASSERT_THAT(vm, Succeeds());
@@ -70,14 +73,14 @@ protected:
 	Result<void> to_shared(uint64_t first, uint64_t n)
 	{
 		auto r = gmem_->convert_shared(first * kPage, n * kPage);
-		if (r.ok())
+		if (r.has_value())
 			std::fill_n(shared_.begin() + first, n, true);
 		return r;
 	}
 	Result<void> to_private(uint64_t first, uint64_t n)
 	{
 		auto r = gmem_->convert_private(first * kPage, n * kPage);
-		if (r.ok())
+		if (r.has_value())
 			std::fill_n(shared_.begin() + first, n, false);
 		return r;
 	}
@@ -155,7 +158,7 @@ TEST_P(GuestMemfdConversionTest, IoUringRegisteredBufferRefusesToPrivate)
 
 	auto res = gmem_->convert_private(4 * kPage, 16 * kPage);
 	EXPECT_THAT(res, FailsWithErrno(EAGAIN));
-	if (!res.ok()) {
+	if (!res.has_value()) {
 		ASSERT_TRUE(res.error().error_offset.has_value());
 		EXPECT_EQ(*res.error().error_offset, 10 * kPage);
 	}
@@ -173,14 +176,14 @@ TEST_P(GuestMemfdConversionTest, VmspliceReferenceRefusesToPrivate)
 {
 	ASSERT_THAT(to_shared(0, kPages), Succeeds());
 	int p[2];
-	ASSERT_EQ(pipe(p), 0);
+	ASSERT_THAT(pipe(p), SyscallSucceeds());
 	UniqueFd rd(p[0]), wr(p[1]);
 	iovec iov{ page(33), kPage };
-	ASSERT_EQ(vmsplice(wr.get(), &iov, 1, 0), static_cast<ssize_t>(kPage));
+	ASSERT_THAT(vmsplice(wr.get(), &iov, 1, 0), SyscallSucceedsWithValue(kPage));
 
 	auto res = gmem_->convert_private(32 * kPage, 4 * kPage);
 	EXPECT_THAT(res, FailsWithErrno(EAGAIN));
-	if (!res.ok()) {
+	if (!res.has_value()) {
 		EXPECT_EQ(res.error().error_offset.value_or(0), 33 * kPage);
 	}
 	ExpectStates();
@@ -199,11 +202,10 @@ TEST_P(GuestMemfdConversionTest, PrivatePageAsBufferIsEfault)
 	ASSERT_THAT(to_private(5, 1), Succeeds());
 	ASSERT_THAT(to_shared(6, 1), Succeeds());
 	int p[2];
-	ASSERT_EQ(pipe(p), 0);
+	ASSERT_THAT(pipe(p), SyscallSucceeds());
 	UniqueFd rd(p[0]), wr(p[1]);
-	EXPECT_EQ(write(wr.get(), page(5), 16), -1);
-	EXPECT_EQ(errno, EFAULT);
-	EXPECT_EQ(write(wr.get(), page(6), 16), 16);
+	EXPECT_THAT(write(wr.get(), page(5), 16), SyscallFailsWithErrno(EFAULT));
+	EXPECT_THAT(write(wr.get(), page(6), 16), SyscallSucceedsWithValue(16));
 }
 
 // Invalid arguments are refused before any work, naming the whole range.
@@ -243,7 +245,7 @@ TEST_P(GuestMemfdConversionTest, ConcurrentConversionsEndConsistent)
 				bool shared = rng() & 1;
 				auto res = shared ? gmem_->convert_shared(i * kPage, kPage)
 						  : gmem_->convert_private(i * kPage, kPage);
-				if (res.ok())
+				if (res.has_value())
 					want[i] = shared;
 				else
 					failures++;

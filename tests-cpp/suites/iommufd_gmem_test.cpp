@@ -31,7 +31,7 @@
 
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
-#include "testing/iommufd_mock.h"
+#include "mock/iommufd_mock.h"
 #include "testing/matchers.h"
 
 namespace gmem {
@@ -108,7 +108,7 @@ protected:
 			GTEST_SKIP() << kvm.error().message();
 		if (!kvm->supports_vm_type(KVM_X86_SW_PROTECTED_VM))
 			GTEST_SKIP() << "KVM_X86_SW_PROTECTED_VM not supported by this host";
-		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0)
+		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
 			GTEST_SKIP() << "KVM_CAP_GUEST_MEMFD_CONVERT not supported";
 		auto iommufd = Iommufd::open();
 		if (!iommufd)
@@ -132,7 +132,7 @@ protected:
 		ASSERT_THAT(ioas, Succeeds());
 		ioas_.emplace(std::move(ioas).value());
 		auto st = ioas_->mirror_status(kIova);
-		if (st.err() == ENOTTY)
+		if (errno_of(st) == ENOTTY)
 			GTEST_SKIP() << "no IOMMU_IOAS_MIRROR_STATUS in this kernel";
 		ASSERT_THAT(st, FailsWithErrno(ENOENT));
 		mock_ = have_iommufd_mock(iommufd_->fd());
@@ -238,7 +238,7 @@ protected:
 				 : op == Op::kPunch	? gmem_->punch_hole(off, len)
 							: gmem_->allocate(off, len);
 		if (!r)
-			return r.error();
+			return unexpected(r.error());
 		Delta d;
 		for (uint64_t p = first; p < first + n; p++) {
 			const bool was = Mirrored(p);
@@ -300,14 +300,14 @@ protected:
 				auto r =
 					check_gmem(iommufd_->fd(), domains_[d].hwpt_id(), IovaOf(i),
 						   (j - i) * kPage, gmem_->fd(), i * kPage, !want);
-				if (!r.ok()) {
+				if (!r.has_value()) {
 					uint64_t bad = i;
 					for (uint64_t k = i; k < j; k++) {
 						if (!check_gmem(iommufd_->fd(),
 								domains_[d].hwpt_id(), IovaOf(k),
 								kPage, gmem_->fd(), k * kPage,
 								!want)
-							     .ok()) {
+							     .has_value()) {
 							bad = k;
 							break;
 						}

@@ -45,7 +45,7 @@
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
 #include "gmem/vfio.h"
-#include "testing/edu.h"
+#include "mock/edu.h"
 #include "testing/matchers.h"
 
 extern "C" const uint8_t edu_guest_start[], edu_guest_end[];
@@ -58,6 +58,7 @@ using ::gmem::testing::Edu;
 using ::gmem::testing::is_iommu_fault;
 using ::gmem::testing::KernelLog;
 using ::gmem::testing::Succeeds;
+using ::gmem::testing::SyscallSucceeds;
 using ::gmem::testing::user_pfn;
 using Clock = std::chrono::steady_clock;
 
@@ -139,7 +140,7 @@ protected:
 		if (!kvm)
 			GTEST_SKIP() << kvm.error().message();
 		if (!kvm->supports_vm_type(KVM_X86_SW_PROTECTED_VM) ||
-		    kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0)
+		    kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
 			GTEST_SKIP() << "no KVM_X86_SW_PROTECTED_VM with in-place conversion";
 		auto iommufd = Iommufd::open();
 		if (!iommufd)
@@ -147,7 +148,7 @@ protected:
 		iommufd_.emplace(std::move(iommufd).value());
 
 		auto edu = Edu::open(iommufd_->fd());
-		if (!edu && edu.err() == ENODEV && wanted_kind.empty()) {
+		if (!edu && errno_of(edu) == ENODEV && wanted_kind.empty()) {
 			GTEST_SKIP() << edu.error().message()
 				     << " (boot with harness/guest-run.sh --viommu KIND)";
 		}
@@ -376,7 +377,7 @@ protected:
 				auto r = Convert(!priv, (gpa - kGpa) / kPage, n);
 				EXPECT_THAT(r, Succeeds()) << "in-place conversion for the guest"
 							   << " (first try: nothing pins)";
-				run->hypercall.ret = r.ok() ? 0 : -KVM_EINVAL;
+				run->hypercall.ret = r.has_value() ? 0 : -KVM_EINVAL;
 				hypercalls_++;
 				continue;
 			}
@@ -457,7 +458,7 @@ TEST_F(VfioEduGmemTest, SharedPagesReachableAndPrivatePagesAndHolesNot)
 	ExpectReadBlocked(4, std::nullopt, "shared hole");
 	ExpectWriteBlocked(4, 3, "shared hole");
 	unsigned char resident = 1;
-	ASSERT_EQ(mincore(Page(4), kPage, &resident), 0);
+	ASSERT_THAT(mincore(Page(4), kPage, &resident), SyscallSucceeds());
 	CountWriteBlocked(resident & 1, 4, "shared hole (now allocated)");
 
 	for (uint64_t p = 5; p < 7; p++) {
@@ -624,8 +625,8 @@ TEST_F(VfioEduGmemTest, ConversionStormWithConcurrentDma)
 			if (to_shared)
 				priv[p].back().until = Clock::now();
 			auto r = Convert(to_shared, p);
-			if (!r.ok()) {
-				eagain += r.err() == EAGAIN;
+			if (!r.has_value()) {
+				eagain += errno_of(r) == EAGAIN;
 				if (conv_error.empty())
 					conv_error = r.error().message();
 				if (to_shared)

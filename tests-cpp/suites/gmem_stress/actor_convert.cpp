@@ -62,26 +62,28 @@ bool Stress::op_convert(ThreadCtx &t, bool to_private)
 	if (poisoned) {
 		// The page keeps memory failure's reference: not a retryable
 		// EAGAIN, its own errno naming a poisoned page (issue 12, 5).
-		const uint64_t at = r.ok() ? 0 : r.error().error_offset.value_or(~0ULL) / kPage;
-		if (r.ok() || r.err() != EHWPOISON || at < first || at >= first + n ||
+		const uint64_t at =
+			r.has_value() ? 0 : r.error().error_offset.value_or(~0ULL) / kPage;
+		if (r.has_value() || errno_of(r) != EHWPOISON || at < first || at >= first + n ||
 		    !model_.pages[at].poisoned) {
 			fail(what.str() +
 				     " over a poisoned page should fail with EHWPOISON naming "
 				     "a poisoned page, got " +
-				     (r.ok() ? std::string("success") : r.error().message()) +
+				     (r.has_value() ? std::string("success")
+						    : r.error().message()) +
 				     "; " + describe(*poisoned),
 			     *poisoned);
 			return true;
 		}
 		expected_errors_++;
-	} else if (!r.ok()) {
+	} else if (!r.has_value()) {
 		const uint64_t at = std::min(
 			first + n - 1, r.error().error_offset.value_or(first * kPage) / kPage);
 		fail(what.str() + ": " + r.error().message() + "; " + describe(at), at);
 		return true;
 	}
 	Section s(*this, first, n);
-	if (r.ok()) {
+	if (r.has_value()) {
 		for (uint64_t p = first; p < first + n; p++) {
 			PageModel &m = model_.pages[p];
 			if (to_private) {
@@ -96,7 +98,7 @@ bool Stress::op_convert(ThreadCtx &t, bool to_private)
 			}
 		}
 	}
-	if (r.ok() && to_private) {
+	if (r.has_value() && to_private) {
 		// No host mapping survives, not even one a racing fault made.
 		for (uint64_t p = first; p < first + n; p++) {
 			volatile uint8_t *b = data_->data() + p * kPage;
@@ -149,13 +151,13 @@ bool Stress::op_pin_to_private(ThreadCtx &t)
 	// The pin is the test's own reference: EAGAIN naming the first page,
 	// and nothing changed.
 	auto c = gmem_->convert_private(first * kPage, n * kPage);
-	if (c.err() != EAGAIN || c.error().error_offset.value_or(~0ULL) != first * kPage) {
+	if (errno_of(c) != EAGAIN || c.error().error_offset.value_or(~0ULL) != first * kPage) {
 		fail(what.str() + ": to-private of a pinned range should fail with EAGAIN at " +
 			     std::to_string(first * kPage) + ", got " +
-			     (c.ok() ? std::string("success") : c.error().message()) + "; " +
+			     (c.has_value() ? std::string("success") : c.error().message()) + "; " +
 			     describe(first),
 		     first);
-		if (c.ok()) {
+		if (c.has_value()) {
 			for (uint64_t p = first; p < first + n; p++)
 				model_.pages[p].shared = false;
 		}
@@ -172,7 +174,7 @@ bool Stress::op_pin_to_private(ThreadCtx &t)
 	}
 	io_uring_unregister_buffers(t.ring->get());
 	c = gmem_->convert_private(first * kPage, n * kPage);
-	if (!c.ok()) {
+	if (!c.has_value()) {
 		fail(what.str() + ": to-private after unpinning: " + c.error().message() + "; " +
 			     describe(first),
 		     first);

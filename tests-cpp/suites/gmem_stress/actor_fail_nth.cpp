@@ -29,9 +29,9 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 	// any errno an injection caused (KERNEL-BUGS.md, 3).
 	auto injected = [&](const std::string &what, const auto &r, bool fired,
 			    bool any_errno = false) {
-		if (r.ok())
+		if (r.has_value())
 			return true;
-		if ((r.err() == ENOMEM || any_errno) && fired) {
+		if ((errno_of(r) == ENOMEM || any_errno) && fired) {
 			injected_failures_++;
 			return true;
 		}
@@ -60,11 +60,11 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 		const bool fired = t.nth->disarm();
 		if (!injected(what.str(), r, fired, true))
 			return true;
-		if (!r.ok()) {
+		if (!r.has_value()) {
 			// It may have allocated shared holes before failing.
 			if (auto a = again_on_eintr(
 				    [&] { return gmem_->allocate(c * kChunkSize, kChunkSize); });
-			    !a.ok()) {
+			    !a.has_value()) {
 				fail(what.str() + ": " + a.error().message());
 				return true;
 			}
@@ -96,7 +96,7 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 		const bool fired = t.nth->disarm();
 		if (!injected(what, r, fired, true))
 			return true;
-		if (r.ok())
+		if (r.has_value())
 			domains_[i].push_back(std::move(r).value());
 		return true;
 	}
@@ -135,18 +135,18 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 	const bool fired = t.nth->disarm();
 	if (!injected(what.str(), r, fired))
 		return true;
-	if (!r.ok() && kind >= 2) {
+	if (!r.has_value() && kind >= 2) {
 		// fallocate() may have allocated part of the range: complete
 		// it, and the punch too.
 		r = again_on_eintr(call);
-		if (!r.ok()) {
+		if (!r.has_value()) {
 			fail(what.str() + ": without injection: " + r.error().message(), first);
 			return true;
 		}
 	}
 	if (!s)
 		s.emplace(*this, first, n);
-	for (uint64_t p = first; p < first + n && r.ok(); p++) {
+	for (uint64_t p = first; p < first + n && r.has_value(); p++) {
 		PageModel &m = model_.pages[p];
 		switch (kind) {
 		case 0:

@@ -28,10 +28,10 @@ bool Stress::op_area(ThreadCtx &t, Op &done)
 	const uint64_t base = iova(i, c * kChunkPages);
 	if (unmap) {
 		auto r = ioas_[i].unmap(base, kChunkSize);
-		if (!r.ok() || *r != kChunkSize) {
+		if (!r.has_value() || *r != kChunkSize) {
 			fail(what.str() + ": " +
-			     (r.ok() ? "unmapped " + std::to_string(*r) + " bytes"
-				     : r.error().message()));
+			     (r.has_value() ? "unmapped " + std::to_string(*r) + " bytes"
+					    : r.error().message()));
 			return true;
 		}
 		model_.covered[i][c] = false;
@@ -41,7 +41,7 @@ bool Stress::op_area(ThreadCtx &t, Op &done)
 		// Workaround switch: no hole for MAP_FILE to fill unnotified.
 		if (auto r = again_on_eintr(
 			    [&] { return gmem_->allocate(c * kChunkSize, kChunkSize); });
-		    !r.ok()) {
+		    !r.has_value()) {
 			fail(what.str() + ": " + r.error().message());
 			return true;
 		}
@@ -49,8 +49,9 @@ bool Stress::op_area(ThreadCtx &t, Op &done)
 			model_.pages[p].allocated = true;
 	}
 	auto r = ioas_[i].map_file(gmem_->fd(), c * kChunkSize, kChunkSize, base);
-	if (!r.ok() || *r != base) {
-		fail(what.str() + ": " + (r.ok() ? "mapped elsewhere" : r.error().message()));
+	if (!r.has_value() || *r != base) {
+		fail(what.str() + ": " +
+		     (r.has_value() ? "mapped elsewhere" : r.error().message()));
 		return true;
 	}
 	model_.covered[i][c] = true;
@@ -83,14 +84,14 @@ bool Stress::op_domain(ThreadCtx &t, Op &done)
 		domains_[i].erase(domains_[i].begin() + static_cast<long>(d));
 		if (domains_[i].empty())
 			domainless_++;
-		if (!r.ok())
+		if (!r.has_value())
 			fail(what + ": " + r.error().message());
 		return true;
 	}
 	const std::string what = "attach IOAS " + std::to_string(i);
 	log(t.id, what);
 	auto r = MockDomain::attach(ioas_[i]);
-	if (!r.ok()) {
+	if (!r.has_value()) {
 		fail(what + ": " + r.error().message());
 		return true;
 	}
@@ -113,15 +114,15 @@ bool Stress::op_dma_read(ThreadCtx &t)
 	const PageModel &m = model_.pages[p];
 	uint32_t a = 0, b = 0;
 	auto r = access_[i].read(iova(i, p), &a, sizeof(a));
-	if (r.ok())
+	if (r.has_value())
 		r = access_[i].read(iova(i, p) + kPage - 4, &b, sizeof(b));
 	const int want = !m.shared ? EACCES : m.poisoned ? EHWPOISON : !m.allocated ? ENOENT : 0;
-	if (r.err() != want || (r.ok() && (a != m.token || b != m.token))) {
+	if (errno_of(r) != want || (r.has_value() && (a != m.token || b != m.token))) {
 		std::ostringstream s;
 		s << what << ": in-kernel access read " << (want ? "should fail with " : "")
 		  << (want ? std::strerror(want) : "") << ", got "
-		  << (r.ok() ? "success" : r.error().message()) << ", 0x" << std::hex << a << "/0x"
-		  << b << std::dec << "; " << describe(p);
+		  << (r.has_value() ? "success" : r.error().message()) << ", 0x" << std::hex << a
+		  << "/0x" << b << std::dec << "; " << describe(p);
 		fail(s.str(), p);
 		return true;
 	}

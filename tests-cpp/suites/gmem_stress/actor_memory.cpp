@@ -35,8 +35,8 @@ bool Stress::op_hwpoison(ThreadCtx &t)
 		Racer racer([&] {
 			volatile uint8_t *b = data_->data() + p * kPage;
 			(void)sigbus_guard([&] { (void)b[0]; });
-			if (auto r = gmem_->convert_shared(p * kPage, kPage); !r.ok())
-				racer_err = r.err();
+			if (auto r = gmem_->convert_shared(p * kPage, kPage); !r.has_value())
+				racer_err = errno_of(r);
 		});
 		// The poisoned, dirty page is mapped here: memory failure sends
 		// the calling thread a SIGBUS (BUS_MCEERR_AR) as the call

@@ -17,6 +17,21 @@
 #include <thread>
 
 namespace gmem::stress {
+namespace {
+
+// KVM_RUN as the checks read it: a memory fault is KVM_RUN's EFAULT, the
+// exit itself is read from kvm_run.
+Result<void> run_once(const Vcpu &vcpu)
+{
+	auto e = vcpu.run();
+	if (!e)
+		return unexpected(e.error());
+	if (std::holds_alternative<MemoryFaultExit>(*e))
+		return ::gmem::fail(EFAULT, "KVM_RUN");
+	return {};
+}
+
+} // namespace
 
 bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 {
@@ -58,7 +73,7 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 		converter.emplace([&] {
 			auto r = *convert_to_shared ? gmem_->convert_shared(p * kPage, kPage)
 						    : gmem_->convert_private(p * kPage, kPage);
-			if (!r.ok())
+			if (!r.has_value())
 				convert_error = r.error();
 			converting = false;
 		});
@@ -68,7 +83,7 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 	for (int tries = 0;; tries++) {
 		const bool in_flight = converting;
 		r = run_vcpu(t, v);
-		if (r.ok() || run->exit_reason != KVM_EXIT_MEMORY_FAULT || !in_flight ||
+		if (r.has_value() || run->exit_reason != KVM_EXIT_MEMORY_FAULT || !in_flight ||
 		    tries == 1000)
 			break;
 		// The state changed under KVM's fault: run again, as a VMM
@@ -83,10 +98,10 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 		     p);
 		return true;
 	}
-	if (!r.ok() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort) {
+	if (!r.has_value() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort) {
 		std::ostringstream s;
-		s << what << ": KVM_RUN " << (r.ok() ? "ok" : r.error().message()) << ", exit "
-		  << run->exit_reason;
+		s << what << ": KVM_RUN " << (r.has_value() ? "ok" : r.error().message())
+		  << ", exit " << run->exit_reason;
 		if (run->exit_reason == KVM_EXIT_MEMORY_FAULT)
 			s << " (memory fault at GPA 0x" << std::hex << run->memory_fault.gpa
 			  << ", flags 0x" << run->memory_fault.flags << std::dec << ")";
@@ -130,21 +145,21 @@ Result<void> Stress::run_vcpu(ThreadCtx &t, int v)
 		ev._sigev_un._tid = ::gettid();
 		timer_t id;
 		if (::timer_create(CLOCK_MONOTONIC, &ev, &id) != 0)
-			return vcpu.run();
+			return run_once(vcpu);
 		t.kick = id;
 	}
 	for (;;) {
 		itimerspec arm{};
 		arm.it_value.tv_sec = 5;
 		::timer_settime(*t.kick, 0, &arm, nullptr);
-		auto r = vcpu.run();
+		auto r = run_once(vcpu);
 		const itimerspec off{};
 		::timer_settime(*t.kick, 0, &off, nullptr);
-		if (r.ok() || r.err() != EINTR)
+		if (r.has_value() || errno_of(r) != EINTR)
 			return r;
 		auto regs = vcpu.get_regs();
 		if (!regs)
-			return regs.error();
+			return unexpected(regs.error());
 		const uint64_t code_len = stress_guest_end - stress_guest_start;
 		if (regs->rip >= kGuestEntry && regs->rip < kGuestEntry + code_len)
 			continue;
@@ -153,7 +168,7 @@ Result<void> Stress::run_vcpu(ThreadCtx &t, int v)
 			char buf[96];
 			std::snprintf(buf, sizeof(buf), "vCPU %d left its code for RIP 0x%llx", v,
 				      (unsigned long long)regs->rip);
-			return SysError{ EFAULT, buf };
+			return ::gmem::fail(EFAULT, buf);
 		}
 		if (vcpu_state_lost_++ == 0)
 			std::printf("[ NOTE     ] vCPU %d left its code for RIP 0x%llx: its state "
@@ -161,7 +176,7 @@ Result<void> Stress::run_vcpu(ThreadCtx &t, int v)
 				    v, (unsigned long long)regs->rip);
 		kvm_vcpu_events ev{};
 		if (::ioctl(vcpu.fd(), KVM_SET_VCPU_EVENTS, &ev) != 0)
-			return last_error("KVM_SET_VCPU_EVENTS");
+			return ::gmem::fail("KVM_SET_VCPU_EVENTS");
 		if (auto s = vcpu.set_sregs(sregs0_[v]); !s)
 			return s;
 		if (auto s = vcpu.set_regs(regs0_[v]); !s)

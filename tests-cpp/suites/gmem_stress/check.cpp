@@ -27,12 +27,12 @@ bool Stress::check_domains(uint64_t first, uint64_t n, const std::string &what)
 					q++;
 				auto r = check_gmem(ifd, hwpt, iova(i, p), (q - p) * kPage, fd,
 						    p * kPage, !want);
-				if (!r.ok()) {
+				if (!r.has_value()) {
 					uint64_t bad = p;
 					for (uint64_t k = p; k < q; k++)
 						if (!check_gmem(ifd, hwpt, iova(i, k), kPage, fd,
 								k * kPage, !want)
-							     .ok()) {
+							     .has_value()) {
 							bad = k;
 							break;
 						}
@@ -59,7 +59,7 @@ bool Stress::check_mirror_status(const std::string &what)
 			const uint64_t base = iova(i, c * kChunkPages);
 			auto st = ioas_[i].mirror_status(base);
 			if (!model_.covered[i][c]) {
-				if (st.err() != ENOENT) {
+				if (errno_of(st) != ENOENT) {
 					fail(what + ": MIRROR_STATUS of unmapped chunk " +
 					     std::to_string(c) + " of IOAS " + std::to_string(i) +
 					     " should fail with ENOENT");
@@ -67,7 +67,7 @@ bool Stress::check_mirror_status(const std::string &what)
 				}
 				continue;
 			}
-			if (!st.ok()) {
+			if (!st.has_value()) {
 				fail(what + ": " + st.error().message());
 				return false;
 			}
@@ -144,11 +144,11 @@ bool Stress::retry_pending(uint64_t first, uint64_t n, const std::string &what)
 			if (!model_.covered[i][c])
 				continue;
 			auto st = ioas_[i].mirror_status(iova(i, c * kChunkPages), true);
-			if (!st.ok() || st->pending_pages != 0 || st->error != 0) {
+			if (!st.has_value() || st->pending_pages != 0 || st->error != 0) {
 				std::ostringstream s;
 				s << what << ": MIRROR_STATUS with RETRY of IOAS " << i << " chunk "
 				  << c << ": ";
-				if (st.ok())
+				if (st.has_value())
 					s << *st << ", pending after the retry";
 				else
 					s << st.error().message();

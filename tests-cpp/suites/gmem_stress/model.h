@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <string>
 
-#include "testing/iommufd_mock.h"
+#include "mock/iommufd_mock.h"
 
 namespace gmem::stress {
 

@@ -158,7 +158,7 @@ std::string Stress::setup()
 	kvm_.emplace(std::move(kvm).value());
 	if (!kvm_->supports_vm_type(KVM_X86_SW_PROTECTED_VM))
 		return "KVM_X86_SW_PROTECTED_VM not supported by this host";
-	if (kvm_->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0)
+	if (kvm_->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
 		return "KVM_CAP_GUEST_MEMFD_CONVERT not supported";
 	auto iommufd = Iommufd::open();
 	if (!iommufd)
@@ -202,7 +202,7 @@ std::string Stress::setup()
 	// attached before or after the mapping.
 	for (int i = 0; i < kIoases; i++) {
 		ioas_.push_back(iommufd_->alloc_ioas().value());
-		if (ioas_[i].mirror_status(kIovaBase[i]).err() == ENOTTY)
+		if (errno_of(ioas_[i].mirror_status(kIovaBase[i])) == ENOTTY)
 			return "no IOMMU_IOAS_MIRROR_STATUS in this kernel";
 		access_.push_back(MockAccess::create(ioas_[i]).value());
 	}

@@ -30,8 +30,8 @@
 #include "options.h"
 #include "sync.h"
 #include "syscalls.h"
-#include "testing/host_access.h"
-#include "testing/iommufd_mock.h"
+#include "mock/host_access.h"
+#include "mock/iommufd_mock.h"
 
 extern "C" const uint8_t stress_guest_start[], stress_guest_end[];
 

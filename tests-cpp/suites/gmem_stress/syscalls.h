@@ -28,7 +28,7 @@ inline std::atomic<uint64_t> eintr_retries{ 0 };
 template <typename F> auto again_on_eintr(F &&fn)
 {
 	auto r = fn();
-	for (int i = 0; i < 100 && !r.ok() && r.err() == EINTR; i++) {
+	for (int i = 0; i < 100 && !r.has_value() && errno_of(r) == EINTR; i++) {
 		eintr_retries++;
 		r = fn();
 	}
