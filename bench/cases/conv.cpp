@@ -20,6 +20,7 @@ using gmem::GuestMemfd;
 using gmem::Mapping;
 using gmem::Vm;
 
+// conv: one convertible guest_memfd bound to a memslot; the guest has used
 // all its (private) pages. to_shared: KVM_GMEM_CONVERT_SHARED, then the
 // host writes to every page; to_private: KVM_GMEM_CONVERT_PRIVATE.
 class InPlaceConv : public Variant {
@@ -74,7 +75,7 @@ private:
 // allocated (host touch for shared; fallocate for private, standing for the
 // guest's first access, which would allocate it). With @copy, contents are
 // preserved: both sides exist while the VMM copies (7.3 gives the VMM no
-
+// access to private guest_memfd pages, so a bounce buffer stands for them:
 // the cost is the copy, the memory is the second backing).
 class TwoBackingConv : public Variant {
 public:
