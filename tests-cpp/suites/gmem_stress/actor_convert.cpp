@@ -53,11 +53,11 @@ bool Stress::op_convert(ThreadCtx &t, bool to_private)
 	std::optional<Racer> racer;
 	if (!race.empty())
 		racer.emplace([this, &race, k = size_t{ 0 }]() mutable {
-			volatile uint8_t *b = data_->data() + race[k++ % race.size()] * kPage;
+			volatile uint8_t *b = data() + race[k++ % race.size()] * kPage;
 			(void)sigbus_guard([&] { (void)b[kPage / 2]; });
 		});
-	auto r = to_private ? gmem_->convert_private(first * kPage, n * kPage)
-			    : gmem_->convert_shared(first * kPage, n * kPage);
+	auto r = to_private ? gmem().convert_private(first * kPage, n * kPage)
+			    : gmem().convert_shared(first * kPage, n * kPage);
 	racer.reset();
 	if (poisoned) {
 		// The page keeps memory failure's reference: not a retryable
@@ -101,7 +101,7 @@ bool Stress::op_convert(ThreadCtx &t, bool to_private)
 	if (r.has_value() && to_private) {
 		// No host mapping survives, not even one a racing fault made.
 		for (uint64_t p = first; p < first + n; p++) {
-			volatile uint8_t *b = data_->data() + p * kPage;
+			volatile uint8_t *b = data() + p * kPage;
 			if (sigbus_guard([&] { (void)b[0]; })) {
 				fail("after " + what.str() + ": the host still reads the page; " +
 					     describe(p),
@@ -127,7 +127,7 @@ bool Stress::op_pin_to_private(ThreadCtx &t)
 	std::ostringstream what;
 	what << "pin_to_private [" << first << ", " << first + n << ")";
 	log(t.id, what.str(), first, n);
-	iovec iov{ data_->data() + first * kPage, n * kPage };
+	iovec iov{ data() + first * kPage, n * kPage };
 	const int r = io_uring_register_buffers(t.ring->get(), &iov, 1);
 	if (r < 0) {
 		if (r == -ENOMEM || r == -EOPNOTSUPP) {
@@ -150,7 +150,7 @@ bool Stress::op_pin_to_private(ThreadCtx &t)
 	}
 	// The pin is the test's own reference: EAGAIN naming the first page,
 	// and nothing changed.
-	auto c = gmem_->convert_private(first * kPage, n * kPage);
+	auto c = gmem().convert_private(first * kPage, n * kPage);
 	if (errno_of(c) != EAGAIN || c.error().error_offset.value_or(~0ULL) != first * kPage) {
 		fail(what.str() + ": to-private of a pinned range should fail with EAGAIN at " +
 			     std::to_string(first * kPage) + ", got " +
@@ -173,7 +173,7 @@ bool Stress::op_pin_to_private(ThreadCtx &t)
 		}
 	}
 	io_uring_unregister_buffers(t.ring->get());
-	c = gmem_->convert_private(first * kPage, n * kPage);
+	c = gmem().convert_private(first * kPage, n * kPage);
 	if (!c.has_value()) {
 		fail(what.str() + ": to-private after unpinning: " + c.error().message() + "; " +
 			     describe(first),

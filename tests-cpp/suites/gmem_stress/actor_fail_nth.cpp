@@ -56,14 +56,14 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 		log(t.id, what.str(), c * kChunkPages, kChunkPages);
 		const uint64_t base = iova(i, c * kChunkPages);
 		t.nth->arm(nth);
-		auto r = ioas_[i].map_file(gmem_->fd(), c * kChunkSize, kChunkSize, base);
+		auto r = ioas_[i].map_file(gmem().fd(), c * kChunkSize, kChunkSize, base);
 		const bool fired = t.nth->disarm();
 		if (!injected(what.str(), r, fired, true))
 			return true;
 		if (!r.has_value()) {
 			// It may have allocated shared holes before failing.
 			if (auto a = again_on_eintr(
-				    [&] { return gmem_->allocate(c * kChunkSize, kChunkSize); });
+				    [&] { return gmem().allocate(c * kChunkSize, kChunkSize); });
 			    !a.has_value()) {
 				fail(what.str() + ": " + a.error().message());
 				return true;
@@ -119,13 +119,13 @@ bool Stress::op_fail_nth(ThreadCtx &t)
 	auto call = [&]() -> Result<void> {
 		switch (kind) {
 		case 0:
-			return gmem_->convert_shared(first * kPage, n * kPage);
+			return gmem().convert_shared(first * kPage, n * kPage);
 		case 1:
-			return gmem_->convert_private(first * kPage, n * kPage);
+			return gmem().convert_private(first * kPage, n * kPage);
 		case 2:
-			return gmem_->allocate(first * kPage, n * kPage);
+			return gmem().allocate(first * kPage, n * kPage);
 		default:
-			return gmem_->punch_hole(first * kPage, n * kPage);
+			return gmem().punch_hole(first * kPage, n * kPage);
 		}
 	};
 	t.nth->arm(nth);

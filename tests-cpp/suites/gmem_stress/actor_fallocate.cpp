@@ -48,16 +48,16 @@ bool Stress::op_fallocate(ThreadCtx &t, bool punch, bool uring)
 	std::optional<Racer> racer;
 	if (!race.empty())
 		racer.emplace([this, &race, k = size_t{ 0 }]() mutable {
-			volatile uint8_t *b = data_->data() + race[k++ % race.size()] * kPage;
+			volatile uint8_t *b = data() + race[k++ % race.size()] * kPage;
 			(void)sigbus_guard([&] { (void)b[kPage / 2]; });
 		});
 	int r = 0;
 	// EINTR: see again_on_eintr().
 	for (int i = 0; i < 100; i++) {
 		if (uring) {
-			r = t.ring->fallocate(gmem_->fd(), mode, first * kPage, n * kPage);
+			r = t.ring->fallocate(gmem().fd(), mode, first * kPage, n * kPage);
 		} else {
-			r = ::fallocate(gmem_->fd(), mode, static_cast<off_t>(first * kPage),
+			r = ::fallocate(gmem().fd(), mode, static_cast<off_t>(first * kPage),
 					static_cast<off_t>(n * kPage));
 			if (r < 0)
 				r = -errno;
@@ -78,9 +78,9 @@ bool Stress::op_fallocate(ThreadCtx &t, bool punch, bool uring)
 		// table, which truncation does not zap (the folio is no longer
 		// mapped): map the page again, as QEMU's qemu_ram_remap() does.
 		void *a =
-			::mmap(data_->data() + p * kPage, kPage, PROT_READ | PROT_WRITE,
-			       MAP_SHARED | MAP_FIXED, gmem_->fd(), static_cast<off_t>(p * kPage));
-		if (a != data_->data() + p * kPage) {
+			::mmap(data() + p * kPage, kPage, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_FIXED, gmem().fd(), static_cast<off_t>(p * kPage));
+		if (a != data() + p * kPage) {
 			fail(what.str() + ": mmap(MAP_FIXED) of the punched poisoned page: " +
 				     std::strerror(errno),
 			     p);
@@ -103,7 +103,7 @@ bool Stress::op_fallocate(ThreadCtx &t, bool punch, bool uring)
 		if (!punch || !model_.pages[p].shared)
 			continue;
 		unsigned char vec = 0;
-		if (::mincore(data_->data() + p * kPage, kPage, &vec) != 0) {
+		if (::mincore(data() + p * kPage, kPage, &vec) != 0) {
 			fail(what.str() + ": mincore: " + std::strerror(errno), p);
 			return true;
 		}

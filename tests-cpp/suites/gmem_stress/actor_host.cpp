@@ -27,8 +27,7 @@ bool Stress::op_host_access(ThreadCtx &t, bool write)
 	for (uint64_t i = 0; i < n; i++) {
 		const uint64_t p = first + i;
 		PageModel &m = model_.pages[p];
-		volatile uint32_t *w =
-			reinterpret_cast<volatile uint32_t *>(data_->data() + p * kPage);
+		volatile uint32_t *w = reinterpret_cast<volatile uint32_t *>(data() + p * kPage);
 		uint32_t a = 0, b = 0;
 		const uint32_t tok = model_.new_token();
 		const bool ok = sigbus_guard([&] {
@@ -112,8 +111,8 @@ bool Stress::op_fork(ThreadCtx &t)
 		// mapping (its own faults), write the new token, exit. Only
 		// async-signal-safe calls from here on.
 		for (uint64_t i = 0; i < n; i++) {
-			volatile uint32_t *w = reinterpret_cast<volatile uint32_t *>(
-				data_->data() + (first + i) * kPage);
+			volatile uint32_t *w =
+				reinterpret_cast<volatile uint32_t *>(data() + (first + i) * kPage);
 			uint32_t a = 0, b = 0;
 			const bool ok = sigbus_guard([&] {
 				a = w[0];

@@ -40,7 +40,7 @@ bool Stress::op_area(ThreadCtx &t, Op &done)
 	if (!opt_.map_fill) {
 		// Workaround switch: no hole for MAP_FILE to fill unnotified.
 		if (auto r = again_on_eintr(
-			    [&] { return gmem_->allocate(c * kChunkSize, kChunkSize); });
+			    [&] { return gmem().allocate(c * kChunkSize, kChunkSize); });
 		    !r.has_value()) {
 			fail(what.str() + ": " + r.error().message());
 			return true;
@@ -48,7 +48,7 @@ bool Stress::op_area(ThreadCtx &t, Op &done)
 		for (uint64_t p = c * kChunkPages; p < (c + 1) * kChunkPages; p++)
 			model_.pages[p].allocated = true;
 	}
-	auto r = ioas_[i].map_file(gmem_->fd(), c * kChunkSize, kChunkSize, base);
+	auto r = ioas_[i].map_file(gmem().fd(), c * kChunkSize, kChunkSize, base);
 	if (!r.has_value() || *r != base) {
 		fail(what.str() + ": " +
 		     (r.has_value() ? "mapped elsewhere" : r.error().message()));

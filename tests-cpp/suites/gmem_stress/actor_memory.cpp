@@ -33,16 +33,16 @@ bool Stress::op_hwpoison(ThreadCtx &t)
 	bool no_signal;
 	{
 		Racer racer([&] {
-			volatile uint8_t *b = data_->data() + p * kPage;
+			volatile uint8_t *b = data() + p * kPage;
 			(void)sigbus_guard([&] { (void)b[0]; });
-			if (auto r = gmem_->convert_shared(p * kPage, kPage); !r.has_value())
+			if (auto r = gmem().convert_shared(p * kPage, kPage); !r.has_value())
 				racer_err = errno_of(r);
 		});
 		// The poisoned, dirty page is mapped here: memory failure sends
 		// the calling thread a SIGBUS (BUS_MCEERR_AR) as the call
 		// returns.
 		no_signal = sigbus_guard([&] {
-			rc = ::madvise(data_->data() + p * kPage, kPage, MADV_HWPOISON);
+			rc = ::madvise(data() + p * kPage, kPage, MADV_HWPOISON);
 			err = errno;
 		});
 	}

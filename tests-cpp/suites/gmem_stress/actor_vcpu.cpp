@@ -15,23 +15,9 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <variant>
 
 namespace gmem::stress {
-namespace {
-
-// KVM_RUN as the checks read it: a memory fault is KVM_RUN's EFAULT, the
-// exit itself is read from kvm_run.
-Result<void> run_once(const Vcpu &vcpu)
-{
-	auto e = vcpu.run();
-	if (!e)
-		return unexpected(e.error());
-	if (std::holds_alternative<MemoryFaultExit>(*e))
-		return ::gmem::fail(EFAULT, "KVM_RUN");
-	return {};
-}
-
-} // namespace
 
 bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 {
@@ -56,39 +42,35 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 	if (convert_to_shared)
 		what += *convert_to_shared ? " racing to_shared" : " racing to_private";
 	log(t.id, what, p, 1);
-	auto *mb = reinterpret_cast<Mailbox *>(code_->data() + kMailbox + 64 * v);
 	const uint32_t tok = model_.new_token();
-	mb->op = write ? 1 : 0;
-	mb->gpa = static_cast<uint32_t>(kDataGpa + p * kPage);
-	mb->val = tok;
-	mb->out_first = 0;
-	mb->out_last = 0;
-	const Vcpu &vcpu = vcpus_[v];
-	kvm_run *run = vcpu.run_area();
+	// The guest reads or writes the first and the last word of the page.
+	const MailboxCommand cmd{ write ? MailboxCmd::kWrite : MailboxCmd::kRead,
+				  static_cast<uint32_t>(kDataGpa + p * kPage), 0, tok,
+				  static_cast<uint32_t>(kPage - 4) };
 	std::atomic<bool> converting{ false };
 	std::optional<SysError> convert_error;
 	std::optional<std::thread> converter;
 	if (convert_to_shared) {
 		converting = true;
 		converter.emplace([&] {
-			auto r = *convert_to_shared ? gmem_->convert_shared(p * kPage, kPage)
-						    : gmem_->convert_private(p * kPage, kPage);
+			auto r = *convert_to_shared ? gmem().convert_shared(p * kPage, kPage)
+						    : gmem().convert_private(p * kPage, kPage);
 			if (!r.has_value())
 				convert_error = r.error();
 			converting = false;
 		});
 		racing_conversions_++;
 	}
-	Result<void> r;
-	for (int tries = 0;; tries++) {
-		const bool in_flight = converting;
-		r = run_vcpu(t, v);
-		if (r.has_value() || run->exit_reason != KVM_EXIT_MEMORY_FAULT || !in_flight ||
-		    tries == 1000)
-			break;
-		// The state changed under KVM's fault: run again, as a VMM
-		// would once it has converted the page itself.
+	bool in_flight = converting;
+	auto r = run_vcpu(t, v, &cmd);
+	// A memory fault while the state changes under KVM's fault: run again,
+	// as a VMM would once it has converted the page itself.
+	for (int tries = 0;
+	     r && std::holds_alternative<MemoryFaultExit>(*r) && in_flight && tries < 1000;
+	     tries++) {
 		memory_fault_retries_++;
+		in_flight = converting;
+		r = run_vcpu(t, v, nullptr);
 	}
 	if (converter)
 		converter->join();
@@ -98,21 +80,18 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 		     p);
 		return true;
 	}
-	if (!r.has_value() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort) {
-		std::ostringstream s;
-		s << what << ": KVM_RUN " << (r.has_value() ? "ok" : r.error().message())
-		  << ", exit " << run->exit_reason;
-		if (run->exit_reason == KVM_EXIT_MEMORY_FAULT)
-			s << " (memory fault at GPA 0x" << std::hex << run->memory_fault.gpa
-			  << ", flags 0x" << run->memory_fault.flags << std::dec << ")";
-		s << "; " << describe(p);
-		fail(s.str(), p);
+	if (!r || !mailbox_done(*r, cmd.cmd)) {
+		fail(what + ": KVM_RUN " +
+			     (r ? "exit " + ::gmem::describe(*r) : r.error().message()) + "; " +
+			     describe(p),
+		     p);
 		return true;
 	}
-	if (!write && (mb->out_first != m.token || mb->out_last != m.token)) {
+	const Mailbox &mb = mailbox(*guest_, v);
+	if (!write && (mb.out0 != m.token || mb.out1 != m.token)) {
 		std::ostringstream s;
-		s << what << ": the guest read 0x" << std::hex << mb->out_first << "/0x"
-		  << mb->out_last << std::dec << "; " << describe(p);
+		s << what << ": the guest read 0x" << std::hex << mb.out0 << "/0x" << mb.out1
+		  << std::dec << "; " << describe(p);
 		fail(s.str(), p);
 		return true;
 	}
@@ -128,16 +107,22 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 	return true;
 }
 
-// KVM_RUN of vCPU @v, for one request of the guest. Under QEMU's TCG the
+// KVM_RUN of vCPU @v until the guest is done with its command (@post, or
+// the one it has if null) or exits otherwise. Under QEMU's TCG the
 // nested vCPU's state is at times replaced by its host's (KERNEL-BUGS.md,
 // 6): the vCPU then loops in KVM_RUN on a #GP it cannot deliver, at the
 // host's RIP. A KVM_RUN that lasts 5 s is interrupted (SIGUSR1 makes it
 // return EINTR): a vCPU still in the guest's code goes on; one at the
 // host's VMRUN (that signature only) is started over, with the same
 // request, and counted; one anywhere else fails the run.
-Result<void> Stress::run_vcpu(ThreadCtx &t, int v)
+Result<VcpuExit> Stress::run_vcpu(ThreadCtx &t, int v, const MailboxCommand *post)
 {
-	const Vcpu &vcpu = vcpus_[v];
+	const Vcpu &vcpu = guest_->vcpu(v);
+	auto run = [&] {
+		auto r = post ? mailbox_post(*guest_, v, *post) : mailbox_resume(*guest_, v);
+		post = nullptr;
+		return r;
+	};
 	if (!t.kick) {
 		sigevent ev{};
 		ev.sigev_notify = SIGEV_THREAD_ID;
@@ -145,14 +130,14 @@ Result<void> Stress::run_vcpu(ThreadCtx &t, int v)
 		ev._sigev_un._tid = ::gettid();
 		timer_t id;
 		if (::timer_create(CLOCK_MONOTONIC, &ev, &id) != 0)
-			return run_once(vcpu);
+			return run();
 		t.kick = id;
 	}
 	for (;;) {
 		itimerspec arm{};
 		arm.it_value.tv_sec = 5;
 		::timer_settime(*t.kick, 0, &arm, nullptr);
-		auto r = run_once(vcpu);
+		auto r = run();
 		const itimerspec off{};
 		::timer_settime(*t.kick, 0, &off, nullptr);
 		if (r.has_value() || errno_of(r) != EINTR)
@@ -160,8 +145,8 @@ Result<void> Stress::run_vcpu(ThreadCtx &t, int v)
 		auto regs = vcpu.get_regs();
 		if (!regs)
 			return unexpected(regs.error());
-		const uint64_t code_len = stress_guest_end - stress_guest_start;
-		if (regs->rip >= kGuestEntry && regs->rip < kGuestEntry + code_len)
+		const uint64_t code_len = mailbox_guest_code().size();
+		if (regs->rip >= layout::kEntry && regs->rip < layout::kEntry + code_len)
 			continue;
 		// Only that signature is the emulator's; anything else fails.
 		if (regs->rip < vmrun_text_.first || regs->rip >= vmrun_text_.second) {
@@ -178,9 +163,9 @@ Result<void> Stress::run_vcpu(ThreadCtx &t, int v)
 		if (::ioctl(vcpu.fd(), KVM_SET_VCPU_EVENTS, &ev) != 0)
 			return ::gmem::fail("KVM_SET_VCPU_EVENTS");
 		if (auto s = vcpu.set_sregs(sregs0_[v]); !s)
-			return s;
+			return unexpected(s.error());
 		if (auto s = vcpu.set_regs(regs0_[v]); !s)
-			return s;
+			return unexpected(s.error());
 	}
 }
 

@@ -11,7 +11,7 @@ namespace gmem::stress {
 
 bool Stress::check_domains(uint64_t first, uint64_t n, const std::string &what)
 {
-	const int fd = gmem_->fd();
+	const int fd = gmem().fd();
 	const int ifd = iommufd_->fd();
 	for (int i = 0; i < kIoases; i++) {
 		for (size_t d = 0; d < domains_[i].size(); d++) {
@@ -102,8 +102,7 @@ bool Stress::check_host_all(const std::string &what)
 		// Reading a hole would allocate it: only pages the model has.
 		if (m.shared && !m.allocated && !m.poisoned)
 			continue;
-		volatile uint32_t *w =
-			reinterpret_cast<volatile uint32_t *>(data_->data() + p * kPage);
+		volatile uint32_t *w = reinterpret_cast<volatile uint32_t *>(data() + p * kPage);
 		uint32_t a = 0, b = 0;
 		const bool ok = sigbus_guard([&] {
 			a = w[0];

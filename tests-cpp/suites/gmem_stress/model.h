@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 
+#include "gmem/layout.h"
 #include "mock/iommufd_mock.h"
 
 namespace gmem::stress {
@@ -26,8 +27,8 @@ constexpr uint64_t kStripePages = 8;
 constexpr uint64_t kStripes = kPages / kStripePages;
 constexpr int kIoases = 2;
 constexpr int kMaxDomains = 2;
-// The file's GPA in the guest.
-constexpr uint64_t kDataGpa = 0x1000000;
+// The file's GPA in the guest: its data slot.
+constexpr uint64_t kDataGpa = layout::kDataGpa;
 // Where each IOAS maps chunk c: base + c * 2 chunks (a gap between areas).
 constexpr uint64_t kIovaBase[kIoases] = { MOCK_APERTURE_START + 0x100000,
 					  MOCK_APERTURE_START + 0x4000000 };

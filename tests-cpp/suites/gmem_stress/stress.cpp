@@ -152,14 +152,8 @@ bool setup_fault_injection()
 
 std::string Stress::setup()
 {
-	auto kvm = Kvm::open();
-	if (!kvm)
-		return kvm.error().message();
-	kvm_.emplace(std::move(kvm).value());
-	if (!kvm_->supports_vm_type(KVM_X86_SW_PROTECTED_VM))
-		return "KVM_X86_SW_PROTECTED_VM not supported by this host";
-	if (kvm_->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
-		return "KVM_CAP_GUEST_MEMFD_CONVERT not supported";
+	if (const std::string &why = ConvertibleGuest::unsupported(); !why.empty())
+		return why;
 	auto iommufd = Iommufd::open();
 	if (!iommufd)
 		return iommufd.error().message();
@@ -173,29 +167,19 @@ std::string Stress::setup()
 	struct sigaction sa {};
 	sa.sa_handler = [](int) {};
 	::sigaction(SIGUSR1, &sa, nullptr);
-	vm_.emplace(kvm_->create_vm(KVM_X86_SW_PROTECTED_VM).value());
-	if (!(vm_->guest_memfd_flags() & GUEST_MEMFD_FLAG_CONVERTIBLE))
-		return "KVM_X86_SW_PROTECTED_VM does not offer CONVERTIBLE files";
 	uint64_t sm = opt_.seed;
 	std::mt19937_64 rng(splitmix64(sm));
 	const bool init_shared = rng() & 1;
-	uint64_t flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE;
+	GuestConfig config = mailbox_guest_config(kFileSize);
 	if (init_shared)
-		flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
-	gmem_.emplace(vm_->create_guest_memfd(kFileSize, flags).value());
-	data_.emplace(gmem_->map(0, kFileSize).value());
+		config.gmem_flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
+	guest_.emplace(ConvertibleGuest::create(config).value());
 	for (auto &p : model_.pages)
 		p.shared = init_shared;
-
-	code_.emplace(vm_->add_code_slot(0, 0, kCodeSize, stress_guest_start,
-					 stress_guest_end - stress_guest_start, kGuestEntry)
-			      .value());
-	vm_->set_memory_region(1, kDataGpa, kFileSize, data_->data(), &*gmem_, 0).value();
 	for (int v = 0; v < kVcpus; v++) {
-		vcpus_.push_back(vm_->create_vcpu(v).value());
-		vcpus_[v].start_flat32(kGuestEntry, 0xf000 - 0x100 * v, kMailbox + 64 * v).value();
-		sregs0_.push_back(vcpus_[v].get_sregs().value());
-		regs0_.push_back(vcpus_[v].get_regs().value());
+		const unsigned id = guest_->add_vcpu().value();
+		sregs0_.push_back(guest_->vcpu(id).get_sregs().value());
+		regs0_.push_back(guest_->vcpu(id).get_regs().value());
 	}
 
 	// IOAS 0 maps every chunk, IOAS 1 some; each has one or two domains,
@@ -217,9 +201,9 @@ std::string Stress::setup()
 				continue;
 			if (!opt_.map_fill)
 				again_on_eintr([&] {
-					return gmem_->allocate(c * kChunkSize, kChunkSize);
+					return gmem().allocate(c * kChunkSize, kChunkSize);
 				}).value();
-			ioas_[i].map_file(gmem_->fd(), c * kChunkSize, kChunkSize,
+			ioas_[i].map_file(gmem().fd(), c * kChunkSize, kChunkSize,
 					  iova(i, c * kChunkPages))
 				.value();
 			model_.covered[i][c] = true;

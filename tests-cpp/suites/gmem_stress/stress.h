@@ -23,8 +23,10 @@
 #include <utility>
 #include <vector>
 
+#include "gmem/guest.h"
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
+#include "gmem/mailbox_guest.h"
 #include "model.h"
 #include "ops.h"
 #include "options.h"
@@ -32,8 +34,6 @@
 #include "syscalls.h"
 #include "mock/host_access.h"
 #include "mock/iommufd_mock.h"
-
-extern "C" const uint8_t stress_guest_start[], stress_guest_end[];
 
 namespace gmem::stress {
 
@@ -46,11 +46,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kHostThreads = 3;
 constexpr int kVcpus = 2;
-// The guest: code and mailboxes in an ordinary slot, the file in another.
-constexpr uint64_t kCodeSize = 0x10000;
-constexpr uint64_t kGuestEntry = 0x1000;
-constexpr uint64_t kMailbox = 0x8000;
-constexpr uint16_t kDonePort = 0xe0;
 constexpr uint64_t kLogTail = 48;
 constexpr uint64_t kPageHistory = 12;
 // Each MADV_HWPOISON costs a page for good: bound them.
@@ -64,15 +59,6 @@ inline uint64_t splitmix64(uint64_t &x)
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
 	return z ^ (z >> 31);
 }
-
-// The mailbox the guest reads its requests from (gmem_stress_guest.S).
-struct Mailbox {
-	volatile uint32_t op;
-	volatile uint32_t gpa;
-	volatile uint32_t val;
-	volatile uint32_t out_first;
-	volatile uint32_t out_last;
-};
 
 struct ThreadCtx {
 	int id;
@@ -125,6 +111,10 @@ private:
 		return l;
 	}
 
+	const GuestMemfd &gmem() const { return guest_->gmem(); }
+	// The host's mapping of the whole file.
+	uint8_t *data() const { return guest_->data(); }
+
 	// --- the model -------------------------------------------------------
 	// The model's description of a page, with its IOASes' domain counts.
 	std::string describe(uint64_t p) const;
@@ -148,7 +138,7 @@ private:
 	// --- operations --------------------------------------------------------
 	void host_thread(int id);
 	void vcpu_thread(int v);
-	Result<void> run_vcpu(ThreadCtx &t, int v);
+	Result<VcpuExit> run_vcpu(ThreadCtx &t, int v, const MailboxCommand *post);
 	bool enabled(Op op) const { return !opt_.disabled[op]; }
 	void range(ThreadCtx &t, uint64_t &first, uint64_t &n);
 	// Each returns false if it did not apply (nothing counted).
@@ -175,14 +165,10 @@ private:
 	}
 
 	Options opt_;
-	// Destroyed last to first: domains and accesses go before their IOAS,
-	// the IOASes (and their file references) before the file and the VM.
-	std::optional<Kvm> kvm_;
-	std::optional<Vm> vm_;
-	std::optional<Mapping> code_;
-	std::optional<GuestMemfd> gmem_;
-	std::optional<Mapping> data_;
-	std::vector<Vcpu> vcpus_;
+	// The VM running the mailbox guest on kVcpus vCPUs, the file its data
+	// slot. Destroyed last to first: domains and accesses go before their
+	// IOAS, the IOASes (and their file references) before the guest.
+	std::optional<ConvertibleGuest> guest_;
 	std::optional<Iommufd> iommufd_;
 	std::vector<Ioas> ioas_;
 	std::vector<MockAccess> access_;
