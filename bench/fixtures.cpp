@@ -11,6 +11,7 @@
 #include <fstream>
 #include <vector>
 
+#include "gmem/mailbox_guest.h"
 #include "options.h"
 
 namespace bench {
@@ -26,17 +27,32 @@ using gmem::testing::MockDomain;
 
 Vm make_vm()
 {
-	auto kvm = Kvm::open();
-	if (!kvm)
-		throw Skip{ kvm.error().message() };
-	if (!kvm->supports_vm_type(KVM_X86_SW_PROTECTED_VM))
-		throw Skip{ "KVM_X86_SW_PROTECTED_VM not supported" };
-	if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
-		throw Skip{ "KVM_CAP_GUEST_MEMFD_CONVERT not supported" };
-	auto vm = kvm->create_vm(KVM_X86_SW_PROTECTED_VM).value();
-	if (!(vm.guest_memfd_flags() & GUEST_MEMFD_FLAG_CONVERTIBLE))
-		throw Skip{ "no GUEST_MEMFD_FLAG_CONVERTIBLE for KVM_X86_SW_PROTECTED_VM" };
-	return vm;
+	if (const std::string &why = gmem::ConvertibleGuest::unsupported(); !why.empty())
+		throw Skip{ why };
+	return Kvm::open().value().create_vm(KVM_X86_SW_PROTECTED_VM).value();
+}
+
+ConvertibleFile ConvertibleFile::bound(uint64_t len, uint64_t flags, uint64_t gpa)
+{
+	if (const std::string &why = gmem::ConvertibleGuest::unsupported(); !why.empty())
+		throw Skip{ why };
+	gmem::GuestConfig config = gmem::mailbox_guest_config(len);
+	config.data_gpa = gpa;
+	config.gmem_flags = flags;
+	ConvertibleFile f;
+	f.guest_.emplace(gmem::ConvertibleGuest::create(config).value());
+	return f;
+}
+
+ConvertibleFile ConvertibleFile::unbound(uint64_t len, uint64_t flags)
+{
+	ConvertibleFile f;
+	f.vm_.emplace(make_vm());
+	f.file_.emplace(
+		f.vm_->create_guest_memfd(len, flags | GUEST_MEMFD_FLAG_CONVERTIBLE).value());
+	if (flags & GUEST_MEMFD_FLAG_MMAP)
+		f.map_ = f.file_->map(0, len).value();
+	return f;
 }
 
 SharedBacking::SharedBacking(uint64_t len)
@@ -66,15 +82,11 @@ uint64_t SharedBacking::pages() const
 	return static_cast<uint64_t>(st.st_blocks) * 512 / kPage;
 }
 
-SharedGmem::SharedGmem(uint64_t len)
-    : vm(make_vm()),
-      g(vm.create_guest_memfd(len, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE |
-					   GUEST_MEMFD_FLAG_INIT_SHARED)
-		.value()),
-      m(g.map(0, len).value())
+ConvertibleFile shared_gmem(uint64_t len)
 {
-	vm.set_memory_region(kSlot, kGpa, len, m.data(), &g, 0).value();
-	g.allocate(0, len).value();
+	auto f = ConvertibleFile::bound(len, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+	f.gmem().allocate(0, len).value();
+	return f;
 }
 
 IommuCtx IommuCtx::make(bool attach)
@@ -121,17 +133,17 @@ bool IommuCtx::check_mirror(uint64_t iova, uint64_t len, int gmem_fd, bool mappe
 	return st->mapped_pages == want && st->pending_pages == 0;
 }
 
-void touch(const Mapping &m, uint64_t pages, uint8_t seed)
+void touch(uint8_t *base, uint64_t pages, uint8_t seed)
 {
-	volatile uint8_t *p = m.data();
+	volatile uint8_t *p = base;
 	for (uint64_t i = 0; i < pages; i++)
 		p[i * kPage] = static_cast<uint8_t>(seed + i);
 }
 
-uint64_t resident_pages(const Mapping &m)
+uint64_t resident_pages(const uint8_t *base, uint64_t len)
 {
-	std::vector<unsigned char> vec(m.size() / kPage);
-	if (mincore(m.data(), m.size(), vec.data()) < 0)
+	std::vector<unsigned char> vec(len / kPage);
+	if (mincore(const_cast<uint8_t *>(base), len, vec.data()) < 0)
 		return 0;
 	uint64_t n = 0;
 	for (unsigned char c : vec)
@@ -139,13 +151,13 @@ uint64_t resident_pages(const Mapping &m)
 	return n;
 }
 
-uint64_t pfn_runs(const Mapping &m, uint64_t pages)
+uint64_t pfn_runs(const uint8_t *base, uint64_t pages)
 {
 	UniqueFd f(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
 	if (!f.valid())
 		return 0;
 	std::vector<uint64_t> e(pages);
-	const auto off = static_cast<off_t>(reinterpret_cast<uintptr_t>(m.data()) / kPage * 8);
+	const auto off = static_cast<off_t>(reinterpret_cast<uintptr_t>(base) / kPage * 8);
 	if (pread(f.get(), e.data(), pages * 8, off) != static_cast<ssize_t>(pages * 8))
 		return 0;
 	uint64_t runs = 0;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "case.h"
+#include "gmem/guest.h"
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
 #include "mock/edu.h"
@@ -23,9 +24,39 @@ constexpr uint32_t kSlot = 1;
 // Where the iommu cases map it.
 constexpr uint64_t kIova = MOCK_APERTURE_START;
 
-// A KVM_X86_SW_PROTECTED_VM offering GUEST_MEMFD_FLAG_CONVERTIBLE; throws
-// Skip if this host has none.
+// A bare KVM_X86_SW_PROTECTED_VM, for what a ConvertibleGuest does not
+// set up: the 7.3 ways (a guest_memfd that is not convertible, a second
+// backing) and files bound to no memslot. Throws Skip where this host
+// cannot run a ConvertibleGuest.
 gmem::Vm make_vm();
+
+// A convertible guest_memfd of @len bytes (@flags beyond CONVERTIBLE, e.g.
+// MMAP, INIT_SHARED), mapped if @flags has GUEST_MEMFD_FLAG_MMAP.
+// bound(): the data slot, at @gpa, of a ConvertibleGuest running the
+// mailbox guest (KVM is a notifier client of the file), as a VMM has it.
+// unbound(): a file of a bare VM, in no memslot (no notifier client).
+class ConvertibleFile {
+public:
+	static ConvertibleFile bound(uint64_t len, uint64_t flags, uint64_t gpa = kGpa);
+	static ConvertibleFile unbound(uint64_t len, uint64_t flags);
+
+	[[nodiscard]] const gmem::GuestMemfd &gmem() const
+	{
+		return guest_ ? guest_->gmem() : *file_;
+	}
+	// The file's mapping (null without GUEST_MEMFD_FLAG_MMAP).
+	[[nodiscard]] uint8_t *data() const { return guest_ ? guest_->data() : map_.data(); }
+	// The guest of a bound file.
+	[[nodiscard]] gmem::ConvertibleGuest &guest() { return *guest_; }
+
+private:
+	ConvertibleFile() = default;
+
+	std::optional<gmem::ConvertibleGuest> guest_;
+	std::optional<gmem::Vm> vm_;
+	std::optional<gmem::GuestMemfd> file_;
+	gmem::Mapping map_;
+};
 
 // A memfd of @len bytes mapped shared: the 7.3 VMM's shared backing.
 struct SharedBacking {
@@ -38,15 +69,9 @@ struct SharedBacking {
 	[[nodiscard]] uint64_t pages() const;
 };
 
-// A convertible guest_memfd that starts shared, all pages allocated, bound
-// to a memslot and mmapped (for the memslot, the pinned variants and checks).
-struct SharedGmem {
-	gmem::Vm vm;
-	gmem::GuestMemfd g;
-	gmem::Mapping m;
-
-	explicit SharedGmem(uint64_t len);
-};
+// A bound convertible guest_memfd that starts shared, all pages allocated,
+// and mmapped (for the memslot, the pinned variants and checks).
+ConvertibleFile shared_gmem(uint64_t len);
 
 // An iommufd context with one IOAS and one domain attached to it: a mock
 // domain, or (--device edu) the domain of QEMU's edu device behind a real
@@ -69,18 +94,19 @@ struct IommuCtx {
 			  std::string &why) const;
 };
 
-// The host writes one byte to each page (a VMM filling a shared buffer).
-void touch(const gmem::Mapping &m, uint64_t pages, uint8_t seed);
+// The host writes one byte to each page of the mapping at @base (a VMM
+// filling a shared buffer).
+void touch(uint8_t *base, uint64_t pages, uint8_t seed);
 
-// Pages of a file mapping that are in the file's page cache (mincore()
-// looks the pages up without faulting; for guest_memfd this counts private
-// pages too).
-uint64_t resident_pages(const gmem::Mapping &m);
+// Pages of @len bytes of a file mapping at @base that are in the file's
+// page cache (mincore() looks the pages up without faulting; for
+// guest_memfd this counts private pages too).
+uint64_t resident_pages(const uint8_t *base, uint64_t len);
 
-// Physically contiguous runs in the pages mapped at @m (from
+// Physically contiguous runs in the pages mapped at @base (from
 // /proc/self/pagemap; needs CAP_SYS_ADMIN, else 0): the pinned IOMMU paths
 // batch contiguous PFNs, so their cost depends on it.
-uint64_t pfn_runs(const gmem::Mapping &m, uint64_t pages);
+uint64_t pfn_runs(const uint8_t *base, uint64_t pages);
 
 // Kernel memory counters of /proc/meminfo, in KiB (0 if absent).
 uint64_t meminfo_kib(const std::string &key);

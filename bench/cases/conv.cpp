@@ -17,7 +17,6 @@ namespace bench {
 namespace {
 
 using gmem::GuestMemfd;
-using gmem::Mapping;
 using gmem::Vm;
 
 // conv: one convertible guest_memfd bound to a memslot; the guest has used
@@ -26,46 +25,46 @@ using gmem::Vm;
 class InPlaceConv : public Variant {
 public:
 	explicit InPlaceConv(uint64_t pages)
-	    : Variant(pages), vm_(make_vm()),
-	      g_(vm_.create_guest_memfd(len_, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE)
-			 .value()),
-	      m_(g_.map(0, len_).value())
+	    : Variant(pages), f_(ConvertibleFile::bound(len_, GUEST_MEMFD_FLAG_MMAP))
 	{
-		vm_.set_memory_region(kSlot, kGpa, len_, m_.data(), &g_, 0).value();
-		g_.allocate(0, len_).value();
+		f_.gmem().allocate(0, len_).value();
 	}
 
 	std::vector<Phase> round_trip() override
 	{
 		return {
 			{ "to_shared",
-			  { { "convert", [this] { g_.convert_shared(0, len_).value(); } },
-			    { "touch", [this] { touch(m_, pages_, seed_++); } } } },
-			{ "to_private",
-			  { { "convert", [this] { g_.convert_private(0, len_).value(); } } } },
+			  { { "convert", [this] { convert(false); } },
+			    { "touch", [this] { touch(f_.data(), pages_, seed_++); } } } },
+			{ "to_private", { { "convert", [this] { convert(true); } } } },
 		};
 	}
-	[[nodiscard]] MemCount memory() const override { return { resident_pages(m_), 0 }; }
+	[[nodiscard]] MemCount memory() const override
+	{
+		return { resident_pages(f_.data(), len_), 0 };
+	}
 	void check() override
 	{
 		// Contents survive a round trip (KVM_X86_SW_PROTECTED_VM keeps
 		// them), and nothing is allocated beyond the file's own pages.
-		g_.convert_shared(0, len_).value();
+		convert(false);
 		for (uint64_t i = 0; i < pages_; i++)
-			m_.data()[i * kPage] = static_cast<uint8_t>(0xa5 ^ i);
-		g_.convert_private(0, len_).value();
-		g_.convert_shared(0, len_).value();
+			f_.data()[i * kPage] = static_cast<uint8_t>(0xa5 ^ i);
+		convert(true);
+		convert(false);
 		for (uint64_t i = 0; i < pages_; i++)
-			require(m_.data()[i * kPage] == static_cast<uint8_t>(0xa5 ^ i),
+			require(f_.data()[i * kPage] == static_cast<uint8_t>(0xa5 ^ i),
 				"in-place: contents kept across a round trip");
-		g_.convert_private(0, len_).value();
-		require(resident_pages(m_) == pages_, "in-place: exactly N pages allocated");
+		convert(true);
+		require(resident_pages(f_.data(), len_) == pages_,
+			"in-place: exactly N pages allocated");
 	}
 
 private:
-	Vm vm_;
-	GuestMemfd g_;
-	Mapping m_;
+	// The whole file, through the VMM's single entry point.
+	void convert(bool to_private) { f_.guest().convert(0, len_, to_private).value(); }
+
+	ConvertibleFile f_;
 	uint8_t seed_ = 0;
 };
 
@@ -114,7 +113,8 @@ public:
 				{ "to_shared",
 				  { attrs_shared,
 				    punch_private,
-				    { "touch", [this] { touch(sh_.map, pages_, seed_++); } } } },
+				    { "touch",
+				      [this] { touch(sh_.map.data(), pages_, seed_++); } } } },
 				{ "to_private", { attrs_private, punch_shared, alloc_private } },
 			};
 		return {

@@ -17,7 +17,6 @@ namespace bench {
 namespace {
 
 using gmem::GuestMemfd;
-using gmem::Mapping;
 using gmem::Vm;
 
 // footprint: a guest of N pages that shares half of them, from the
@@ -33,27 +32,25 @@ public:
 	enum class Kind { in_place, two_backing, two_backing_keep };
 
 	Footprint(uint64_t pages, Kind kind)
-	    : Variant(pages), cached0_(settled_cached_kib()), kind_(kind), vm_(make_vm()),
-	      g_(vm_.create_guest_memfd(len_, kind == Kind::in_place
-						      ? GUEST_MEMFD_FLAG_MMAP |
-								GUEST_MEMFD_FLAG_CONVERTIBLE
-						      : 0)
-			 .value()),
-	      half_(pages / 2), chunk_(std::min<uint64_t>(512, pages / 2))
+	    : Variant(pages), cached0_(settled_cached_kib()), kind_(kind), half_(pages / 2),
+	      chunk_(std::min<uint64_t>(512, pages / 2))
 	{
 		if (half_ == 0)
 			throw Skip{ "footprint needs at least 2 pages" };
 		if (pages_ > 16384)
 			throw Skip{ "kept to 64 MiB (a storm touches every page twice)" };
 		if (kind_ == Kind::in_place) {
-			m_ = g_.map(0, len_).value();
-			vm_.set_memory_region(kSlot, kGpa, len_, m_.data(), &g_, 0).value();
+			f_.emplace(ConvertibleFile::bound(len_, GUEST_MEMFD_FLAG_MMAP));
 		} else {
+			vm_.emplace(make_vm());
+			own_.emplace(vm_->create_guest_memfd(len_, 0).value());
 			sh_.emplace(len_);
-			vm_.set_memory_region(kSlot, kGpa, len_, sh_->map.data(), &g_, 0).value();
-			vm_.set_memory_attributes(kGpa, len_, KVM_MEMORY_ATTRIBUTE_PRIVATE).value();
+			vm_->set_memory_region(kSlot, kGpa, len_, sh_->map.data(), &*own_, 0)
+				.value();
+			vm_->set_memory_attributes(kGpa, len_, KVM_MEMORY_ATTRIBUTE_PRIVATE)
+				.value();
 		}
-		g_.allocate(0, len_).value();
+		gmem().allocate(0, len_).value();
 		for (uint64_t i = 0; i < half_; i += chunk_)
 			to_shared(i);
 	}
@@ -81,6 +78,7 @@ public:
 	}
 
 private:
+	[[nodiscard]] const GuestMemfd &gmem() const { return f_ ? f_->gmem() : *own_; }
 	[[nodiscard]] uint64_t used_kib() const
 	{
 		const uint64_t now = settled_cached_kib();
@@ -101,28 +99,28 @@ private:
 	{
 		const uint64_t off = first * kPage, n = chunk_ * kPage;
 		if (kind_ == Kind::in_place) {
-			g_.convert_private(off, n).value();
+			gmem().convert_private(off, n).value();
 			return;
 		}
-		vm_.set_memory_attributes(kGpa + off, n, KVM_MEMORY_ATTRIBUTE_PRIVATE).value();
+		vm_->set_memory_attributes(kGpa + off, n, KVM_MEMORY_ATTRIBUTE_PRIVATE).value();
 		if (kind_ == Kind::two_backing &&
 		    fallocate(sh_->fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			      static_cast<off_t>(off), static_cast<off_t>(n)) < 0)
 			throw CheckFailed{ std::string("punching the memfd: ") +
 					   std::strerror(errno) };
-		g_.allocate(off, n).value();
+		gmem().allocate(off, n).value();
 	}
 	void to_shared(uint64_t first)
 	{
 		const uint64_t off = first * kPage, n = chunk_ * kPage;
 		uint8_t *host = nullptr;
 		if (kind_ == Kind::in_place) {
-			g_.convert_shared(off, n).value();
-			host = m_.data();
+			gmem().convert_shared(off, n).value();
+			host = f_->data();
 		} else {
-			vm_.set_memory_attributes(kGpa + off, n, 0).value();
+			vm_->set_memory_attributes(kGpa + off, n, 0).value();
 			if (kind_ == Kind::two_backing)
-				g_.punch_hole(off, n).value();
+				gmem().punch_hole(off, n).value();
 			host = sh_->map.data();
 		}
 		for (uint64_t i = 0; i < chunk_; i++)
@@ -131,9 +129,10 @@ private:
 
 	uint64_t cached0_; // before anything of this case was set up
 	Kind kind_;
-	Vm vm_;
-	GuestMemfd g_;
-	Mapping m_;
+	// in-place: a ConvertibleGuest's file; else 7.3's two backings.
+	std::optional<ConvertibleFile> f_;
+	std::optional<Vm> vm_;
+	std::optional<GuestMemfd> own_;
 	std::optional<SharedBacking> sh_;
 	uint64_t half_, chunk_;
 	bool measured_ = false;

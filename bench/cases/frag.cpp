@@ -10,9 +10,6 @@
 namespace bench {
 namespace {
 
-using gmem::GuestMemfd;
-using gmem::Vm;
-
 // frag: the shareability state of a 2N-page file, nothing allocated, no
 // client. split: N pages become shared, either as N single pages every
 // other page (N stretches, N ioctls) or as one range (one stretch, one
@@ -22,10 +19,8 @@ using gmem::Vm;
 class FragConv : public Variant {
 public:
 	FragConv(uint64_t pages, bool alternating)
-	    : Variant(pages), alternating_(alternating), vm_(make_vm()),
-	      g_(vm_.create_guest_memfd(2 * len_,
-					GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE)
-			 .value())
+	    : Variant(pages), alternating_(alternating),
+	      f_(ConvertibleFile::unbound(2 * len_, GUEST_MEMFD_FLAG_MMAP))
 	{
 		// Past 4096 stretches, one ioctl per page would take minutes
 		// of a run. --frag-max overrides.
@@ -37,7 +32,8 @@ public:
 		return {
 			{ "split", { { "convert", [this] { split(); } } } },
 			{ "merge",
-			  { { "convert", [this] { g_.convert_private(0, 2 * len_).value(); } } } },
+			  { { "convert",
+			      [this] { f_.gmem().convert_private(0, 2 * len_).value(); } } } },
 		};
 	}
 	void check() override
@@ -48,7 +44,7 @@ public:
 		const uint64_t before = meminfo_kib("Slab");
 		split();
 		split_kib_ = slab_growth_kib(before);
-		g_.convert_private(0, 2 * len_).value();
+		f_.gmem().convert_private(0, 2 * len_).value();
 		merged_kib_ = slab_growth_kib(before);
 	}
 	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
@@ -62,16 +58,15 @@ private:
 	void split()
 	{
 		if (!alternating_) {
-			g_.convert_shared(0, len_).value();
+			f_.gmem().convert_shared(0, len_).value();
 			return;
 		}
 		for (uint64_t i = 0; i < pages_; i++)
-			g_.convert_shared(2 * i * kPage, kPage).value();
+			f_.gmem().convert_shared(2 * i * kPage, kPage).value();
 	}
 
 	bool alternating_;
-	Vm vm_;
-	GuestMemfd g_;
+	ConvertibleFile f_;
 	bool measured_ = false;
 	uint64_t split_kib_ = 0, merged_kib_ = 0;
 };

@@ -18,29 +18,35 @@ using gmem::Vm;
 // the conversion alone (iommufd follows through its notifier).
 class ConvMirror : public Variant {
 public:
-	explicit ConvMirror(uint64_t pages) : Variant(pages), io_(IommuCtx::make()), gm_(len_)
+	explicit ConvMirror(uint64_t pages)
+	    : Variant(pages), io_(IommuCtx::make()), gm_(shared_gmem(len_))
 	{
-		io_.ioas.map_file(gm_.g.fd(), 0, len_, kIova).value();
+		io_.ioas.map_file(gm_.gmem().fd(), 0, len_, kIova).value();
 	}
 	std::vector<Phase> round_trip() override
 	{
 		return {
 			{ "to_private",
-			  { { "convert", [this] { gm_.g.convert_private(0, len_).value(); } } } },
+			  { { "convert",
+			      [this] { gm_.gmem().convert_private(0, len_).value(); } } } },
 			{ "to_shared",
-			  { { "convert", [this] { gm_.g.convert_shared(0, len_).value(); } } } },
+			  { { "convert",
+			      [this] { gm_.gmem().convert_shared(0, len_).value(); } } } },
 		};
 	}
-	[[nodiscard]] MemCount memory() const override { return { resident_pages(gm_.m), 0 }; }
+	[[nodiscard]] MemCount memory() const override
+	{
+		return { resident_pages(gm_.data(), len_), 0 };
+	}
 	void check() override
 	{
 		std::string why;
-		require(io_.check_mirror(kIova, len_, gm_.g.fd(), true, why),
+		require(io_.check_mirror(kIova, len_, gm_.gmem().fd(), true, why),
 			"mirror: shared range mapped (" + why + ")");
-		gm_.g.convert_private(0, len_).value();
-		require(io_.check_mirror(kIova, len_, gm_.g.fd(), false, why),
+		gm_.gmem().convert_private(0, len_).value();
+		require(io_.check_mirror(kIova, len_, gm_.gmem().fd(), false, why),
 			"mirror: private range not mapped (" + why + ")");
-		gm_.g.convert_shared(0, len_).value();
+		gm_.gmem().convert_shared(0, len_).value();
 		auto st = io_.ioas.mirror_status(kIova).value();
 		require(st.mapped_pages == pages_ && st.pending_pages == 0,
 			"mirror: every page mapped again after to_shared");
@@ -48,7 +54,7 @@ public:
 
 private:
 	IommuCtx io_;
-	SharedGmem gm_;
+	ConvertibleFile gm_;
 };
 
 // iommu-conv: the same guest_memfd, but DMA-mapped with IOMMU_IOAS_MAP of
@@ -57,29 +63,33 @@ private:
 class ConvPinnedInPlace : public Variant {
 public:
 	explicit ConvPinnedInPlace(uint64_t pages)
-	    : Variant(pages), io_(IommuCtx::make()), gm_(len_)
+	    : Variant(pages), io_(IommuCtx::make()), gm_(shared_gmem(len_))
 	{
-		touch(gm_.m, pages_, 1);
-		io_.ioas.map_memory(gm_.m.data(), len_, kIova).value();
+		touch(gm_.data(), pages_, 1);
+		io_.ioas.map_memory(gm_.data(), len_, kIova).value();
 	}
 	std::vector<Phase> round_trip() override
 	{
 		return {
 			{ "to_private",
 			  { { "unmap", [this] { io_.ioas.unmap(kIova, len_).value(); } },
-			    { "convert", [this] { gm_.g.convert_private(0, len_).value(); } } } },
+			    { "convert",
+			      [this] { gm_.gmem().convert_private(0, len_).value(); } } } },
 			{ "to_shared",
-			  { { "convert", [this] { gm_.g.convert_shared(0, len_).value(); } },
+			  { { "convert", [this] { gm_.gmem().convert_shared(0, len_).value(); } },
 			    { "map",
 			      [this] {
-				      io_.ioas.map_memory(gm_.m.data(), len_, kIova).value();
+				      io_.ioas.map_memory(gm_.data(), len_, kIova).value();
 			      } } } },
 		};
 	}
-	[[nodiscard]] MemCount memory() const override { return { resident_pages(gm_.m), 0 }; }
+	[[nodiscard]] MemCount memory() const override
+	{
+		return { resident_pages(gm_.data(), len_), 0 };
+	}
 	void check() override
 	{
-		auto r = gm_.g.convert_private(0, len_);
+		auto r = gm_.gmem().convert_private(0, len_);
 		require(!r.has_value() && errno_of(r) == EAGAIN,
 			"pinned: KVM_GMEM_CONVERT_PRIVATE of a pinned range fails with EAGAIN "
 			"(got " +
@@ -89,7 +99,7 @@ public:
 
 private:
 	IommuCtx io_;
-	SharedGmem gm_;
+	ConvertibleFile gm_;
 };
 
 // iommu-conv, the 7.3 way: two backings, the memfd DMA-mapped (pinned).
@@ -103,7 +113,7 @@ public:
 	      g_(vm_.create_guest_memfd(len_, 0).value()), sh_(len_)
 	{
 		vm_.set_memory_region(kSlot, kGpa, len_, sh_.map.data(), &g_, 0).value();
-		touch(sh_.map, pages_, 1);
+		touch(sh_.map.data(), pages_, 1);
 		io_.ioas.map_memory(sh_.map.data(), len_, kIova).value();
 	}
 	std::vector<Phase> round_trip() override

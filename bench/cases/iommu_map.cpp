@@ -20,7 +20,7 @@ public:
 	MapPinned(uint64_t pages, bool by_file)
 	    : Variant(pages), io_(IommuCtx::make()), sh_(len_), by_file_(by_file)
 	{
-		touch(sh_.map, pages_, 1);
+		touch(sh_.map.data(), pages_, 1);
 	}
 	std::vector<Phase> round_trip() override
 	{
@@ -42,7 +42,7 @@ public:
 	[[nodiscard]] MemCount memory() const override { return { 0, sh_.pages() }; }
 	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
 	{
-		return { { "pfn_runs", pfn_runs(sh_.map, pages_) } };
+		return { { "pfn_runs", pfn_runs(sh_.map.data(), pages_) } };
 	}
 
 private:
@@ -55,34 +55,40 @@ private:
 // and allocated: the mock domain mirrors the file, nothing is pinned.
 class MapMirror : public Variant {
 public:
-	explicit MapMirror(uint64_t pages) : Variant(pages), io_(IommuCtx::make()), gm_(len_) {}
+	explicit MapMirror(uint64_t pages)
+	    : Variant(pages), io_(IommuCtx::make()), gm_(shared_gmem(len_))
+	{
+	}
 	std::vector<Phase> round_trip() override
 	{
 		return {
 			{ "map",
 			  { { "ioctl",
 			      [this] {
-				      io_.ioas.map_file(gm_.g.fd(), 0, len_, kIova).value();
+				      io_.ioas.map_file(gm_.gmem().fd(), 0, len_, kIova).value();
 			      } } } },
 			{ "unmap",
 			  { { "ioctl", [this] { io_.ioas.unmap(kIova, len_).value(); } } } },
 		};
 	}
-	[[nodiscard]] MemCount memory() const override { return { resident_pages(gm_.m), 0 }; }
+	[[nodiscard]] MemCount memory() const override
+	{
+		return { resident_pages(gm_.data(), len_), 0 };
+	}
 	void check() override
 	{
-		io_.ioas.map_file(gm_.g.fd(), 0, len_, kIova).value();
+		io_.ioas.map_file(gm_.gmem().fd(), 0, len_, kIova).value();
 		std::string why;
-		const bool ok = io_.check_mirror(kIova, len_, gm_.g.fd(), true, why);
+		const bool ok = io_.check_mirror(kIova, len_, gm_.gmem().fd(), true, why);
 		require(ok, "mirror: the domain maps every shared page (" + why + ")");
-		auto refs = gmem::testing::check_refs(io_.iommufd.fd(), gm_.m.data(), len_, 0);
+		auto refs = gmem::testing::check_refs(io_.iommufd.fd(), gm_.data(), len_, 0);
 		require(refs.has_value(), "mirror: no page pinned");
 		io_.ioas.unmap(kIova, len_).value();
 	}
 
 private:
 	IommuCtx io_;
-	SharedGmem gm_;
+	ConvertibleFile gm_;
 };
 
 } // namespace

@@ -10,10 +10,6 @@
 namespace bench {
 namespace {
 
-using gmem::GuestMemfd;
-using gmem::Mapping;
-using gmem::Vm;
-
 // notify: the same round trip (to private, back to shared) of N shared
 // pages that no one has mapped in a page table (the file is mmapped but
 // never touched), with 0, 1 or 2 notifier clients: none (the file not bound
@@ -24,40 +20,42 @@ using gmem::Vm;
 class NotifyConv : public Variant {
 public:
 	enum class IoasKind { none, bare, domain };
+	static constexpr uint64_t kFlags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED;
 
 	NotifyConv(uint64_t pages, bool kvm, IoasKind ioas, bool alloc)
-	    : Variant(pages), vm_(make_vm()),
-	      g_(vm_.create_guest_memfd(len_, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE |
-						      GUEST_MEMFD_FLAG_INIT_SHARED)
-			 .value()),
-	      m_(g_.map(0, len_).value()), alloc_(alloc)
+	    : Variant(pages), f_(kvm ? ConvertibleFile::bound(len_, kFlags)
+				     : ConvertibleFile::unbound(len_, kFlags)),
+	      alloc_(alloc)
 	{
 		if (alloc_)
-			g_.allocate(0, len_).value();
-		if (kvm)
-			vm_.set_memory_region(kSlot, kGpa, len_, m_.data(), &g_, 0).value();
+			f_.gmem().allocate(0, len_).value();
 		if (ioas != IoasKind::none) {
 			io_.emplace(IommuCtx::make(ioas == IoasKind::domain));
-			io_->ioas.map_file(g_.fd(), 0, len_, kIova).value();
+			io_->ioas.map_file(f_.gmem().fd(), 0, len_, kIova).value();
 		}
 	}
 	std::vector<Phase> round_trip() override
 	{
 		return {
 			{ "to_private",
-			  { { "convert", [this] { g_.convert_private(0, len_).value(); } } } },
+			  { { "convert",
+			      [this] { f_.gmem().convert_private(0, len_).value(); } } } },
 			{ "to_shared",
-			  { { "convert", [this] { g_.convert_shared(0, len_).value(); } } } },
+			  { { "convert",
+			      [this] { f_.gmem().convert_shared(0, len_).value(); } } } },
 		};
 	}
-	[[nodiscard]] MemCount memory() const override { return { resident_pages(m_), 0 }; }
+	[[nodiscard]] MemCount memory() const override
+	{
+		return { resident_pages(f_.data(), len_), 0 };
+	}
 	void check() override
 	{
 		// mincore() counts the file's uptodate folios: fallocate()
 		// leaves them not uptodate (guest_memfd clears a page when it
 		// is first used), MAP_FILE's lookups clear them. So it is a
 		// fact, before and after the round trips, not a check.
-		const uint64_t resident = resident_pages(m_);
+		const uint64_t resident = resident_pages(f_.data(), len_);
 		if (checked_) {
 			resident_after_ = resident;
 			return;
@@ -69,10 +67,10 @@ public:
 		auto st = io_->ioas.mirror_status(kIova).value();
 		require(st.mapped_pages == pages_ && st.pending_pages == 0,
 			"notify: the IOAS maps every shared page");
-		g_.convert_private(0, len_).value();
+		f_.gmem().convert_private(0, len_).value();
 		st = io_->ioas.mirror_status(kIova).value();
 		require(st.mapped_pages == 0, "notify: the IOAS maps no private page");
-		g_.convert_shared(0, len_).value();
+		f_.gmem().convert_shared(0, len_).value();
 	}
 
 	[[nodiscard]] std::map<std::string, uint64_t> facts() const override
@@ -82,9 +80,7 @@ public:
 	}
 
 private:
-	Vm vm_;
-	GuestMemfd g_;
-	Mapping m_;
+	ConvertibleFile f_;
 	std::optional<IommuCtx> io_;
 	bool alloc_;
 	bool checked_ = false;

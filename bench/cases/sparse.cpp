@@ -9,9 +9,6 @@
 namespace bench {
 namespace {
 
-using gmem::GuestMemfd;
-using gmem::Vm;
-
 // sparse: IOMMU_IOAS_MAP_FILE and unmap of a whole convertible guest_memfd
 // with N shared, allocated pages: a sparse 1 TiB file with the N pages in
 // (up to) 4 stretches 256 GiB apart, against a file of exactly N pages, all
@@ -23,16 +20,15 @@ public:
 	static constexpr uint64_t kTiB = 1ULL << 40;
 
 	SparseMap(uint64_t pages, bool sparse)
-	    : Variant(pages), io_(IommuCtx::make(false)), vm_(make_vm()),
-	      size_(sparse ? kTiB : len_),
-	      g_(vm_.create_guest_memfd(size_, GUEST_MEMFD_FLAG_CONVERTIBLE).value())
+	    : Variant(pages), io_(IommuCtx::make(false)), size_(sparse ? kTiB : len_),
+	      f_(ConvertibleFile::unbound(size_, 0))
 	{
 		const uint64_t n = sparse && pages_ >= 4 ? 4 : 1;
 		const uint64_t per = pages_ / n * kPage;
 		for (uint64_t i = 0; i < n; i++) {
 			const uint64_t off = sparse ? i * (kTiB / 4) : i * per;
-			g_.convert_shared(off, per).value();
-			g_.allocate(off, per).value();
+			f_.gmem().convert_shared(off, per).value();
+			f_.gmem().allocate(off, per).value();
 		}
 		stretches_ = sparse ? n : 1;
 	}
@@ -42,7 +38,8 @@ public:
 			{ "map",
 			  { { "ioctl",
 			      [this] {
-				      iova_ = io_.ioas.map_file(g_.fd(), 0, size_, {}).value();
+				      iova_ = io_.ioas.map_file(f_.gmem().fd(), 0, size_, {})
+						      .value();
 			      } } } },
 			{ "unmap",
 			  { { "ioctl", [this] { io_.ioas.unmap(iova_, size_).value(); } } } },
@@ -51,7 +48,7 @@ public:
 	void check() override
 	{
 		const uint64_t before = meminfo_kib("Slab");
-		iova_ = io_.ioas.map_file(g_.fd(), 0, size_, {}).value();
+		iova_ = io_.ioas.map_file(f_.gmem().fd(), 0, size_, {}).value();
 		map_kib_ = slab_growth_kib(before);
 		auto st = io_.ioas.mirror_status(iova_).value();
 		require(st.mapped_pages == pages_ && st.pending_pages == 0,
@@ -68,9 +65,8 @@ public:
 
 private:
 	IommuCtx io_;
-	Vm vm_;
 	uint64_t size_;
-	GuestMemfd g_;
+	ConvertibleFile f_;
 	uint64_t iova_ = 0;
 	uint64_t stretches_ = 0;
 	uint64_t map_kib_ = 0;

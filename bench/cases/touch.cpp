@@ -2,24 +2,25 @@
 //
 // touch: a vCPU running guest code touches N pages right after their
 // conversion (KVM's fault path), in place against two backings.
-#include <cstring>
-
 #include "case.h"
 #include "fixtures.h"
+#include "gmem/layout.h"
+#include "gmem/mailbox_guest.h"
 #include "options.h"
-
-// bench_guest.S
-extern "C" const uint8_t bench_guest_start[], bench_guest_end[];
 
 namespace bench {
 namespace {
 
 using gmem::GuestMemfd;
+using gmem::Mailbox;
+using gmem::MailboxCmd;
+using gmem::MailboxCommand;
 using gmem::Mapping;
 using gmem::Vm;
+namespace layout = gmem::layout;
 
-// touch: what the guest pays after a conversion. A vCPU runs guest code
-// (bench_guest.S) that writes the first word of each of N pages: its first
+// touch: what the guest pays after a conversion. A vCPU runs the mailbox
+// guest, which writes the first word of each of N pages: its first
 // touch of the converted pages, KVM's fault path included (NPT faults in a
 // nested guest here). in-place: one convertible guest_memfd, convert then
 // touch. two-backing (7.3): attributes, the dropped side punched; shared,
@@ -29,40 +30,36 @@ using gmem::Vm;
 // against 7.3's attributes.
 class GuestTouch : public Variant {
 public:
-	static constexpr uint64_t kCodeSize = 64 * 1024;
-	static constexpr uint64_t kEntry = 0x1000;
-	static constexpr uint64_t kMailbox = 0x8000;
-	static constexpr uint64_t kDataGpa = 1ULL << 30; // below 4 GiB: no paging
-	static constexpr uint16_t kDonePort = 0xe0;
-
-	GuestTouch(uint64_t pages, bool in_place)
-	    : Variant(pages), in_place_(in_place), vm_(make_vm()),
-	      g_(vm_.create_guest_memfd(len_, in_place ? GUEST_MEMFD_FLAG_MMAP |
-								 GUEST_MEMFD_FLAG_CONVERTIBLE
-						       : 0)
-			 .value()),
-	      code_(Mapping::anonymous(kCodeSize).value())
+	GuestTouch(uint64_t pages, bool in_place) : Variant(pages), in_place_(in_place)
 	{
 		// A pass over 1 GiB is 262144 NPT faults of a nested guest, some
 		// 10^10 instructions under TCG per round trip: too long a run.
 		if (pages_ > 16384)
 			throw Skip{ "kept to 64 MiB (nested NPT faults under TCG)" };
-		std::memcpy(code_.data() + kEntry, bench_guest_start,
-			    bench_guest_end - bench_guest_start);
-		vm_.set_memory_region(0, 0, kCodeSize, code_.data()).value();
 		if (in_place_) {
-			m_ = g_.map(0, len_).value();
-			vm_.set_memory_region(kSlot, kDataGpa, len_, m_.data(), &g_, 0).value();
-		} else {
-			sh_.emplace(len_);
-			vm_.set_memory_region(kSlot, kDataGpa, len_, sh_->map.data(), &g_, 0)
-				.value();
-			vm_.set_memory_attributes(kDataGpa, len_, KVM_MEMORY_ATTRIBUTE_PRIVATE)
-				.value();
+			f_.emplace(ConvertibleFile::bound(len_, GUEST_MEMFD_FLAG_MMAP,
+							  layout::kDataGpa));
+			f_->gmem().allocate(0, len_).value();
+			f_->guest().add_vcpu().value();
+			return;
 		}
-		g_.allocate(0, len_).value();
-		vcpu_.emplace(vm_.create_vcpu(0).value());
-		vcpu_->start_flat32(kEntry, 0xf000, kMailbox).value();
+		// 7.3's VM is no ConvertibleGuest: the same guest program and
+		// memory map, set up by hand.
+		vm_.emplace(make_vm());
+		own_.emplace(vm_->create_guest_memfd(len_, 0).value());
+		const auto code = gmem::mailbox_guest_code();
+		code_ = vm_->add_code_slot(0, layout::kCodeGpa, layout::kCodeSize, code.data(),
+					   code.size(), layout::kEntry)
+				.value();
+		sh_.emplace(len_);
+		vm_->set_memory_region(kSlot, layout::kDataGpa, len_, sh_->map.data(), &*own_, 0)
+			.value();
+		vm_->set_memory_attributes(layout::kDataGpa, len_, KVM_MEMORY_ATTRIBUTE_PRIVATE)
+			.value();
+		own_->allocate(0, len_).value();
+		vcpu_.emplace(vm_->create_vcpu(0).value());
+		vcpu_->start_flat32(layout::kEntry, layout::stack_top(0), layout::mailbox_gpa(0))
+			.value();
 	}
 	std::vector<Phase> round_trip() override
 	{
@@ -70,27 +67,31 @@ public:
 		if (in_place_)
 			return {
 				{ "to_shared",
-				  { { "convert", [this] { g_.convert_shared(0, len_).value(); } },
+				  { { "convert",
+				      [this] { f_->guest().convert(0, len_, false).value(); } },
 				    touch } },
 				{ "to_private",
-				  { { "convert", [this] { g_.convert_private(0, len_).value(); } },
+				  { { "convert",
+				      [this] { f_->guest().convert(0, len_, true).value(); } },
 				    touch } },
 			};
 		return {
 			{ "to_shared",
 			  { { "attributes",
-			      [this] { vm_.set_memory_attributes(kDataGpa, len_, 0).value(); } },
-			    { "punch_private", [this] { g_.punch_hole(0, len_).value(); } },
+			      [this] {
+				      vm_->set_memory_attributes(layout::kDataGpa, len_, 0).value();
+			      } },
+			    { "punch_private", [this] { gmem().punch_hole(0, len_).value(); } },
 			    touch } },
 			{ "to_private",
 			  { { "attributes",
 			      [this] {
-				      vm_.set_memory_attributes(kDataGpa, len_,
-								KVM_MEMORY_ATTRIBUTE_PRIVATE)
+				      vm_->set_memory_attributes(layout::kDataGpa, len_,
+								 KVM_MEMORY_ATTRIBUTE_PRIVATE)
 					      .value();
 			      } },
 			    { "punch_shared", [this] { sh_->punch(len_); } },
-			    { "alloc_private", [this] { g_.allocate(0, len_).value(); } },
+			    { "alloc_private", [this] { gmem().allocate(0, len_).value(); } },
 			    touch } },
 		};
 	}
@@ -100,7 +101,7 @@ public:
 		auto phases = round_trip();
 		for (auto &st : phases[0].steps)
 			st.fn();
-		const uint8_t *host = in_place_ ? m_.data() : sh_->map.data();
+		const uint8_t *host = in_place_ ? f_->data() : sh_->map.data();
 		for (uint64_t i = 0; i < pages_; i++)
 			require(host[i * kPage] == 1, "touch: the guest wrote every shared page");
 		for (auto &st : phases[1].steps)
@@ -108,27 +109,38 @@ public:
 	}
 
 private:
-	// One KVM_RUN: the guest writes 1 to the first word of every page.
+	[[nodiscard]] const GuestMemfd &gmem() const { return f_ ? f_->gmem() : *own_; }
+
+	// One command of the guest: it writes 1 to the first word of every
+	// page.
 	void guest_write()
 	{
-		auto *mb = reinterpret_cast<uint32_t *>(code_.data() + kMailbox);
-		mb[0] = static_cast<uint32_t>(kDataGpa);
-		mb[1] = static_cast<uint32_t>(pages_);
-		mb[2] = 1;
-		auto r = vcpu_->run();
-		const kvm_run *run = vcpu_->run_area();
-		if (!r.has_value() || run->exit_reason != KVM_EXIT_IO || run->io.port != kDonePort)
-			throw CheckFailed{ "touch: KVM_RUN " +
-					   (r.has_value() ? std::string("ok")
-							  : r.error().message()) +
-					   ", exit " + std::to_string(run->exit_reason) };
+		const MailboxCommand c{ MailboxCmd::kTouchWrite,
+					static_cast<uint32_t>(layout::kDataGpa),
+					static_cast<uint32_t>(pages_), 1 };
+		if (in_place_) {
+			if (auto r = gmem::mailbox_exec(f_->guest(), 0, c); !r)
+				throw CheckFailed{ "touch: " + r.error().message() };
+			return;
+		}
+		auto *mb = reinterpret_cast<Mailbox *>(code_.data() + layout::mailbox_gpa(0) -
+						       layout::kCodeGpa);
+		mb->cmd = c.cmd;
+		mb->gpa = c.gpa;
+		mb->count = c.count;
+		mb->value = c.value;
+		auto e = vcpu_->run();
+		if (!e || !gmem::mailbox_done(*e, c.cmd))
+			throw CheckFailed{ "touch: KVM_RUN " + (e ? "exit " + gmem::describe(*e)
+								  : e.error().message()) };
 	}
 
 	bool in_place_;
-	Vm vm_;
-	GuestMemfd g_;
+	// in-place: a ConvertibleGuest with its vCPU; else 7.3's two backings.
+	std::optional<ConvertibleFile> f_;
+	std::optional<Vm> vm_;
+	std::optional<GuestMemfd> own_;
 	Mapping code_;
-	Mapping m_;
 	std::optional<SharedBacking> sh_;
 	std::optional<gmem::Vcpu> vcpu_;
 };
