@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
 //
 // gmem-info: print what the running kernel reports about guest_memfd,
-// iommufd and the KVM VM types it supports. Run inside the guest by
-// harness/demo.sh until the mini-VMM demo replaces it.
+// iommufd and the KVM VM types it supports, and whether it can run a
+// ConvertibleGuest (what gmem-demo needs). Run inside the guest by
+// harness/demo.sh before the demo.
 #include <fcntl.h>
 
 #include <cstdio>
 #include <string>
 
 #include "gmem/fd.h"
+#include "gmem/guest.h"
 #include "gmem/kvm.h"
 
 namespace {
@@ -44,7 +46,8 @@ int main()
 	std::printf("  KVM_CAP_VM_TYPES: 0x%lx\n", kvm->vm_types());
 	std::printf("  KVM_CAP_GUEST_MEMFD: %ld\n",
 		    kvm->check_extension(KVM_CAP_GUEST_MEMFD).value_or(-1));
-	for (unsigned long type = 0; type <= 5; type++) {
+	for (unsigned long type : { KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM, KVM_X86_SEV_VM,
+				    KVM_X86_SEV_ES_VM, KVM_X86_SNP_VM, KVM_X86_TDX_VM }) {
 		if (!kvm->supports_vm_type(type)) {
 			std::printf("  %-24s not supported by this host\n",
 				    gmem::vm_type_name(type));
@@ -61,6 +64,9 @@ int main()
 			    gmem::vm_type_name(type), flag_names(vm->guest_memfd_flags()).c_str(),
 			    attrs < 0 ? 0 : attrs);
 	}
+	const std::string &why = gmem::ConvertibleGuest::unsupported();
+	std::printf("  in-place conversion (ConvertibleGuest): %s\n",
+		    why.empty() ? "supported" : why.c_str());
 	gmem::UniqueFd iommu(open("/dev/iommu", O_RDWR | O_CLOEXEC));
 	std::printf("  /dev/iommu (iommufd): %s\n",
 		    iommu.valid() ? "present" : gmem::last_error("open").message().c_str());

@@ -143,7 +143,8 @@ Result<Mapping> Vm::add_code_slot(uint32_t slot, uint64_t gpa, size_t size, cons
 	auto mem = Mapping::anonymous(size);
 	if (!mem)
 		return unexpected(mem.error());
-	std::memcpy(mem->data() + entry, code, len);
+	if (len)
+		std::memcpy(mem->data() + entry, code, len);
 	if (auto r = set_memory_region(slot, gpa, size, mem->data()); !r)
 		return unexpected(r.error());
 	return mem;

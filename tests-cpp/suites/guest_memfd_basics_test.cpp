@@ -103,9 +103,8 @@ TEST_P(GuestMemfdBasicsTest, UnalignedPunchIsRefused)
 }
 
 INSTANTIATE_TEST_SUITE_P(VmTypes, GuestMemfdBasicsTest,
-			 ::testing::Values(0UL /* KVM_X86_DEFAULT_VM */,
-					   1UL /* KVM_X86_SW_PROTECTED_VM */,
-					   4UL /* KVM_X86_SNP_VM */, 5UL /* KVM_X86_TDX_VM */),
+			 ::testing::Values(KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM,
+					   KVM_X86_SNP_VM, KVM_X86_TDX_VM),
 			 [](const auto &info) { return std::string(vm_type_name(info.param)); });
 
 } // namespace
