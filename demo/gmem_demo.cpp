@@ -37,34 +37,34 @@
 #include <string>
 #include <vector>
 
+#include "gmem/guest.h"
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
+#include "gmem/layout.h"
 #include "gmem/vfio.h"
 // Test-only: a userspace driver for QEMU's edu device (a VMM hands its
 // assigned device to the guest instead of driving it), and the mock IOMMU
 // device of CONFIG_IOMMUFD_TEST.
-#include "testing/edu.h"
-#include "testing/host_access.h"
-#include "testing/iommufd_mock.h"
+#include "mock/edu.h"
+#include "mock/host_access.h"
+#include "mock/iommufd_mock.h"
 
 extern "C" const uint8_t demo_guest_start[], demo_guest_end[], demo_guest_message[];
 
 namespace {
 
-constexpr uint64_t kPage = 4096;
-constexpr uint64_t kCodeGpa = 0x0;
-constexpr uint64_t kCodeSize = 0x10000;
-constexpr uint64_t kGuestEntry = 0x1000;
-constexpr uint64_t kGuestStack = 0xf000;
-constexpr uint64_t kDataGpa = 0x1000000; // must match guest.S
+using gmem::layout::kDataGpa;
+using gmem::layout::kPage;
 constexpr uint64_t kDataPages = 16;
 constexpr uint64_t kDataSize = kDataPages * kPage;
 constexpr uint64_t kSharedPages = 4; // the message pages, shared first
 constexpr uint64_t kDmaPages = 8;    // shared next, after them
 constexpr uint64_t kDiscardPage = 8; // first of the 4 pages the guest frees
 constexpr uint64_t kDiscardPages = 4;
-constexpr uint16_t kStepPort = 0xe0;
-constexpr uint16_t kFailPort = 0xe1;
+// The guest reports each step done with an "out" of its number to
+// GMEM_DONE_PORT, a failure it saw to GMEM_FAIL_PORT.
+constexpr uint16_t kStepPort = gmem::layout::kDonePort;
+constexpr uint16_t kFailPort = gmem::layout::kFailPort;
 constexpr uint32_t kSecret = 0x31565250; // "PRV1"
 // The device sees guest memory at IOVA = GPA, as an assigned device does.
 constexpr uint64_t kIova = kDataGpa;
@@ -129,7 +129,7 @@ public:
 	void summary() const;
 
 private:
-	bool handle_hypercall(kvm_run *run);
+	void handle_map_gpa(const gmem::MapGpaRangeExit &m);
 	bool handle_step(uint8_t step);
 	void discard_and_refill();
 	// Pages of the guest_memfd that are allocated (in its page cache).
@@ -153,12 +153,9 @@ private:
 
 	bool require_iommu_;
 	DeviceKind device_kind_;
-	std::optional<gmem::Kvm> kvm_;
-	std::optional<gmem::Vm> vm_;
-	std::optional<gmem::Mapping> code_;
-	std::optional<gmem::GuestMemfd> gmem_;
-	std::optional<gmem::Mapping> data_;
-	std::optional<gmem::Vcpu> vcpu_;
+	// The VM: code slot, data slot (one convertible guest_memfd), vCPU 0.
+	std::optional<gmem::ConvertibleGuest> guest_;
+	uint8_t *data_ = nullptr; // the guest_memfd's mapping
 	// Destroyed in reverse order: the device, then the IOAS (dropping its
 	// reference on the guest_memfd), then the iommufd context.
 	std::optional<gmem::Iommufd> iommufd_;
@@ -179,53 +176,35 @@ private:
 bool Demo::setup()
 {
 	say("==> Creating a KVM_X86_SW_PROTECTED_VM\n");
-	auto kvm = gmem::Kvm::open();
-	if (!kvm) {
-		say("    %s\n", kvm.error().message().c_str());
+	if (const std::string &why = gmem::ConvertibleGuest::unsupported(); !why.empty()) {
+		say("    this kernel offers no SW-protected VM with in-place conversion: %s\n",
+		    why.c_str());
 		return false;
 	}
-	kvm_.emplace(std::move(kvm).value());
-	if (!kvm_->supports_vm_type(KVM_X86_SW_PROTECTED_VM) ||
-	    kvm_->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0) {
-		say("    this kernel offers no SW-protected VM with in-place conversion\n");
-		return false;
-	}
-	auto vm = kvm_->create_vm(KVM_X86_SW_PROTECTED_VM);
-	if (!vm) {
-		say("    %s\n", vm.error().message().c_str());
-		return false;
-	}
-	vm_.emplace(std::move(vm).value());
-	vm_->enable_cap(KVM_CAP_EXIT_HYPERCALL, 1ULL << KVM_HC_MAP_GPA_RANGE).value();
-
-	// Code and stack: ordinary memory, never private.
-	const size_t len = demo_guest_end - demo_guest_start;
-	code_.emplace(vm_->add_code_slot(0, kCodeGpa, kCodeSize, demo_guest_start, len, kGuestEntry)
-			      .value());
-	say("    code slot: %zu bytes of guest code at GPA 0x%llx (anonymous memory)\n", len,
-	    (unsigned long long)kGuestEntry);
-
-	// Data: one convertible guest_memfd, private at first. The slot's
-	// userspace address is the file's own mapping: there is no second
-	// backing for shared pages.
-	gmem_.emplace(vm_->create_guest_memfd(kDataSize,
-					      GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE)
-			      .value());
-	data_.emplace(gmem_->map(0, kDataSize).value());
-	vm_->set_memory_region(1, kDataGpa, kDataSize, data_->data(), &*gmem_, 0).value();
+	// Code and stack in an ordinary slot, never private; data in one
+	// convertible guest_memfd, private at first, whose own mapping is the
+	// slot's userspace address: there is no second backing for shared
+	// pages. The demo answers MAP_GPA_RANGE itself, to tell and check
+	// each conversion.
+	gmem::GuestConfig config;
+	config.code = { demo_guest_start, demo_guest_end };
+	config.data_size = kDataSize;
+	config.handle_map_gpa = false;
+	guest_.emplace(gmem::ConvertibleGuest::create(config).value());
+	data_ = guest_->data();
+	say("    code slot: %zu bytes of guest code at GPA 0x%llx (anonymous memory)\n",
+	    config.code.size(), (unsigned long long)gmem::layout::kEntry);
 	say("    data slot: %llu pages at GPA 0x%llx, one guest_memfd (MMAP|CONVERTIBLE), "
 	    "all private\n",
 	    (unsigned long long)kDataPages, (unsigned long long)kDataGpa);
-
-	vcpu_.emplace(vm_->create_vcpu(0).value());
-	vcpu_->start_flat32(kGuestEntry, kGuestStack).value();
+	guest_->add_vcpu().value();
 	return true;
 }
 
 uint64_t Demo::allocated_pages() const
 {
 	unsigned char vec[kDataPages];
-	if (mincore(data_->data(), kDataSize, vec) != 0)
+	if (mincore(data_, kDataSize, vec) != 0)
 		return 0;
 	uint64_t n = 0;
 	for (unsigned char v : vec)
@@ -264,7 +243,7 @@ bool Demo::bind_edu()
 	using gmem::testing::Edu;
 	auto edu = Edu::open(iommufd_->fd());
 	if (!edu) {
-		if (edu.err() == ENODEV && device_kind_ == DeviceKind::kAuto)
+		if (errno_of(edu) == ENODEV && device_kind_ == DeviceKind::kAuto)
 			return false; // no edu here: the mock stands in
 		check(false, "%s", edu.error().message().c_str());
 		return true;
@@ -300,7 +279,7 @@ void Demo::bind_iommu()
 	    "guest_memfd\n");
 	auto fd = gmem::Iommufd::open();
 	if (!fd) {
-		if (fd.err() == ENOENT || fd.err() == ENODEV || fd.err() == ENXIO)
+		if (errno_of(fd) == ENOENT || errno_of(fd) == ENODEV || errno_of(fd) == ENXIO)
 			skip_iommu("no /dev/iommu (CONFIG_IOMMUFD)");
 		else
 			check(false, "%s", fd.error().message().c_str());
@@ -314,7 +293,7 @@ void Demo::bind_iommu()
 		return;
 	}
 	ioas_.emplace(std::move(ioas).value());
-	if (ioas_->mirror_status(kIova).err() == ENOTTY)
+	if (errno_of(ioas_->mirror_status(kIova)) == ENOTTY)
 		return skip_iommu("this kernel's iommufd cannot map a guest_memfd "
 				  "(no IOMMU_IOAS_MIRROR_STATUS)");
 
@@ -341,7 +320,7 @@ void Demo::bind_iommu()
 		    "assigned device)\n");
 	}
 
-	auto iova = ioas_->map_file(gmem_->fd(), 0, kDataSize, kIova);
+	auto iova = ioas_->map_file(guest_->gmem().fd(), 0, kDataSize, kIova);
 	if (!iova || *iova != kIova) {
 		check(false, "IOMMU_IOAS_MAP_FILE at IOVA 0x%llx: %s", (unsigned long long)kIova,
 		      iova ? "mapped elsewhere" : iova.error().message().c_str());
@@ -366,7 +345,7 @@ void Demo::bind_iommu()
 			shared.push_back(i);
 	bool unpinned = true;
 	for (uint64_t i : shared)
-		unpinned &= check_refs(iommufd_->fd(), data_->data() + i * kPage, kPage, 0).ok();
+		unpinned &= check_refs(iommufd_->fd(), data_ + i * kPage, kPage, 0).has_value();
 	check(unpinned, "no page pinned (MD_CHECK_REFS: 0 long-term pins on the %zu shared pages)",
 	      shared.size());
 }
@@ -379,10 +358,10 @@ uint32_t Demo::device_reads(std::string &row)
 	uint8_t *marker = scratch_->data(), *back = scratch_->data() + kPage;
 	std::memset(marker, kMarker, kPage);
 	std::memset(back, 0, kPage);
-	bool ok = edu_->dma_to_device(kScratchIova, kPage).ok();
+	bool ok = edu_->dma_to_device(kScratchIova, kPage).has_value();
 	for (uint64_t i = 0; i < kDataPages; i++)
-		ok &= edu_->dma_to_device(kIova + i * kPage, kSlot, i * kSlot).ok();
-	ok &= edu_->dma_from_device(kScratchIova + kPage, kPage).ok();
+		ok &= edu_->dma_to_device(kIova + i * kPage, kSlot, i * kSlot).has_value();
+	ok &= edu_->dma_from_device(kScratchIova + kPage, kPage).has_value();
 	stats_.dmas += kDataPages + 2;
 	if (!ok)
 		check(false, "edu DMA timed out");
@@ -393,7 +372,7 @@ uint32_t Demo::device_reads(std::string &row)
 		uint8_t want[kSlot];
 		bool host = shared_[i] && allocated_[i];
 		if (host)
-			std::memcpy(want, data_->data() + i * kPage, kSlot);
+			std::memcpy(want, data_ + i * kPage, kSlot);
 		const bool refused = std::all_of(got, got + kSlot,
 						 [](uint8_t b) { return b == 0 || b == kMarker; });
 		if (host && std::memcmp(got, want, kSlot) == 0 && !refused) {
@@ -411,7 +390,7 @@ uint32_t Demo::device_reads(std::string &row)
 	for (uint64_t i = 0; i < kDataPages; i++) {
 		if (row[i] != '.' || !(shared_[i] && allocated_[i]))
 			continue;
-		const uint8_t *h = data_->data() + i * kPage;
+		const uint8_t *h = data_ + i * kPage;
 		if (std::all_of(h, h + kSlot, [](uint8_t b) { return b == 0; }) &&
 		    std::all_of(back + i * kSlot, back + (i + 1) * kSlot,
 				[](uint8_t b) { return b == 0; })) {
@@ -472,12 +451,12 @@ void Demo::show_iommu(uint32_t before)
 		file += !allocated_[i] ? '-' : shared_[i] ? 'S' : 'P';
 		const bool mapped =
 			check_gmem(iommufd_->fd(), device_->hwpt_id(), kIova + i * kPage, kPage,
-				   gmem_->fd(), i * kPage, false)
-				.ok();
+				   guest_->gmem().fd(), i * kPage, false)
+				.has_value();
 		const bool empty =
 			!mapped && check_gmem(iommufd_->fd(), device_->hwpt_id(), kIova + i * kPage,
-					      kPage, gmem_->fd(), i * kPage, true)
-					   .ok();
+					      kPage, guest_->gmem().fd(), i * kPage, true)
+					   .has_value();
 		iommu += mapped ? 'M' : empty ? '.' : '?';
 		want += now & (1u << i) ? 'M' : '.';
 		if (iommu.back() != want.back() && bad == kDataPages)
@@ -522,50 +501,45 @@ void Demo::show_iommu(uint32_t before)
 
 // --- Guest exits -------------------------------------------------------------
 
-bool Demo::handle_hypercall(kvm_run *run)
+void Demo::handle_map_gpa(const gmem::MapGpaRangeExit &m)
 {
 	stats_.hypercalls++;
-	const uint64_t gpa = run->hypercall.args[0];
-	const uint64_t pages = run->hypercall.args[1];
-	const bool to_private = run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED;
-	const uint64_t off = gpa - kDataGpa;
+	const uint64_t pages = m.size / kPage;
 	say("==> Guest hypercall MAP_GPA_RANGE: GPA 0x%llx, %llu pages -> %s\n",
-	    (unsigned long long)gpa, (unsigned long long)pages, to_private ? "private" : "shared");
-	if (gpa < kDataGpa || off + pages * kPage > kDataSize) {
-		run->hypercall.ret = -KVM_EINVAL;
+	    (unsigned long long)m.gpa, (unsigned long long)pages,
+	    m.to_private ? "private" : "shared");
+	const auto off = guest_->offset_of(m.gpa);
+	if (!off || *off + m.size > kDataSize) {
+		*m.ret = -KVM_EINVAL;
 		check(false, "range lies in the guest_memfd slot");
-		return true;
+		return;
 	}
 	const uint64_t before = allocated_pages();
 	const uint32_t mirrored_before = mirrored();
-	gmem::Result<void> res = to_private ? gmem_->convert_private(off, pages * kPage)
-					    : gmem_->convert_shared(off, pages * kPage);
-	int retries = 0;
-	for (; !res.ok() && res.err() == EAGAIN && retries < 10; retries++)
-		res = to_private ? gmem_->convert_private(off, pages * kPage)
-				 : gmem_->convert_shared(off, pages * kPage);
-	if (!res.ok()) {
+	const uint64_t retries_before = guest_->stats().retries;
+	auto res = guest_->convert(*off, m.size, m.to_private);
+	const uint64_t retries = guest_->stats().retries - retries_before;
+	if (!res) {
 		say("    %s\n", res.error().message().c_str());
-		run->hypercall.ret = -KVM_EINVAL;
+		*m.ret = -KVM_EINVAL;
 		check(false, "in-place conversion");
-		return true;
+		return;
 	}
 	for (uint64_t i = 0; i < pages; i++)
-		shared_[off / kPage + i] = !to_private;
-	(to_private ? stats_.to_private_pages : stats_.to_shared_pages) += pages;
+		shared_[*off / kPage + i] = !m.to_private;
+	(m.to_private ? stats_.to_private_pages : stats_.to_shared_pages) += pages;
 	say("    %s(offset 0x%llx, %llu bytes) on the guest_memfd fd\n",
-	    to_private ? "KVM_GMEM_CONVERT_PRIVATE" : "KVM_GMEM_CONVERT_SHARED",
-	    (unsigned long long)off, (unsigned long long)(pages * kPage));
+	    m.to_private ? "KVM_GMEM_CONVERT_PRIVATE" : "KVM_GMEM_CONVERT_SHARED",
+	    (unsigned long long)*off, (unsigned long long)m.size);
 	check(allocated_pages() == before, "no page allocated or freed by the conversion");
 	if (attached()) {
-		if (to_private)
+		if (m.to_private)
 			check(retries == 0, "converted at the first try: the IOMMU holds no page "
 					    "references");
 		show_iommu(mirrored_before);
 	}
 	account();
-	run->hypercall.ret = 0;
-	return true;
+	*m.ret = 0;
 }
 
 void Demo::discard_and_refill()
@@ -576,7 +550,7 @@ void Demo::discard_and_refill()
 	    (unsigned long long)kDiscardPage,
 	    (unsigned long long)(kDiscardPage + kDiscardPages - 1));
 	uint32_t before = mirrored();
-	auto r = gmem_->punch_hole(off, len);
+	auto r = guest_->gmem().punch_hole(off, len);
 	if (!r) {
 		check(false, "%s", r.error().message().c_str());
 		return;
@@ -590,7 +564,7 @@ void Demo::discard_and_refill()
 
 	say("==> ... and allocates them again (fallocate KEEP_SIZE): fresh, zeroed pages\n");
 	before = mirrored();
-	r = gmem_->allocate(off, len);
+	r = guest_->gmem().allocate(off, len);
 	if (!r) {
 		check(false, "%s", r.error().message().c_str());
 		return;
@@ -616,7 +590,7 @@ bool Demo::handle_step(uint8_t step)
 		account();
 		bool all_private = true;
 		for (uint64_t i = 0; i < kDataPages; i++)
-			all_private &= !host_touch(data_->data() + i * kPage);
+			all_private &= !host_touch(data_ + i * kPage);
 		check(all_private, "the host's mapping gets SIGBUS on every private page");
 		check(allocated_pages() == kDataPages, "the pages live in guest_memfd");
 		break;
@@ -624,14 +598,14 @@ bool Demo::handle_step(uint8_t step)
 	case 2: {
 		say("==> Guest sees its pages shared, contents intact\n");
 		uint32_t word = 0;
-		std::memcpy(&word, data_->data() + 8, sizeof(word));
+		std::memcpy(&word, data_ + 8, sizeof(word));
 		check(word == kSecret, "the host reads the guest's data in the shared pages");
-		check(!host_touch(data_->data() + kSharedPages * kPage),
+		check(!host_touch(data_ + kSharedPages * kPage),
 		      "the next page is still private (SIGBUS)");
 		break;
 	}
 	case 3: {
-		const char *msg = reinterpret_cast<const char *>(data_->data());
+		const char *msg = reinterpret_cast<const char *>(data_);
 		say("==> Guest left a message in shared memory; the VMM reads it through mmap:\n");
 		say("    \"%.*s\"\n", 80, msg);
 		check(std::strcmp(msg, reinterpret_cast<const char *>(demo_guest_message)) == 0,
@@ -643,7 +617,7 @@ bool Demo::handle_step(uint8_t step)
 		say("==> Guest shared %llu more pages, a buffer for the device\n",
 		    (unsigned long long)kDmaPages);
 		uint32_t word = 0;
-		std::memcpy(&word, data_->data() + kSharedPages * kPage, sizeof(word));
+		std::memcpy(&word, data_ + kSharedPages * kPage, sizeof(word));
 		check(word == kSecret, "the host reads the guest's data in the new shared pages");
 		break;
 	}
@@ -652,7 +626,7 @@ bool Demo::handle_step(uint8_t step)
 		    "message\n");
 		bool none = true;
 		for (uint64_t i = 0; i < kSharedPages; i++)
-			none &= !host_touch(data_->data() + i * kPage);
+			none &= !host_touch(data_ + i * kPage);
 		check(none, "the host's mapping is gone: SIGBUS on the converted pages");
 		break;
 	}
@@ -667,39 +641,26 @@ bool Demo::handle_step(uint8_t step)
 
 bool Demo::run()
 {
-	kvm_run *run = vcpu_->run_area();
 	for (;;) {
-		auto r = vcpu_->run();
-		if (!r) {
-			say("    %s\n", r.error().message().c_str());
+		auto exit = guest_->run(0);
+		if (!exit) {
+			say("    %s\n", exit.error().message().c_str());
 			return false;
 		}
-		switch (run->exit_reason) {
-		case KVM_EXIT_HYPERCALL:
-			handle_hypercall(run);
-			break;
-		case KVM_EXIT_IO: {
-			const uint8_t v = *(reinterpret_cast<uint8_t *>(run) + run->io.data_offset);
-			if (run->io.port == kFailPort) {
-				say("==> The guest reports failure %u\n", v);
-				failures++;
-				return false;
-			}
-			if (run->io.port != kStepPort)
-				return false;
-			handle_step(v);
-			break;
-		}
-		case KVM_EXIT_HLT:
-			say("==> Guest read zeros from the re-allocated pages and halted\n");
-			return true;
-		case KVM_EXIT_MEMORY_FAULT:
-			say("==> KVM_EXIT_MEMORY_FAULT at GPA 0x%llx (unexpected)\n",
-			    (unsigned long long)run->memory_fault.gpa);
+		if (auto *m = std::get_if<gmem::MapGpaRangeExit>(&*exit)) {
+			handle_map_gpa(*m);
+		} else if (gmem::is_out(*exit, kFailPort)) {
+			say("==> The guest reports failure %u\n",
+			    std::get<gmem::IoExit>(*exit).value());
 			failures++;
 			return false;
-		default:
-			say("==> unexpected exit %u\n", run->exit_reason);
+		} else if (gmem::is_out(*exit, kStepPort)) {
+			handle_step(std::get<gmem::IoExit>(*exit).value());
+		} else if (std::holds_alternative<gmem::HltExit>(*exit)) {
+			say("==> Guest read zeros from the re-allocated pages and halted\n");
+			return true;
+		} else {
+			say("==> unexpected exit: %s\n", gmem::describe(*exit).c_str());
 			failures++;
 			return false;
 		}

@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
 //
 // gmem-info: print what the running kernel reports about guest_memfd,
-// iommufd and the KVM VM types it supports. Run inside the guest by
-// harness/demo.sh until the mini-VMM demo replaces it.
+// iommufd and the KVM VM types it supports, and whether it can run a
+// ConvertibleGuest (what gmem-demo needs). Run inside the guest by
+// harness/demo.sh before the demo.
 #include <fcntl.h>
 
 #include <cstdio>
 #include <string>
 
 #include "gmem/fd.h"
+#include "gmem/guest.h"
 #include "gmem/kvm.h"
 
 namespace {
@@ -42,8 +44,10 @@ int main()
 		return 1;
 	}
 	std::printf("  KVM_CAP_VM_TYPES: 0x%lx\n", kvm->vm_types());
-	std::printf("  KVM_CAP_GUEST_MEMFD: %ld\n", kvm->check_extension(KVM_CAP_GUEST_MEMFD));
-	for (unsigned long type = 0; type <= 5; type++) {
+	std::printf("  KVM_CAP_GUEST_MEMFD: %ld\n",
+		    kvm->check_extension(KVM_CAP_GUEST_MEMFD).value_or(-1));
+	for (unsigned long type : { KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM, KVM_X86_SEV_VM,
+				    KVM_X86_SEV_ES_VM, KVM_X86_SNP_VM, KVM_X86_TDX_VM }) {
 		if (!kvm->supports_vm_type(type)) {
 			std::printf("  %-24s not supported by this host\n",
 				    gmem::vm_type_name(type));
@@ -55,11 +59,14 @@ int main()
 				    vm.error().message().c_str());
 			continue;
 		}
-		long attrs = vm->check_extension(KVM_CAP_MEMORY_ATTRIBUTES);
+		long attrs = vm->check_extension(KVM_CAP_MEMORY_ATTRIBUTES).value_or(-1);
 		std::printf("  %-24s guest_memfd flags: %s; memory attributes: 0x%lx\n",
 			    gmem::vm_type_name(type), flag_names(vm->guest_memfd_flags()).c_str(),
 			    attrs < 0 ? 0 : attrs);
 	}
+	const std::string &why = gmem::ConvertibleGuest::unsupported();
+	std::printf("  in-place conversion (ConvertibleGuest): %s\n",
+		    why.empty() ? "supported" : why.c_str());
 	gmem::UniqueFd iommu(open("/dev/iommu", O_RDWR | O_CLOEXEC));
 	std::printf("  /dev/iommu (iommufd): %s\n",
 		    iommu.valid() ? "present" : gmem::last_error("open").message().c_str());

@@ -1,27 +1,31 @@
 /* SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause */
 /*
- * The demo's guest: 32-bit protected mode, flat segments, no paging. The
- * VMM copies the bytes between demo_guest_start and demo_guest_end to
- * GUEST_CODE_GPA and starts the vCPU there with ESP = GUEST_STACK_GPA.
+ * The demo's guest: 32-bit protected mode, flat segments, no paging, laid
+ * out as gmem/layout.h says. The VMM (a ConvertibleGuest) copies the bytes
+ * between demo_guest_start and demo_guest_end to GMEM_GUEST_ENTRY and
+ * starts the vCPU there.
  *
  * It talks to the VMM through two channels:
- *  - "out" to STEP_PORT with the step number in AL: the VMM checks and
- *    reports what the step did;
+ *  - "out" to STEP_PORT (GMEM_DONE_PORT) with the step number in AL: the
+ *    VMM checks and reports what the step did;
  *  - the KVM_HC_MAP_GPA_RANGE hypercall (vmmcall: RAX = 12, RBX = GPA,
  *    RCX = pages, RDX = attributes, bit 4 set for private), which the VMM
  *    turns into an in-place conversion of the guest_memfd.
- * Any failure it sees itself goes to FAIL_PORT with a code in AL.
+ * Any failure it sees itself goes to FAIL_PORT (GMEM_FAIL_PORT) with a
+ * code in AL.
  *
  * DATA_GPA lies in the iommufd mock IOMMU's aperture, so that the VMM can
  * give the data pages to a (mock) device at IOVA = GPA.
  */
-#define DATA_GPA	0x1000000
+#include "gmem/layout.h"
+
+#define DATA_GPA	GMEM_DATA_GPA
 #define DATA_PAGES	16
 #define SHARED_PAGES	4
 #define DMA_PAGES	8	/* shared next, after the message pages */
 #define DISCARD_PAGE	8	/* first of the 4 pages given back at step 6 */
-#define STEP_PORT	0xe0
-#define FAIL_PORT	0xe1
+#define STEP_PORT	GMEM_DONE_PORT
+#define FAIL_PORT	GMEM_FAIL_PORT
 #define HC_MAP_GPA	12
 #define ENCRYPTED	0x10
 #define SECRET		0x31565250	/* "PRV1" */
@@ -32,7 +36,7 @@
 demo_guest_start:
 	/* Step 1: fill all data pages, still private, with the secret. */
 	mov	$DATA_GPA, %edi
-	mov	$(DATA_PAGES * 4096 / 4), %ecx
+	mov	$(DATA_PAGES * GMEM_PAGE_SIZE / 4), %ecx
 	mov	$SECRET, %eax
 	cld
 	rep stosl
@@ -65,13 +69,13 @@ demo_guest_start:
 
 	/* Step 4: share more pages, a buffer for the device. */
 	mov	$HC_MAP_GPA, %eax
-	mov	$(DATA_GPA + SHARED_PAGES * 4096), %ebx
+	mov	$(DATA_GPA + SHARED_PAGES * GMEM_PAGE_SIZE), %ebx
 	mov	$DMA_PAGES, %ecx
 	xor	%edx, %edx
 	vmmcall
 	test	%eax, %eax
 	jnz	fail_hypercall
-	cmpl	$SECRET, DATA_GPA + SHARED_PAGES * 4096
+	cmpl	$SECRET, DATA_GPA + SHARED_PAGES * GMEM_PAGE_SIZE
 	jne	fail_contents
 	mov	$4, %al
 	outb	%al, $STEP_PORT
@@ -97,8 +101,8 @@ demo_guest_start:
 	 */
 	mov	$6, %al
 	outb	%al, $STEP_PORT
-	mov	$(DATA_GPA + DISCARD_PAGE * 4096), %edi
-	mov	$(4 * 4096 / 4), %ecx
+	mov	$(DATA_GPA + DISCARD_PAGE * GMEM_PAGE_SIZE), %edi
+	mov	$(4 * GMEM_PAGE_SIZE / 4), %ecx
 	xor	%eax, %eax
 	repe scasl
 	jne	fail_zero

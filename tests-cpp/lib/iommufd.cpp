@@ -21,7 +21,7 @@ Result<Iommufd> Iommufd::open(const char *path)
 {
 	int fd = ::open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
-		return last_error(std::string("open ") + path);
+		return fail(std::string("open ") + path);
 	return Iommufd(UniqueFd(fd));
 }
 
@@ -29,11 +29,11 @@ Result<Ioas> Iommufd::alloc_ioas() const
 {
 	auto dup = UniqueFd::duplicate(fd_.get());
 	if (!dup)
-		return dup.error();
+		return unexpected(dup.error());
 	iommu_ioas_alloc cmd{};
 	cmd.size = sizeof(cmd);
 	if (::ioctl(fd_.get(), IOMMU_IOAS_ALLOC, &cmd) < 0)
-		return last_error("IOMMU_IOAS_ALLOC");
+		return fail("IOMMU_IOAS_ALLOC");
 	return Ioas(std::move(dup).value(), cmd.out_ioas_id);
 }
 
@@ -41,15 +41,15 @@ Result<Hwpt> Iommufd::alloc_hwpt(uint32_t dev_id, uint32_t ioas_id, uint32_t fla
 {
 	auto dup = UniqueFd::duplicate(fd_.get());
 	if (!dup)
-		return dup.error();
+		return unexpected(dup.error());
 	iommu_hwpt_alloc cmd{};
 	cmd.size = sizeof(cmd);
 	cmd.flags = flags;
 	cmd.dev_id = dev_id;
 	cmd.pt_id = ioas_id;
 	if (::ioctl(fd_.get(), IOMMU_HWPT_ALLOC, &cmd) < 0)
-		return last_error("IOMMU_HWPT_ALLOC(dev " + std::to_string(dev_id) + ", IOAS " +
-				  std::to_string(ioas_id) + ")");
+		return fail("IOMMU_HWPT_ALLOC(dev " + std::to_string(dev_id) + ", IOAS " +
+			    std::to_string(ioas_id) + ")");
 	return Hwpt(std::move(dup).value(), cmd.out_hwpt_id);
 }
 
@@ -96,8 +96,8 @@ Result<uint64_t> Ioas::map_file(int fd, uint64_t start, uint64_t length,
 	cmd.length = length;
 	cmd.iova = iova.value_or(0);
 	if (::ioctl(iommufd_.get(), IOMMU_IOAS_MAP_FILE, &cmd) < 0)
-		return last_error("IOMMU_IOAS_MAP_FILE(start " + std::to_string(start) +
-				  ", length " + std::to_string(length) + ")");
+		return fail("IOMMU_IOAS_MAP_FILE(start " + std::to_string(start) + ", length " +
+			    std::to_string(length) + ")");
 	return static_cast<uint64_t>(cmd.iova);
 }
 
@@ -112,7 +112,7 @@ Result<uint64_t> Ioas::map_memory(const void *va, uint64_t length, std::optional
 	cmd.length = length;
 	cmd.iova = iova.value_or(0);
 	if (::ioctl(iommufd_.get(), IOMMU_IOAS_MAP, &cmd) < 0)
-		return last_error("IOMMU_IOAS_MAP");
+		return fail("IOMMU_IOAS_MAP");
 	return static_cast<uint64_t>(cmd.iova);
 }
 
@@ -128,7 +128,7 @@ Result<uint64_t> Ioas::copy_from(const Ioas &src, uint64_t src_iova, uint64_t le
 	cmd.dst_iova = iova.value_or(0);
 	cmd.src_iova = src_iova;
 	if (::ioctl(iommufd_.get(), IOMMU_IOAS_COPY, &cmd) < 0)
-		return last_error("IOMMU_IOAS_COPY");
+		return fail("IOMMU_IOAS_COPY");
 	return static_cast<uint64_t>(cmd.dst_iova);
 }
 
@@ -140,8 +140,8 @@ Result<uint64_t> Ioas::unmap(uint64_t iova, uint64_t length) const
 	cmd.iova = iova;
 	cmd.length = length;
 	if (::ioctl(iommufd_.get(), IOMMU_IOAS_UNMAP, &cmd) < 0)
-		return last_error("IOMMU_IOAS_UNMAP(iova " + std::to_string(iova) + ", length " +
-				  std::to_string(length) + ")");
+		return fail("IOMMU_IOAS_UNMAP(iova " + std::to_string(iova) + ", length " +
+			    std::to_string(length) + ")");
 	return static_cast<uint64_t>(cmd.length);
 }
 
@@ -153,7 +153,7 @@ Result<MirrorStatus> Ioas::mirror_status(uint64_t iova, bool retry) const
 	cmd.ioas_id = id_;
 	cmd.iova = iova;
 	if (::ioctl(iommufd_.get(), IOMMU_IOAS_MIRROR_STATUS, &cmd) < 0)
-		return last_error("IOMMU_IOAS_MIRROR_STATUS(iova " + std::to_string(iova) + ")");
+		return fail("IOMMU_IOAS_MIRROR_STATUS(iova " + std::to_string(iova) + ")");
 	MirrorStatus s;
 	s.iova = cmd.out_iova;
 	s.length = cmd.out_length;

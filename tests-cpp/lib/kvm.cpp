@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
 #include "gmem/kvm.h"
 
+#include <asm/kvm_para.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/kvm_para.h>
 #include <sys/ioctl.h>
 
+#include <cstdio>
 #include <cstring>
 
 namespace gmem {
@@ -12,17 +15,17 @@ namespace gmem {
 const char *vm_type_name(unsigned long type)
 {
 	switch (type) {
-	case 0:
+	case KVM_X86_DEFAULT_VM:
 		return "KVM_X86_DEFAULT_VM";
-	case 1:
+	case KVM_X86_SW_PROTECTED_VM:
 		return "KVM_X86_SW_PROTECTED_VM";
-	case 2:
+	case KVM_X86_SEV_VM:
 		return "KVM_X86_SEV_VM";
-	case 3:
+	case KVM_X86_SEV_ES_VM:
 		return "KVM_X86_SEV_ES_VM";
-	case 4:
+	case KVM_X86_SNP_VM:
 		return "KVM_X86_SNP_VM";
-	case 5:
+	case KVM_X86_TDX_VM:
 		return "KVM_X86_TDX_VM";
 	default:
 		return "unknown VM type";
@@ -33,35 +36,37 @@ Result<Kvm> Kvm::open(const char *path)
 {
 	int fd = ::open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
-		return last_error(std::string("open ") + path);
+		return fail(std::string("open ") + path);
 	return Kvm(UniqueFd(fd));
 }
 
-long Kvm::check_extension(long cap) const
+Result<long> Kvm::check_extension(long cap) const
 {
-	return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap);
+	return check(::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap),
+		     "KVM_CHECK_EXTENSION(" + std::to_string(cap) + ")");
 }
 
 unsigned long Kvm::vm_types() const
 {
-	long t = check_extension(KVM_CAP_VM_TYPES);
-	return t > 0 ? static_cast<unsigned long>(t) : 1UL;
+	long t = check_extension(KVM_CAP_VM_TYPES).value_or(0);
+	return t > 0 ? static_cast<unsigned long>(t) : 1UL << KVM_X86_DEFAULT_VM;
 }
 
 Result<Vm> Kvm::create_vm(unsigned long type) const
 {
 	int run_size = ::ioctl(fd_.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
 	if (run_size < 0)
-		return last_error("KVM_GET_VCPU_MMAP_SIZE");
+		return fail("KVM_GET_VCPU_MMAP_SIZE");
 	int fd = ::ioctl(fd_.get(), KVM_CREATE_VM, type);
 	if (fd < 0)
-		return last_error(std::string("KVM_CREATE_VM(") + vm_type_name(type) + ")");
+		return fail(std::string("KVM_CREATE_VM(") + vm_type_name(type) + ")");
 	return Vm(UniqueFd(fd), type, run_size);
 }
 
-long Vm::check_extension(long cap) const
+Result<long> Vm::check_extension(long cap) const
 {
-	return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap);
+	return check(::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap),
+		     "KVM_CHECK_EXTENSION(" + std::to_string(cap) + ") on the VM");
 }
 
 Result<void> Vm::enable_cap(uint32_t cap, uint64_t arg0) const
@@ -75,7 +80,7 @@ Result<void> Vm::enable_cap(uint32_t cap, uint64_t arg0) const
 
 uint64_t Vm::guest_memfd_flags() const
 {
-	long f = check_extension(KVM_CAP_GUEST_MEMFD_FLAGS);
+	long f = check_extension(KVM_CAP_GUEST_MEMFD_FLAGS).value_or(0);
 	return f > 0 ? static_cast<uint64_t>(f) : 0;
 }
 
@@ -86,7 +91,7 @@ Result<GuestMemfd> Vm::create_guest_memfd(uint64_t size, uint64_t flags) const
 	args.flags = flags;
 	int fd = ::ioctl(fd_.get(), KVM_CREATE_GUEST_MEMFD, &args);
 	if (fd < 0)
-		return last_error("KVM_CREATE_GUEST_MEMFD");
+		return fail("KVM_CREATE_GUEST_MEMFD");
 	return GuestMemfd(UniqueFd(fd), size, flags);
 }
 
@@ -122,11 +127,11 @@ Result<Vcpu> Vm::create_vcpu(unsigned long id) const
 {
 	int fd = ::ioctl(fd_.get(), KVM_CREATE_VCPU, id);
 	if (fd < 0)
-		return last_error("KVM_CREATE_VCPU(" + std::to_string(id) + ")");
+		return fail("KVM_CREATE_VCPU(" + std::to_string(id) + ")");
 	UniqueFd vcpu(fd);
 	auto run = Mapping::map(fd, run_size_, PROT_READ | PROT_WRITE, MAP_SHARED);
 	if (!run)
-		return SysError{ run.err(), "mmap kvm_run" };
+		return fail(errno_of(run), "mmap kvm_run");
 	return Vcpu(std::move(vcpu), std::move(run).value());
 }
 
@@ -134,13 +139,14 @@ Result<Mapping> Vm::add_code_slot(uint32_t slot, uint64_t gpa, size_t size, cons
 				  size_t len, uint64_t entry) const
 {
 	if (entry > size || len > size - entry)
-		return SysError{ EINVAL, "add_code_slot: code beyond the slot" };
+		return fail(EINVAL, "add_code_slot: code beyond the slot");
 	auto mem = Mapping::anonymous(size);
 	if (!mem)
-		return mem.error();
-	std::memcpy(mem->data() + entry, code, len);
+		return unexpected(mem.error());
+	if (len)
+		std::memcpy(mem->data() + entry, code, len);
 	if (auto r = set_memory_region(slot, gpa, size, mem->data()); !r)
-		return r.error();
+		return unexpected(r.error());
 	return mem;
 }
 
@@ -148,7 +154,7 @@ Result<void> Vcpu::start_flat32(uint64_t rip, uint64_t rsp, uint64_t rsi) const
 {
 	auto s = get_sregs();
 	if (!s)
-		return s.error();
+		return unexpected(s.error());
 	kvm_segment code{};
 	code.limit = 0xffffffff;
 	code.selector = 0x8;
@@ -173,16 +179,130 @@ Result<void> Vcpu::start_flat32(uint64_t rip, uint64_t rsp, uint64_t rsi) const
 	return set_regs(r);
 }
 
-Result<void> Vcpu::run() const
+uint32_t IoExit::value() const
 {
-	return check_void(::ioctl(fd_.get(), KVM_RUN, 0), "KVM_RUN");
+	uint32_t v = 0;
+	std::memcpy(&v, data.data(), std::min<size_t>(size, sizeof(v)));
+	return v;
+}
+
+void IoExit::set_value(uint32_t v) const
+{
+	std::memcpy(data.data(), &v, std::min<size_t>(size, sizeof(v)));
+}
+
+namespace {
+
+// The bytes of one MAP_GPA_RANGE page of attributes @attrs.
+uint64_t map_gpa_page_size(uint64_t attrs)
+{
+	if (attrs & KVM_MAP_GPA_RANGE_PAGE_SZ_1G)
+		return 1ULL << 30;
+	if (attrs & KVM_MAP_GPA_RANGE_PAGE_SZ_2M)
+		return 1ULL << 21;
+	return 1ULL << 12;
+}
+
+VcpuExit decode(kvm_run *run)
+{
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO: {
+		IoExit io;
+		io.port = run->io.port;
+		io.size = run->io.size;
+		io.out = run->io.direction == KVM_EXIT_IO_OUT;
+		io.count = run->io.count;
+		io.data = { reinterpret_cast<uint8_t *>(run) + run->io.data_offset,
+			    size_t(io.size) * io.count };
+		return io;
+	}
+	case KVM_EXIT_HYPERCALL:
+		if (run->hypercall.nr == KVM_HC_MAP_GPA_RANGE) {
+			const uint64_t attrs = run->hypercall.args[2];
+			MapGpaRangeExit m;
+			m.gpa = run->hypercall.args[0];
+			m.size = run->hypercall.args[1] * map_gpa_page_size(attrs);
+			m.to_private = attrs & KVM_MAP_GPA_RANGE_ENCRYPTED;
+			m.ret = &run->hypercall.ret;
+			return m;
+		} else {
+			HypercallExit h;
+			h.nr = run->hypercall.nr;
+			std::memcpy(h.args, run->hypercall.args, sizeof(h.args));
+			h.ret = &run->hypercall.ret;
+			return h;
+		}
+	case KVM_EXIT_MEMORY_FAULT:
+		return MemoryFaultExit{ run->memory_fault.gpa, run->memory_fault.size,
+					(run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE) !=
+						0 };
+	case KVM_EXIT_HLT:
+		return HltExit{};
+	case KVM_EXIT_SHUTDOWN:
+		return ShutdownExit{};
+	default:
+		return OtherExit{ run->exit_reason };
+	}
+}
+
+std::string hex(uint64_t v)
+{
+	char buf[24];
+	std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
+	return buf;
+}
+
+} // namespace
+
+std::string describe(const VcpuExit &exit)
+{
+	if (auto *io = std::get_if<IoExit>(&exit)) {
+		std::string s = std::string("io ") + (io->out ? "out" : "in") + " port " +
+				hex(io->port) + " size " + std::to_string(io->size);
+		if (io->count != 1)
+			s += " count " + std::to_string(io->count);
+		if (io->out)
+			s += " value " + hex(io->value());
+		return s;
+	}
+	if (auto *h = std::get_if<HypercallExit>(&exit))
+		return "hypercall " + std::to_string(h->nr) + " args " + hex(h->args[0]) + " " +
+		       hex(h->args[1]) + " " + hex(h->args[2]);
+	if (auto *m = std::get_if<MapGpaRangeExit>(&exit))
+		return std::string("MAP_GPA_RANGE to ") + (m->to_private ? "private" : "shared") +
+		       " gpa " + hex(m->gpa) + " size " + hex(m->size);
+	if (auto *f = std::get_if<MemoryFaultExit>(&exit))
+		return std::string("memory fault ") + (f->is_private ? "private" : "shared") +
+		       " gpa " + hex(f->gpa) + " size " + hex(f->size);
+	if (std::holds_alternative<HltExit>(exit))
+		return "hlt";
+	if (std::holds_alternative<ShutdownExit>(exit))
+		return "shutdown";
+	return "exit reason " + std::to_string(std::get<OtherExit>(exit).reason);
+}
+
+bool is_out(const VcpuExit &exit, uint16_t port)
+{
+	auto *io = std::get_if<IoExit>(&exit);
+	return io && io->out && io->port == port && io->count == 1;
+}
+
+Result<VcpuExit> Vcpu::run() const
+{
+	kvm_run *r = run_area();
+	if (::ioctl(fd_.get(), KVM_RUN, 0) < 0) {
+		if (errno == EFAULT && r->exit_reason == KVM_EXIT_MEMORY_FAULT)
+			return decode(r);
+		return fail("KVM_RUN");
+	}
+	return decode(r);
 }
 
 Result<kvm_regs> Vcpu::get_regs() const
 {
 	kvm_regs r{};
 	if (::ioctl(fd_.get(), KVM_GET_REGS, &r) < 0)
-		return last_error("KVM_GET_REGS");
+		return fail("KVM_GET_REGS");
 	return r;
 }
 
@@ -195,7 +315,7 @@ Result<kvm_sregs> Vcpu::get_sregs() const
 {
 	kvm_sregs s{};
 	if (::ioctl(fd_.get(), KVM_GET_SREGS, &s) < 0)
-		return last_error("KVM_GET_SREGS");
+		return fail("KVM_GET_SREGS");
 	return s;
 }
 
@@ -234,7 +354,7 @@ Result<void> convert(int fd, unsigned long cmd, const char *name, uint64_t offse
 		return {};
 	SysError e = last_error(name);
 	e.error_offset = args.error_offset;
-	return e;
+	return unexpected(std::move(e));
 }
 
 } // namespace

@@ -33,9 +33,9 @@ Result<void> write_sysfs(const std::string &path, const std::string &value)
 {
 	UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
 	if (!fd.valid())
-		return last_error("open " + path);
+		return fail("open " + path);
 	if (::write(fd.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size()))
-		return last_error("write " + value + " to " + path);
+		return fail("write " + value + " to " + path);
 	return {};
 }
 
@@ -96,8 +96,8 @@ Result<void> pci_bind_vfio(const std::string &bdf)
 	if (auto r = write_sysfs("/sys/bus/pci/drivers_probe", bdf); !r)
 		return r;
 	if (pci_driver(bdf) != "vfio-pci")
-		return SysError{ ENODEV, "bind " + bdf + " to vfio-pci (driver now: \"" +
-						 pci_driver(bdf) + "\")" };
+		return fail(ENODEV, "bind " + bdf + " to vfio-pci (driver now: \"" +
+					    pci_driver(bdf) + "\")");
 	return {};
 }
 
@@ -106,18 +106,18 @@ Result<std::string> vfio_cdev_path(const std::string &bdf)
 	for (const auto &n : list_dir(kPciDevices + bdf + "/vfio-dev"))
 		if (n.rfind("vfio", 0) == 0)
 			return "/dev/vfio/devices/" + n;
-	return SysError{ ENOENT,
-			 "find the VFIO cdev of " + bdf + " (" + kPciDevices + bdf + "/vfio-dev)" };
+	return fail(ENOENT,
+		    "find the VFIO cdev of " + bdf + " (" + kPciDevices + bdf + "/vfio-dev)");
 }
 
 Result<VfioDevice> VfioDevice::open_pci(const std::string &bdf)
 {
 	auto path = vfio_cdev_path(bdf);
 	if (!path)
-		return path.error();
+		return unexpected(path.error());
 	int fd = ::open(path->c_str(), O_RDWR | O_CLOEXEC);
 	if (fd < 0)
-		return last_error("open " + *path);
+		return fail("open " + *path);
 	return VfioDevice(UniqueFd(fd), bdf);
 }
 
@@ -127,7 +127,7 @@ Result<uint32_t> VfioDevice::bind_iommufd(int iommufd)
 	cmd.argsz = sizeof(cmd);
 	cmd.iommufd = iommufd;
 	if (::ioctl(fd_.get(), VFIO_DEVICE_BIND_IOMMUFD, &cmd) < 0)
-		return last_error("VFIO_DEVICE_BIND_IOMMUFD(" + bdf_ + ")");
+		return fail("VFIO_DEVICE_BIND_IOMMUFD(" + bdf_ + ")");
 	devid_ = cmd.out_devid;
 	return devid_;
 }
@@ -138,8 +138,8 @@ Result<uint32_t> VfioDevice::attach(uint32_t pt_id) const
 	cmd.argsz = sizeof(cmd);
 	cmd.pt_id = pt_id;
 	if (::ioctl(fd_.get(), VFIO_DEVICE_ATTACH_IOMMUFD_PT, &cmd) < 0)
-		return last_error("VFIO_DEVICE_ATTACH_IOMMUFD_PT(" + bdf_ + ", pt " +
-				  std::to_string(pt_id) + ")");
+		return fail("VFIO_DEVICE_ATTACH_IOMMUFD_PT(" + bdf_ + ", pt " +
+			    std::to_string(pt_id) + ")");
 	return cmd.pt_id;
 }
 
@@ -157,8 +157,8 @@ Result<VfioRegion> VfioDevice::region(uint32_t index) const
 	info.argsz = sizeof(info);
 	info.index = index;
 	if (::ioctl(fd_.get(), VFIO_DEVICE_GET_REGION_INFO, &info) < 0)
-		return last_error("VFIO_DEVICE_GET_REGION_INFO(" + bdf_ + ", region " +
-				  std::to_string(index) + ")");
+		return fail("VFIO_DEVICE_GET_REGION_INFO(" + bdf_ + ", region " +
+			    std::to_string(index) + ")");
 	VfioRegion r;
 	r.index = index;
 	r.flags = info.flags;
@@ -171,14 +171,14 @@ Result<Mapping> VfioDevice::map_bar(uint32_t bar) const
 {
 	auto r = region(VFIO_PCI_BAR0_REGION_INDEX + bar);
 	if (!r)
-		return r.error();
+		return unexpected(r.error());
 	if (!(r->flags & VFIO_REGION_INFO_FLAG_MMAP) || r->size == 0)
-		return SysError{ EINVAL, "mmap BAR" + std::to_string(bar) + " of " + bdf_ +
-						 " (region not mmap()able)" };
+		return fail(EINVAL, "mmap BAR" + std::to_string(bar) + " of " + bdf_ +
+					    " (region not mmap()able)");
 	auto m = Mapping::map(fd_.get(), r->size, PROT_READ | PROT_WRITE, MAP_SHARED,
 			      static_cast<off_t>(r->offset));
 	if (!m)
-		return SysError{ m.err(), "mmap BAR" + std::to_string(bar) + " of " + bdf_ };
+		return fail(errno_of(m), "mmap BAR" + std::to_string(bar) + " of " + bdf_);
 	return m;
 }
 
@@ -186,10 +186,10 @@ Result<uint16_t> VfioDevice::config_read16(uint32_t offset) const
 {
 	auto r = region(VFIO_PCI_CONFIG_REGION_INDEX);
 	if (!r)
-		return r.error();
+		return unexpected(r.error());
 	uint16_t v = 0;
 	if (::pread(fd_.get(), &v, sizeof(v), static_cast<off_t>(r->offset + offset)) != sizeof(v))
-		return last_error("read config space of " + bdf_);
+		return fail("read config space of " + bdf_);
 	return v;
 }
 
@@ -197,10 +197,10 @@ Result<void> VfioDevice::config_write16(uint32_t offset, uint16_t value) const
 {
 	auto r = region(VFIO_PCI_CONFIG_REGION_INDEX);
 	if (!r)
-		return r.error();
+		return unexpected(r.error());
 	if (::pwrite(fd_.get(), &value, sizeof(value), static_cast<off_t>(r->offset + offset)) !=
 	    sizeof(value))
-		return last_error("write config space of " + bdf_);
+		return fail("write config space of " + bdf_);
 	return {};
 }
 
@@ -208,7 +208,7 @@ Result<void> VfioDevice::set_bus_master(bool on) const
 {
 	auto cmd = config_read16(PCI_COMMAND);
 	if (!cmd)
-		return cmd.error();
+		return unexpected(cmd.error());
 	uint16_t v = *cmd;
 	if (on)
 		v |= PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;

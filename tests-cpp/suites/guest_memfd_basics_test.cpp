@@ -16,6 +16,7 @@ namespace {
 
 using ::gmem::testing::FailsWithErrno;
 using ::gmem::testing::Succeeds;
+using ::gmem::testing::SyscallSucceeds;
 
 constexpr uint64_t kSize = 16 * 4096;
 
@@ -28,7 +29,7 @@ protected:
 			GTEST_SKIP() << "no KVM: " << kvm.error().message();
 		if (!kvm->supports_vm_type(GetParam()))
 			GTEST_SKIP() << vm_type_name(GetParam()) << " not supported by this host";
-		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD) <= 0)
+		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD).value_or(0) <= 0)
 			GTEST_SKIP() << "KVM_CAP_GUEST_MEMFD not supported";
 		auto vm = kvm->create_vm(GetParam());
 		ASSERT_THAT(vm, Succeeds());
@@ -89,7 +90,7 @@ TEST_P(GuestMemfdBasicsTest, HolePunchZeroesSharedPages)
 		EXPECT_EQ(m.data()[i * page + page - 1], expect) << "page " << i;
 	}
 	struct stat st {};
-	ASSERT_EQ(fstat(g.fd(), &st), 0);
+	ASSERT_THAT(fstat(g.fd(), &st), SyscallSucceeds());
 	EXPECT_EQ(st.st_size, static_cast<off_t>(kSize));
 }
 
@@ -102,9 +103,8 @@ TEST_P(GuestMemfdBasicsTest, UnalignedPunchIsRefused)
 }
 
 INSTANTIATE_TEST_SUITE_P(VmTypes, GuestMemfdBasicsTest,
-			 ::testing::Values(0UL /* KVM_X86_DEFAULT_VM */,
-					   1UL /* KVM_X86_SW_PROTECTED_VM */,
-					   4UL /* KVM_X86_SNP_VM */, 5UL /* KVM_X86_TDX_VM */),
+			 ::testing::Values(KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM,
+					   KVM_X86_SNP_VM, KVM_X86_TDX_VM),
 			 [](const auto &info) { return std::string(vm_type_name(info.param)); });
 
 } // namespace

@@ -2,8 +2,14 @@
 //
 // In-place conversion through libgmemvmm: KVM_GMEM_CONVERT_SHARED and
 // KVM_GMEM_CONVERT_PRIVATE on a convertible guest_memfd of a
-// KVM_X86_SW_PROTECTED_VM. Every test reads back the state of every page
-// through the host mapping (shared: accessible, private: SIGBUS).
+// KVM_X86_SW_PROTECTED_VM, where only a C++ program reaches: an io_uring
+// registered buffer as the page reference that refuses to-private, and
+// threads converting concurrently. The ioctls' own semantics (per-page
+// precision, ranges partly in the target state, contents kept, page
+// references, EFAULT on private buffers, the errno table) are the KVM
+// kselftest guest_memfd_conversion_test's. Every test reads back the
+// state of every page through the host mapping (shared: accessible,
+// private: SIGBUS).
 #include <liburing.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
@@ -17,7 +23,7 @@
 #include <vector>
 
 #include "gmem/kvm.h"
-#include "testing/host_access.h"
+#include "mock/host_access.h"
 #include "testing/matchers.h"
 
 namespace gmem {
@@ -46,7 +52,7 @@ protected:
 			GTEST_SKIP() << kvm.error().message();
 		if (!kvm->supports_vm_type(type))
 			GTEST_SKIP() << vm_type_name(type) << " not supported by this host";
-		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0)
+		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
 			GTEST_SKIP() << "KVM_CAP_GUEST_MEMFD_CONVERT not supported";
 		auto vm = kvm->create_vm(type);
 		ASSERT_THAT(vm, Succeeds());
@@ -70,14 +76,14 @@ protected:
 	Result<void> to_shared(uint64_t first, uint64_t n)
 	{
 		auto r = gmem_->convert_shared(first * kPage, n * kPage);
-		if (r.ok())
+		if (r.has_value())
 			std::fill_n(shared_.begin() + first, n, true);
 		return r;
 	}
 	Result<void> to_private(uint64_t first, uint64_t n)
 	{
 		auto r = gmem_->convert_private(first * kPage, n * kPage);
-		if (r.ok())
+		if (r.has_value())
 			std::fill_n(shared_.begin() + first, n, false);
 		return r;
 	}
@@ -96,44 +102,6 @@ protected:
 	std::optional<Mapping> map_;
 	std::vector<bool> shared_;
 };
-
-// A single-page conversion flips that page only, in both directions.
-TEST_P(GuestMemfdConversionTest, ConvertsOnePageAtATime)
-{
-	ExpectStates();
-	for (uint64_t i = 1; i < kPages; i += 7) {
-		if (shared_[i])
-			ASSERT_THAT(to_private(i, 1), Succeeds());
-		else
-			ASSERT_THAT(to_shared(i, 1), Succeeds());
-		ExpectStates();
-	}
-}
-
-// A range converts as a whole, and a range partly in the target state is
-// fine.
-TEST_P(GuestMemfdConversionTest, ConvertsRangesPartlyInTargetState)
-{
-	ASSERT_THAT(to_shared(8, 8), Succeeds());
-	ASSERT_THAT(to_shared(0, 32), Succeeds());
-	ExpectStates();
-	ASSERT_THAT(to_private(20, 4), Succeeds());
-	ASSERT_THAT(to_private(16, 16), Succeeds());
-	ExpectStates();
-}
-
-// SW-protected VMs keep the contents across a round trip.
-TEST_P(GuestMemfdConversionTest, ContentsSurviveARoundTrip)
-{
-	ASSERT_THAT(to_shared(0, kPages), Succeeds());
-	for (uint64_t i = 0; i < kPages; i++)
-		std::memset(page(i), static_cast<int>(i), kPage);
-	ASSERT_THAT(to_private(0, kPages), Succeeds());
-	ExpectStates();
-	ASSERT_THAT(to_shared(0, kPages), Succeeds());
-	for (uint64_t i = 0; i < kPages; i++)
-		ASSERT_EQ(page(i)[kPage / 2], static_cast<uint8_t>(i)) << "page " << i;
-}
 
 // An io_uring registered buffer pins its pages: to-private of a range that
 // holds one fails with EAGAIN, error_offset names the pinned page, and no
@@ -155,7 +123,7 @@ TEST_P(GuestMemfdConversionTest, IoUringRegisteredBufferRefusesToPrivate)
 
 	auto res = gmem_->convert_private(4 * kPage, 16 * kPage);
 	EXPECT_THAT(res, FailsWithErrno(EAGAIN));
-	if (!res.ok()) {
+	if (!res.has_value()) {
 		ASSERT_TRUE(res.error().error_offset.has_value());
 		EXPECT_EQ(*res.error().error_offset, 10 * kPage);
 	}
@@ -165,58 +133,6 @@ TEST_P(GuestMemfdConversionTest, IoUringRegisteredBufferRefusesToPrivate)
 	ASSERT_EQ(io_uring_unregister_buffers(&ring), 0);
 	io_uring_queue_exit(&ring);
 	EXPECT_THAT(to_private(4, 16), Succeeds());
-	ExpectStates();
-}
-
-// vmsplice() into a pipe holds page references: the same refusal.
-TEST_P(GuestMemfdConversionTest, VmspliceReferenceRefusesToPrivate)
-{
-	ASSERT_THAT(to_shared(0, kPages), Succeeds());
-	int p[2];
-	ASSERT_EQ(pipe(p), 0);
-	UniqueFd rd(p[0]), wr(p[1]);
-	iovec iov{ page(33), kPage };
-	ASSERT_EQ(vmsplice(wr.get(), &iov, 1, 0), static_cast<ssize_t>(kPage));
-
-	auto res = gmem_->convert_private(32 * kPage, 4 * kPage);
-	EXPECT_THAT(res, FailsWithErrno(EAGAIN));
-	if (!res.ok()) {
-		EXPECT_EQ(res.error().error_offset.value_or(0), 33 * kPage);
-	}
-	ExpectStates();
-
-	wr.reset();
-	char buf[512];
-	while (read(rd.get(), buf, sizeof(buf)) > 0) {
-	}
-	EXPECT_THAT(to_private(32, 4), Succeeds());
-	ExpectStates();
-}
-
-// A private page as a syscall buffer is EFAULT, a shared one works.
-TEST_P(GuestMemfdConversionTest, PrivatePageAsBufferIsEfault)
-{
-	ASSERT_THAT(to_private(5, 1), Succeeds());
-	ASSERT_THAT(to_shared(6, 1), Succeeds());
-	int p[2];
-	ASSERT_EQ(pipe(p), 0);
-	UniqueFd rd(p[0]), wr(p[1]);
-	EXPECT_EQ(write(wr.get(), page(5), 16), -1);
-	EXPECT_EQ(errno, EFAULT);
-	EXPECT_EQ(write(wr.get(), page(6), 16), 16);
-}
-
-// Invalid arguments are refused before any work, naming the whole range.
-TEST_P(GuestMemfdConversionTest, InvalidRangesAreRefused)
-{
-	EXPECT_THAT(gmem_->convert_shared(1, kPage), FailsWithErrno(EINVAL));
-	EXPECT_THAT(gmem_->convert_shared(0, 0), FailsWithErrno(EINVAL));
-	EXPECT_THAT(gmem_->convert_private(kSize - kPage, 2 * kPage), FailsWithErrno(EINVAL));
-	EXPECT_THAT(gmem_->convert_private(~0ULL & ~(kPage - 1), 2 * kPage),
-		    FailsWithErrno(EINVAL));
-	auto r = gmem_->convert_shared(kPage, kSize);
-	ASSERT_THAT(r, FailsWithErrno(EINVAL));
-	EXPECT_EQ(r.error().error_offset.value_or(0), kPage);
 	ExpectStates();
 }
 
@@ -243,7 +159,7 @@ TEST_P(GuestMemfdConversionTest, ConcurrentConversionsEndConsistent)
 				bool shared = rng() & 1;
 				auto res = shared ? gmem_->convert_shared(i * kPage, kPage)
 						  : gmem_->convert_private(i * kPage, kPage);
-				if (res.ok())
+				if (res.has_value())
 					want[i] = shared;
 				else
 					failures++;
@@ -270,9 +186,8 @@ TEST_P(GuestMemfdConversionTest, ConcurrentConversionsEndConsistent)
 // also have to update the RMP / Secure EPT and may scrub pages, which is
 // why they do not offer CONVERTIBLE files yet (the suite skips them).
 INSTANTIATE_TEST_SUITE_P(VmTypeAndInitialState, GuestMemfdConversionTest,
-			 ::testing::Combine(::testing::Values(1UL /* KVM_X86_SW_PROTECTED_VM */,
-							      4UL /* KVM_X86_SNP_VM */,
-							      5UL /* KVM_X86_TDX_VM */),
+			 ::testing::Combine(::testing::Values(KVM_X86_SW_PROTECTED_VM,
+							      KVM_X86_SNP_VM, KVM_X86_TDX_VM),
 					    ::testing::Bool()),
 			 [](const auto &info) {
 				 return std::string(vm_type_name(std::get<0>(info.param))) +

@@ -11,8 +11,8 @@
 #include <cstring>
 
 #include "gmem/kvm.h"
-#include "testing/gmem_test_client.h"
-#include "testing/host_access.h"
+#include "mock/gmem_test_client.h"
+#include "mock/host_access.h"
 #include "testing/matchers.h"
 
 namespace gmem {
@@ -25,6 +25,8 @@ using ::gmem::testing::FailsWithErrno;
 using ::gmem::testing::MockClient;
 using ::gmem::testing::refused;
 using ::gmem::testing::Succeeds;
+using ::gmem::testing::SyscallSucceeds;
+using ::gmem::testing::SyscallSucceedsWithValue;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::IsEmpty;
@@ -51,7 +53,7 @@ protected:
 			GTEST_SKIP() << MockClient::kPath << " missing (CONFIG_GUEST_MEMFD_TEST)";
 		if (!kvm->supports_vm_type(type))
 			GTEST_SKIP() << vm_type_name(type) << " not supported";
-		if (need_cap && kvm->check_extension(need_cap) <= 0)
+		if (need_cap && kvm->check_extension(need_cap).value_or(0) <= 0)
 			GTEST_SKIP() << "capability " << need_cap << " not supported";
 		auto vm = kvm->create_vm(type);
 		ASSERT_THAT(vm, Succeeds());
@@ -74,7 +76,7 @@ protected:
 	{
 		auto e = c.events();
 		EXPECT_THAT(e, Succeeds());
-		return e.ok() ? e.value() : std::vector<Event>{};
+		return e.has_value() ? e.value() : std::vector<Event>{};
 	}
 
 	std::optional<Vm> vm_;
@@ -216,7 +218,7 @@ TEST_F(GuestMemfdNotifierTest, AttachErrors)
 	ASSERT_THAT(c, Succeeds());
 	UniqueFd pipe_r, pipe_w;
 	int p[2];
-	ASSERT_EQ(pipe(p), 0);
+	ASSERT_THAT(pipe(p), SyscallSucceeds());
 	pipe_r.reset(p[0]);
 	pipe_w.reset(p[1]);
 	EXPECT_THAT(c->attach(pipe_r.get()), FailsWithErrno(EINVAL));
@@ -247,7 +249,7 @@ TEST_F(GuestMemfdNotifierTest, MemoryFailureNotifiesThePoisonedPage)
 {
 	MockClient c = attached_client();
 	pid_t pid = fork();
-	ASSERT_GE(pid, 0);
+	ASSERT_THAT(pid, SyscallSucceeds());
 	if (pid == 0) {
 		auto m = gmem_->map(0, kSize);
 		if (!m)
@@ -258,7 +260,7 @@ TEST_F(GuestMemfdNotifierTest, MemoryFailureNotifiesThePoisonedPage)
 		_exit(0);
 	}
 	int status = 0;
-	ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	ASSERT_THAT(waitpid(pid, &status, 0), SyscallSucceedsWithValue(pid));
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
 		GTEST_SKIP() << "MADV_HWPOISON not available";
 	ASSERT_TRUE(WIFEXITED(status) || WTERMSIG(status) == SIGBUS) << "status " << status;
@@ -335,10 +337,10 @@ TEST_F(GuestMemfdConversionNotifierTest, CoreRefusalAbortsClients)
 	auto m = gmem_->map(0, kSize);
 	ASSERT_THAT(m, Succeeds());
 	int p[2];
-	ASSERT_EQ(pipe(p), 0);
+	ASSERT_THAT(pipe(p), SyscallSucceeds());
 	UniqueFd rd(p[0]), wr(p[1]);
 	iovec iov{ m->data() + 2 * kPage, kPage };
-	ASSERT_EQ(vmsplice(wr.get(), &iov, 1, 0), static_cast<ssize_t>(kPage));
+	ASSERT_THAT(vmsplice(wr.get(), &iov, 1, 0), SyscallSucceedsWithValue(kPage));
 	MockClient c = attached_client();
 
 	auto r = gmem_->convert_private(0, 4 * kPage);

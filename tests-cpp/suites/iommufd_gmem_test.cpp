@@ -29,9 +29,11 @@
 #include <tuple>
 #include <vector>
 
+#include "gmem/guest.h"
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
-#include "testing/iommufd_mock.h"
+#include "gmem/layout.h"
+#include "mock/iommufd_mock.h"
 #include "testing/matchers.h"
 
 namespace gmem {
@@ -44,7 +46,7 @@ using ::gmem::testing::MockDomain;
 using ::gmem::testing::Succeeds;
 using ::testing::Not;
 
-constexpr uint64_t kPage = 4096;
+using layout::kPage;
 constexpr uint64_t kFilePages = 64;
 constexpr uint64_t kFileSize = kFilePages * kPage;
 // The IOAS maps file pages [kFirst, kFirst + kMapPages) at kIova: a range
@@ -103,36 +105,32 @@ protected:
 
 	void SetUp() override
 	{
-		auto kvm = Kvm::open();
-		if (!kvm)
-			GTEST_SKIP() << kvm.error().message();
-		if (!kvm->supports_vm_type(KVM_X86_SW_PROTECTED_VM))
-			GTEST_SKIP() << "KVM_X86_SW_PROTECTED_VM not supported by this host";
-		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0)
-			GTEST_SKIP() << "KVM_CAP_GUEST_MEMFD_CONVERT not supported";
+		if (const std::string &why = ConvertibleGuest::unsupported(); !why.empty())
+			GTEST_SKIP() << why;
 		auto iommufd = Iommufd::open();
 		if (!iommufd)
 			GTEST_SKIP() << iommufd.error().message();
 		iommufd_.emplace(std::move(iommufd).value());
 
-		auto vm = kvm->create_vm(KVM_X86_SW_PROTECTED_VM);
-		ASSERT_THAT(vm, Succeeds());
-		vm_.emplace(std::move(vm).value());
-		if (!(vm_->guest_memfd_flags() & GUEST_MEMFD_FLAG_CONVERTIBLE))
-			GTEST_SKIP() << "KVM_X86_SW_PROTECTED_VM does not offer CONVERTIBLE files";
-		uint64_t flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE;
+		// The file as a VMM has it: the data slot of a ConvertibleGuest
+		// (no vCPU runs). No retry on EAGAIN: nothing here pins a page,
+		// so a conversion that needs one is a failure.
+		GuestConfig config;
+		config.data_size = kFileSize;
 		if (InitShared())
-			flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
-		auto g = vm_->create_guest_memfd(kFileSize, flags);
-		ASSERT_THAT(g, Succeeds());
-		gmem_.emplace(std::move(g).value());
+			config.gmem_flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
+		config.retry.attempts = 1;
+		auto guest = ConvertibleGuest::create(config);
+		ASSERT_THAT(guest, Succeeds());
+		guest_.emplace(std::move(guest).value());
+		gmem_ = &guest_->gmem();
 		pages_.assign(kFilePages, Page{ InitShared(), false });
 
 		auto ioas = iommufd_->alloc_ioas();
 		ASSERT_THAT(ioas, Succeeds());
 		ioas_.emplace(std::move(ioas).value());
 		auto st = ioas_->mirror_status(kIova);
-		if (st.err() == ENOTTY)
+		if (errno_of(st) == ENOTTY)
 			GTEST_SKIP() << "no IOMMU_IOAS_MIRROR_STATUS in this kernel";
 		ASSERT_THAT(st, FailsWithErrno(ENOENT));
 		mock_ = have_iommufd_mock(iommufd_->fd());
@@ -233,12 +231,12 @@ protected:
 	Result<Delta> Apply(Op op, uint64_t first, uint64_t n)
 	{
 		const uint64_t off = first * kPage, len = n * kPage;
-		Result<void> r = op == Op::kToShared	? gmem_->convert_shared(off, len)
-				 : op == Op::kToPrivate ? gmem_->convert_private(off, len)
+		Result<void> r = op == Op::kToShared	? guest_->convert(off, len, false)
+				 : op == Op::kToPrivate ? guest_->convert(off, len, true)
 				 : op == Op::kPunch	? gmem_->punch_hole(off, len)
 							: gmem_->allocate(off, len);
 		if (!r)
-			return r.error();
+			return unexpected(r.error());
 		Delta d;
 		for (uint64_t p = first; p < first + n; p++) {
 			const bool was = Mirrored(p);
@@ -300,14 +298,14 @@ protected:
 				auto r =
 					check_gmem(iommufd_->fd(), domains_[d].hwpt_id(), IovaOf(i),
 						   (j - i) * kPage, gmem_->fd(), i * kPage, !want);
-				if (!r.ok()) {
+				if (!r.has_value()) {
 					uint64_t bad = i;
 					for (uint64_t k = i; k < j; k++) {
 						if (!check_gmem(iommufd_->fd(),
 								domains_[d].hwpt_id(), IovaOf(k),
 								kPage, gmem_->fd(), k * kPage,
 								!want)
-							     .ok()) {
+							     .has_value()) {
 							bad = k;
 							break;
 						}
@@ -355,8 +353,8 @@ protected:
 
 	// Members in destruction order last to first: domains go before the
 	// IOAS, the IOAS (and its file reference) before the rest.
-	std::optional<Vm> vm_;
-	std::optional<GuestMemfd> gmem_;
+	std::optional<ConvertibleGuest> guest_;
+	const GuestMemfd *gmem_ = nullptr;
 	std::optional<Iommufd> iommufd_;
 	std::optional<Ioas> ioas_;
 	std::vector<MockDomain> domains_;

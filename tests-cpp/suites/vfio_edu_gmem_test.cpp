@@ -42,13 +42,14 @@
 #include <thread>
 #include <vector>
 
+#include "gmem/guest.h"
 #include "gmem/iommufd.h"
 #include "gmem/kvm.h"
+#include "gmem/layout.h"
+#include "gmem/mailbox_guest.h"
 #include "gmem/vfio.h"
-#include "testing/edu.h"
+#include "mock/edu.h"
 #include "testing/matchers.h"
-
-extern "C" const uint8_t edu_guest_start[], edu_guest_end[];
 
 namespace gmem {
 namespace {
@@ -58,28 +59,21 @@ using ::gmem::testing::Edu;
 using ::gmem::testing::is_iommu_fault;
 using ::gmem::testing::KernelLog;
 using ::gmem::testing::Succeeds;
+using ::gmem::testing::SyscallSucceeds;
 using ::gmem::testing::user_pfn;
 using Clock = std::chrono::steady_clock;
 
-constexpr uint64_t kPage = 4096;
+using layout::kPage;
 constexpr uint64_t kPages = 8;
 constexpr uint64_t kSize = kPages * kPage;
 // IOVA = GPA, as for an assigned device; below edu's 28-bit DMA mask.
-constexpr uint64_t kGpa = 0x1000000;
+constexpr uint64_t kGpa = layout::kDataGpa;
 constexpr uint64_t kIova = kGpa;
 // Two pinned pages of ordinary memory: the source of patterns and
 // markers, and where the buffer is read back to.
 constexpr uint64_t kScratchIova = 0x200000;
 constexpr uint8_t kMarker = 0xee;
 static_assert(kIova + kSize <= testing::kEduDmaLimit);
-
-// Guest layout (vfio_edu_guest.S).
-constexpr uint64_t kCodeSize = 0x10000;
-constexpr uint64_t kGuestEntry = 0x1000;
-constexpr uint64_t kGuestStack = 0xf000;
-constexpr uint16_t kCmdPort = 0xe0;
-constexpr uint16_t kReadPort = 0xe1;
-enum GuestCmd : uint32_t { kFill = 1, kMapGpa = 2, kRead = 3, kHalt = 4 };
 
 // What the whole run did, printed at its end (Summary below).
 struct Figures {
@@ -135,19 +129,15 @@ class VfioEduGmemTest : public ::testing::Test {
 protected:
 	void SetUp() override
 	{
-		auto kvm = Kvm::open();
-		if (!kvm)
-			GTEST_SKIP() << kvm.error().message();
-		if (!kvm->supports_vm_type(KVM_X86_SW_PROTECTED_VM) ||
-		    kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT) <= 0)
-			GTEST_SKIP() << "no KVM_X86_SW_PROTECTED_VM with in-place conversion";
+		if (const std::string &why = ConvertibleGuest::unsupported(); !why.empty())
+			GTEST_SKIP() << why;
 		auto iommufd = Iommufd::open();
 		if (!iommufd)
 			GTEST_SKIP() << iommufd.error().message();
 		iommufd_.emplace(std::move(iommufd).value());
 
 		auto edu = Edu::open(iommufd_->fd());
-		if (!edu && edu.err() == ENODEV && wanted_kind.empty()) {
+		if (!edu && errno_of(edu) == ENODEV && wanted_kind.empty()) {
 			GTEST_SKIP() << edu.error().message()
 				     << " (boot with harness/guest-run.sh --viommu KIND)";
 		}
@@ -173,17 +163,16 @@ protected:
 		ASSERT_THAT(ioas_->map_memory(scratch_->data(), 2 * kPage, kScratchIova),
 			    Succeeds());
 
-		auto vm = kvm->create_vm(KVM_X86_SW_PROTECTED_VM);
-		ASSERT_THAT(vm, Succeeds());
-		vm_.emplace(std::move(vm).value());
-		if (!(vm_->guest_memfd_flags() & GUEST_MEMFD_FLAG_CONVERTIBLE))
-			GTEST_SKIP() << "KVM_X86_SW_PROTECTED_VM does not offer CONVERTIBLE files";
-		auto g = vm_->create_guest_memfd(kSize, GUEST_MEMFD_FLAG_MMAP |
-								GUEST_MEMFD_FLAG_CONVERTIBLE);
-		ASSERT_THAT(g, Succeeds());
-		gmem_.emplace(std::move(g).value());
-		data_.emplace(gmem_->map(0, kSize).value());
-		ASSERT_THAT(ioas_->map_file(gmem_->fd(), 0, kSize, kIova), Succeeds());
+		// The VM and its data slot, the guest_memfd, at kGpa; the
+		// mailbox guest runs only once a case starts it. No retry on
+		// EAGAIN: nothing may pin a page, so a to-private conversion
+		// succeeds at its first try or fails the case.
+		GuestConfig config = mailbox_guest_config(kSize);
+		config.retry.attempts = 1;
+		auto guest = ConvertibleGuest::create(config);
+		ASSERT_THAT(guest, Succeeds());
+		guest_.emplace(std::move(guest).value());
+		ASSERT_THAT(ioas_->map_file(guest_->gmem().fd(), 0, kSize, kIova), Succeeds());
 
 		auto log = KernelLog::open();
 		ASSERT_THAT(log, Succeeds());
@@ -198,12 +187,11 @@ protected:
 	}
 
 	static uint64_t IovaOf(uint64_t p) { return kIova + p * kPage; }
-	uint8_t *Page(uint64_t p) { return data_->data() + p * kPage; }
+	uint8_t *Page(uint64_t p) { return guest_->data() + p * kPage; }
 
 	Result<void> Convert(bool to_shared, uint64_t p, uint64_t n = 1)
 	{
-		return to_shared ? gmem_->convert_shared(p * kPage, n * kPage)
-				 : gmem_->convert_private(p * kPage, n * kPage);
+		return guest_->convert(p * kPage, n * kPage, !to_shared);
 	}
 
 	// Shares pages [p, p + n) and gives each its pattern of @gen.
@@ -331,79 +319,32 @@ protected:
 		figures.blocked += !landed;
 	}
 
-	// --- The guest (vfio_edu_guest.S): code in an ordinary slot, data in
-	// the guest_memfd at kGpa, one vCPU parked at its command port.
-	void StartGuest()
-	{
-		ASSERT_THAT(vm_->enable_cap(KVM_CAP_EXIT_HYPERCALL, 1ULL << KVM_HC_MAP_GPA_RANGE),
-			    Succeeds());
-		auto code = vm_->add_code_slot(0, 0, kCodeSize, edu_guest_start,
-					       edu_guest_end - edu_guest_start, kGuestEntry);
-		ASSERT_THAT(code, Succeeds());
-		code_.emplace(std::move(code).value());
-		ASSERT_THAT(vm_->set_memory_region(1, kGpa, kSize, data_->data(), &*gmem_, 0),
-			    Succeeds());
-		auto vcpu = vm_->create_vcpu(0);
-		ASSERT_THAT(vcpu, Succeeds());
-		vcpu_.emplace(std::move(vcpu).value());
-		ASSERT_THAT(vcpu_->start_flat32(kGuestEntry, kGuestStack), Succeeds());
-		ASSERT_NO_FATAL_FAILURE(RunGuest());
-	}
+	// --- The guest: the mailbox guest on vCPU 0, its data the
+	// guest_memfd at kGpa. Its MAP_GPA_RANGE hypercalls are converted in
+	// place by the ConvertibleGuest, as a VMM does.
+	void StartGuest() { ASSERT_THAT(guest_->add_vcpu(), Succeeds()); }
 
-	// Runs the guest until it asks for its next command, converting in
-	// place on each MAP_GPA_RANGE hypercall (as a VMM does) and keeping
-	// what it reads.
-	void RunGuest()
+	MailboxReply GuestCommand(const MailboxCommand &c)
 	{
-		kvm_run *run = vcpu_->run_area();
-		for (;;) {
-			ASSERT_THAT(vcpu_->run(), Succeeds());
-			if (run->exit_reason == KVM_EXIT_IO && run->io.port == kCmdPort)
-				return;
-			if (run->exit_reason == KVM_EXIT_IO && run->io.port == kReadPort) {
-				std::memcpy(&guest_read_,
-					    reinterpret_cast<uint8_t *>(run) + run->io.data_offset,
-					    sizeof(guest_read_));
-				continue;
-			}
-			if (run->exit_reason == KVM_EXIT_HYPERCALL) {
-				const uint64_t gpa = run->hypercall.args[0];
-				const uint64_t n = run->hypercall.args[1];
-				const bool priv =
-					run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED;
-				ASSERT_GE(gpa, kGpa);
-				ASSERT_LE(gpa - kGpa + n * kPage, kSize);
-				auto r = Convert(!priv, (gpa - kGpa) / kPage, n);
-				EXPECT_THAT(r, Succeeds()) << "in-place conversion for the guest"
-							   << " (first try: nothing pins)";
-				run->hypercall.ret = r.ok() ? 0 : -KVM_EINVAL;
-				hypercalls_++;
-				continue;
-			}
-			FAIL() << "unexpected guest exit " << run->exit_reason;
-		}
-	}
-
-	void GuestCommand(GuestCmd cmd, uint32_t ebx = 0, uint32_t ecx = 0, uint32_t edx = 0)
-	{
-		const uint32_t box[4] = { cmd, ebx, ecx, edx };
-		std::memcpy(code_->data() + 0x800, box, sizeof(box));
-		ASSERT_NO_FATAL_FAILURE(RunGuest());
+		auto r = mailbox_exec(*guest_, 0, c);
+		EXPECT_THAT(r, Succeeds());
+		return r.value_or(MailboxReply{ 0xdeadbeef, 0xdeadbeef, 0xdeadbeef });
 	}
 	void GuestFill(uint64_t p, uint32_t value)
 	{
-		GuestCommand(kFill, uint32_t(kGpa + p * kPage), kPage / 4, value);
+		GuestCommand({ MailboxCmd::kFill, uint32_t(kGpa + p * kPage), kPage / 4, value });
 	}
 	void GuestShare(uint64_t p, uint64_t n, bool to_private)
 	{
-		GuestCommand(kMapGpa, uint32_t(kGpa + p * kPage), uint32_t(n),
-			     to_private ? KVM_MAP_GPA_RANGE_ENCRYPTED : 0);
+		const MailboxReply r =
+			GuestCommand({ MailboxCmd::kMapGpa, uint32_t(kGpa + p * kPage), uint32_t(n),
+				       to_private ? uint32_t(KVM_MAP_GPA_RANGE_ENCRYPTED) : 0u });
+		EXPECT_EQ(r.ret, 0u) << "the guest's MAP_GPA_RANGE failed"
+				     << " (in-place conversion at the first try: nothing pins)";
 	}
 	uint32_t GuestRead(uint64_t p, uint64_t off = 0)
 	{
-		guest_read_ = 0xdeadbeef;
-		GuestCommand(kRead, uint32_t(kGpa + p * kPage + off));
-		return guest_read_;
+		return GuestCommand({ MailboxCmd::kRead, uint32_t(kGpa + p * kPage + off) }).out0;
 	}
 
 	// The device's read of page @p must bring dwords of @value.
@@ -426,15 +367,9 @@ protected:
 	std::string kind_;
 	std::optional<Ioas> ioas_;
 	std::optional<Mapping> scratch_;
-	std::optional<Vm> vm_;
-	std::optional<GuestMemfd> gmem_;
-	std::optional<Mapping> data_;
+	std::optional<ConvertibleGuest> guest_;
 	std::optional<KernelLog> log_;
 	uint64_t dmas_at_start_ = 0;
-	std::optional<Mapping> code_;
-	std::optional<Vcpu> vcpu_;
-	uint32_t guest_read_ = 0;
-	uint64_t hypercalls_ = 0;
 };
 
 // Every shared page of the mapping is reachable both ways with the file's
@@ -443,7 +378,7 @@ TEST_F(VfioEduGmemTest, SharedPagesReachableAndPrivatePagesAndHolesNot)
 {
 	// 0-3 shared, 4 a shared hole, 5-6 private with data, 7 a private hole.
 	ASSERT_NO_FATAL_FAILURE(ShareWithPattern(0, 7, 1));
-	ASSERT_THAT(gmem_->punch_hole(4 * kPage, kPage), Succeeds());
+	ASSERT_THAT(guest_->gmem().punch_hole(4 * kPage, kPage), Succeeds());
 	ASSERT_THAT(Convert(false, 5, 2), Succeeds());
 
 	for (uint64_t p = 0; p < 4; p++) {
@@ -457,7 +392,7 @@ TEST_F(VfioEduGmemTest, SharedPagesReachableAndPrivatePagesAndHolesNot)
 	ExpectReadBlocked(4, std::nullopt, "shared hole");
 	ExpectWriteBlocked(4, 3, "shared hole");
 	unsigned char resident = 1;
-	ASSERT_EQ(mincore(Page(4), kPage, &resident), 0);
+	ASSERT_THAT(mincore(Page(4), kPage, &resident), SyscallSucceeds());
 	CountWriteBlocked(resident & 1, 4, "shared hole (now allocated)");
 
 	for (uint64_t p = 5; p < 7; p++) {
@@ -511,12 +446,12 @@ TEST_F(VfioEduGmemTest, ConversionStopsAndRestartsDmaOnTheSamePage)
 TEST_F(VfioEduGmemTest, HolePunchStopsDmaAndRepopulationRestoresIt)
 {
 	ASSERT_NO_FATAL_FAILURE(ShareWithPattern(0, 3, 1));
-	ASSERT_THAT(gmem_->punch_hole(0, 3 * kPage), Succeeds());
+	ASSERT_THAT(guest_->gmem().punch_hole(0, 3 * kPage), Succeeds());
 	for (uint64_t p = 0; p < 3; p++)
 		ExpectReadBlocked(p, 1, "punched page");
 
 	// fallocate(): a zeroed page.
-	ASSERT_THAT(gmem_->allocate(0, kPage), Succeeds());
+	ASSERT_THAT(guest_->gmem().allocate(0, kPage), Succeeds());
 	auto got = DeviceRead(0);
 	EXPECT_TRUE(all_bytes(got.data(), 0)) << "fallocate()d page: not zeros";
 	figures.reached += all_bytes(got.data(), 0);
@@ -562,7 +497,7 @@ TEST_F(VfioEduGmemTest, DeviceSeesWhatTheGuestSharesAndOnlyThat)
 	const uint64_t now = GuestRead(0) | uint64_t(GuestRead(0, 4)) << 32;
 	EXPECT_EQ(now, want) << "the private page lost the device's earlier write";
 	CountWriteBlocked(now == pattern_word(0, 6, 0), 0, "page the guest made private");
-	EXPECT_EQ(hypercalls_, 2u);
+	EXPECT_EQ(guest_->stats().map_gpa_exits.load(), 2u);
 }
 
 // A domain made after the guest_memfd mapping (a HWPT the VMM allocates on
@@ -624,8 +559,8 @@ TEST_F(VfioEduGmemTest, ConversionStormWithConcurrentDma)
 			if (to_shared)
 				priv[p].back().until = Clock::now();
 			auto r = Convert(to_shared, p);
-			if (!r.ok()) {
-				eagain += r.err() == EAGAIN;
+			if (!r.has_value()) {
+				eagain += errno_of(r) == EAGAIN;
 				if (conv_error.empty())
 					conv_error = r.error().message();
 				if (to_shared)

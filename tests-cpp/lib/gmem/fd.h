@@ -47,7 +47,7 @@ public:
 	{
 		int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		if (d < 0)
-			return last_error("fcntl(F_DUPFD_CLOEXEC)");
+			return fail("fcntl(F_DUPFD_CLOEXEC)");
 		return UniqueFd(d);
 	}
 
@@ -80,7 +80,7 @@ public:
 	{
 		void *p = ::mmap(nullptr, len, prot, flags, fd, offset);
 		if (p == MAP_FAILED)
-			return last_error("mmap");
+			return fail("mmap");
 		return Mapping(p, len);
 	}
 	static Result<Mapping> anonymous(size_t len, int prot = PROT_READ | PROT_WRITE)

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
 //
 // RAII owners for KVM objects a VMM needs around guest_memfd: the KVM
-// device, a VM of a chosen type, its vCPUs and its guest_memfd files.
-// Every call returns a Result naming the failed call.
+// device, a VM of a chosen type, its vCPUs and its guest_memfd files; and
+// the vCPU's exits decoded (VcpuExit, after rust-vmm kvm-ioctls'). Every
+// call returns a Result naming the failed call.
 #pragma once
 
 #include <linux/kvm.h>
 
 #include <cstdint>
+#include <ostream>
+#include <span>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "gmem/fd.h"
@@ -20,16 +24,97 @@ class Vm;
 class Vcpu;
 class GuestMemfd;
 
-// Names of the x86 VM types KVM_CAP_VM_TYPES reports (bit n = type n).
+// Names of the x86 VM types KVM_CAP_VM_TYPES reports (bit n = type n):
+// "KVM_X86_SW_PROTECTED_VM" for KVM_X86_SW_PROTECTED_VM.
 const char *vm_type_name(unsigned long type);
+
+// --- Decoded vCPU exits: what Vcpu::run() returns ---------------------------
+//
+// Each alternative is one reason KVM_RUN returned to userspace, with its
+// fields decoded from kvm_run. Pointers and spans point into the vCPU's
+// kvm_run area: what the VMM writes there (the data of an "in", a
+// hypercall's return value) the guest sees when it is run next.
+
+// KVM_EXIT_IO: an "in" or "out" of @size bytes (1, 2 or 4) at @port,
+// @count times (string I/O). @data holds size * count bytes: the guest's
+// for an out, to be filled by the VMM for an in.
+struct IoExit {
+	uint16_t port = 0;
+	uint8_t size = 0;
+	bool out = false;
+	uint32_t count = 0;
+	std::span<uint8_t> data;
+
+	// The first value, little-endian (what a single "out" wrote).
+	[[nodiscard]] uint32_t value() const;
+	// Stores @v as the first value (the answer to a single "in").
+	void set_value(uint32_t v) const;
+};
+
+// KVM_EXIT_HYPERCALL of any hypercall but KVM_HC_MAP_GPA_RANGE (only those
+// enabled with KVM_CAP_EXIT_HYPERCALL exit).
+struct HypercallExit {
+	uint64_t nr = 0;
+	uint64_t args[6] = {};
+	// Where the guest's RAX comes from when it resumes.
+	__u64 *ret = nullptr;
+};
+
+// KVM_EXIT_HYPERCALL of KVM_HC_MAP_GPA_RANGE: the guest asks for
+// [gpa, gpa + size) to become private (@to_private) or shared. Answer with
+// *ret = 0, or a negative KVM_E* code.
+struct MapGpaRangeExit {
+	uint64_t gpa = 0;
+	uint64_t size = 0;
+	bool to_private = false;
+	__u64 *ret = nullptr;
+};
+
+// KVM_EXIT_MEMORY_FAULT (KVM_RUN fails with EFAULT): the guest accessed
+// [gpa, gpa + size) as private (@is_private) or shared, and the file's
+// state for it is the other; the VMM converts, or gives up.
+struct MemoryFaultExit {
+	uint64_t gpa = 0;
+	uint64_t size = 0;
+	bool is_private = false;
+};
+
+// KVM_EXIT_HLT.
+struct HltExit {};
+
+// KVM_EXIT_SHUTDOWN: a triple fault, or a shutdown request.
+struct ShutdownExit {};
+
+// Anything else, with its raw KVM_EXIT_* reason (for internal errors,
+// kvm_run's internal.suberror says more).
+struct OtherExit {
+	uint32_t reason = 0;
+};
+
+using VcpuExit = std::variant<IoExit, HypercallExit, MapGpaRangeExit, MemoryFaultExit, HltExit,
+			      ShutdownExit, OtherExit>;
+
+// One line describing @exit, for logs and test failures ("io out port 0xe0
+// size 1 value 0x1", "memory fault private gpa 0x1000000 size 0x1000").
+std::string describe(const VcpuExit &exit);
+
+inline std::ostream &operator<<(std::ostream &os, const VcpuExit &exit)
+{
+	return os << describe(exit);
+}
+
+// True if @exit is a single "out" to @port: how the small guests of this
+// library report progress.
+bool is_out(const VcpuExit &exit, uint16_t port);
 
 // An open /dev/kvm.
 class Kvm {
 public:
 	static Result<Kvm> open(const char *path = "/dev/kvm");
 
-	// KVM_CHECK_EXTENSION on /dev/kvm: < 0 on error.
-	[[nodiscard]] long check_extension(long cap) const;
+	// KVM_CHECK_EXTENSION on /dev/kvm: 0 if the capability is absent,
+	// else (usually) 1 or the capability's value.
+	Result<long> check_extension(long cap) const;
 	// Bit mask of KVM_CAP_VM_TYPES (the default VM if the cap is absent).
 	[[nodiscard]] unsigned long vm_types() const;
 	[[nodiscard]] bool supports_vm_type(unsigned long type) const
@@ -82,8 +167,10 @@ class Vcpu {
 public:
 	[[nodiscard]] int fd() const { return fd_.get(); }
 	[[nodiscard]] kvm_run *run_area() const { return reinterpret_cast<kvm_run *>(run_.data()); }
-	// KVM_RUN; returns when the vCPU exits to userspace.
-	Result<void> run() const;
+	// KVM_RUN until the vCPU exits to userspace; returns the exit decoded.
+	// A memory fault (KVM_RUN's EFAULT with KVM_EXIT_MEMORY_FAULT) is an
+	// exit, not an error; an interrupted run (EINTR) is an error.
+	Result<VcpuExit> run() const;
 	Result<kvm_regs> get_regs() const;
 	Result<void> set_regs(const kvm_regs &regs) const;
 	Result<kvm_sregs> get_sregs() const;
@@ -106,8 +193,8 @@ class Vm {
 public:
 	[[nodiscard]] int fd() const { return fd_.get(); }
 	[[nodiscard]] unsigned long type() const { return type_; }
-	// KVM_CHECK_EXTENSION on the VM: < 0 on error.
-	[[nodiscard]] long check_extension(long cap) const;
+	// KVM_CHECK_EXTENSION on the VM (what this VM's type offers).
+	Result<long> check_extension(long cap) const;
 	Result<void> enable_cap(uint32_t cap, uint64_t arg0 = 0) const;
 
 	// Flags KVM_CAP_GUEST_MEMFD_FLAGS reports for this VM (0 if none).

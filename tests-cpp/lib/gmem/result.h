@@ -53,13 +53,33 @@ private:
 	SysError error_;
 };
 
+// The error half of a Result, as std::unexpected is std::expected's:
+// return unexpected(SysError{...}) from a function returning Result<T>.
+template <typename E> class unexpected {
+public:
+	explicit unexpected(E e) : e_(std::move(e)) {}
+	[[nodiscard]] const E &error() const & { return e_; }
+	[[nodiscard]] E &&error() && { return std::move(e_); }
+
+private:
+	E e_;
+};
+
+template <typename E> unexpected(E) -> unexpected<E>;
+
+// A value or the SysError of the call that failed. The names are
+// std::expected<T, SysError>'s (has_value, value, error, value_or, *, ->),
+// so that Result can become an alias of it once C++23 may be required.
 template <typename T> class [[nodiscard]] Result {
 public:
-	Result(T value) : v_(std::move(value)) {}
-	Result(SysError error) : v_(std::move(error)) {}
+	using value_type = T;
+	using error_type = SysError;
 
-	[[nodiscard]] bool ok() const { return v_.index() == 0; }
-	explicit operator bool() const { return ok(); }
+	Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
+	Result(unexpected<SysError> e) : v_(std::in_place_index<1>, std::move(e).error()) {}
+
+	[[nodiscard]] bool has_value() const { return v_.index() == 0; }
+	explicit operator bool() const { return has_value(); }
 
 	T &value() &
 	{
@@ -76,17 +96,29 @@ public:
 		check();
 		return std::get<0>(v_);
 	}
-	T *operator->() { return &value(); }
-	T &operator*() & { return value(); }
+	template <typename U> [[nodiscard]] T value_or(U &&other) const &
+	{
+		return has_value() ? std::get<0>(v_) : static_cast<T>(std::forward<U>(other));
+	}
+	template <typename U> [[nodiscard]] T value_or(U &&other) &&
+	{
+		return has_value() ? std::get<0>(std::move(v_))
+				   : static_cast<T>(std::forward<U>(other));
+	}
+	// Unchecked, as std::expected's: only after has_value().
+	T *operator->() { return &std::get<0>(v_); }
+	const T *operator->() const { return &std::get<0>(v_); }
+	T &operator*() & { return std::get<0>(v_); }
+	const T &operator*() const & { return std::get<0>(v_); }
+	T &&operator*() && { return std::get<0>(std::move(v_)); }
 
+	// Only after !has_value().
 	[[nodiscard]] const SysError &error() const { return std::get<1>(v_); }
-	// errno of the failure, 0 on success.
-	[[nodiscard]] int err() const { return ok() ? 0 : error().err; }
 
 private:
 	void check() const
 	{
-		if (!ok())
+		if (!has_value())
 			throw SysErrorException(std::get<1>(v_));
 	}
 	std::variant<T, SysError> v_;
@@ -94,22 +126,33 @@ private:
 
 template <> class [[nodiscard]] Result<void> {
 public:
-	Result() = default;
-	Result(SysError error) : error_(std::move(error)) {}
+	using value_type = void;
+	using error_type = SysError;
 
-	[[nodiscard]] bool ok() const { return !error_; }
-	explicit operator bool() const { return ok(); }
+	Result() = default;
+	Result(unexpected<SysError> e) : error_(std::move(e).error()) {}
+
+	[[nodiscard]] bool has_value() const { return !error_; }
+	explicit operator bool() const { return has_value(); }
 	void value() const
 	{
 		if (error_)
 			throw SysErrorException(*error_);
 	}
+	void operator*() const {}
+	// Only after !has_value().
 	[[nodiscard]] const SysError &error() const { return *error_; }
-	[[nodiscard]] int err() const { return ok() ? 0 : error_->err; }
 
 private:
 	std::optional<SysError> error_;
 };
+
+// errno of a failed result, 0 on success: for comparing with an errno
+// whether or not the call failed (works for std::expected too).
+template <typename R> [[nodiscard]] int errno_of(const R &r)
+{
+	return r.has_value() ? 0 : r.error().err;
+}
 
 // The error of the call that just failed (reads errno now).
 inline SysError last_error(std::string call)
@@ -117,18 +160,31 @@ inline SysError last_error(std::string call)
 	return SysError{ errno, std::move(call) };
 }
 
+// unexpected(last_error(call)): what a function returning a Result
+// returns when the call it just made failed.
+inline unexpected<SysError> fail(std::string call)
+{
+	return unexpected(last_error(std::move(call)));
+}
+
+// The same for an error found without a failed call (or after it).
+inline unexpected<SysError> fail(int err, std::string what)
+{
+	return unexpected(SysError{ err, std::move(what) });
+}
+
 // rc < 0 ? error(call) : rc, for calls that return an int or -1/errno.
 inline Result<long> check(long rc, std::string call)
 {
 	if (rc < 0)
-		return last_error(std::move(call));
+		return fail(std::move(call));
 	return rc;
 }
 
 inline Result<void> check_void(long rc, std::string call)
 {
 	if (rc < 0)
-		return last_error(std::move(call));
+		return fail(std::move(call));
 	return {};
 }
 

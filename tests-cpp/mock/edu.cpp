@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
-#include "testing/edu.h"
+#include "mock/edu.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -45,21 +45,21 @@ Result<Edu> Edu::open(int iommufd)
 {
 	auto found = pci_find_devices(kEduVendor, kEduDevice);
 	if (found.empty())
-		return SysError{ ENODEV, "find an edu device (PCI 1234:11e8)" };
+		return fail(ENODEV, "find an edu device (PCI 1234:11e8)");
 	const std::string &bdf = found.front();
 	if (auto r = pci_bind_vfio(bdf); !r)
-		return r.error();
+		return unexpected(r.error());
 	auto dev = VfioDevice::open_pci(bdf);
 	if (!dev)
-		return dev.error();
+		return unexpected(dev.error());
 	// A cdev refuses every other ioctl until it is bound.
 	if (auto r = dev->bind_iommufd(iommufd); !r)
-		return r.error();
+		return unexpected(r.error());
 	auto bar = dev->map_bar(0);
 	if (!bar)
-		return bar.error();
+		return unexpected(bar.error());
 	if (auto r = dev->set_bus_master(true); !r)
-		return r.error();
+		return unexpected(r.error());
 	return Edu(std::move(dev).value(), std::move(bar).value());
 }
 
@@ -94,7 +94,7 @@ Result<void> Edu::dma(uint64_t src, uint64_t dst, uint64_t len, bool to_ram,
 	const std::string name = what + iova + (to_ram ? "" : " -> buffer");
 	// A transfer still running ignores register writes.
 	if (read64(kRegDmaCmd) & kCmdStart)
-		return SysError{ EBUSY, name + " (a transfer is still running)" };
+		return fail(EBUSY, name + " (a transfer is still running)");
 	write64(kRegDmaSrc, src);
 	write64(kRegDmaDst, dst);
 	write64(kRegDmaCount, len);
@@ -103,7 +103,7 @@ Result<void> Edu::dma(uint64_t src, uint64_t dst, uint64_t len, bool to_ram,
 	const auto deadline = std::chrono::steady_clock::now() + timeout;
 	while (read64(kRegDmaCmd) & kCmdStart) {
 		if (std::chrono::steady_clock::now() > deadline)
-			return SysError{ ETIMEDOUT, name };
+			return fail(ETIMEDOUT, name);
 		std::this_thread::sleep_for(std::chrono::milliseconds(2));
 	}
 	return {};
@@ -125,11 +125,11 @@ Result<KernelLog> KernelLog::open()
 {
 	int fd = ::open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
-		return last_error("open /dev/kmsg");
+		return fail("open /dev/kmsg");
 	if (::lseek(fd, 0, SEEK_END) < 0) {
 		auto e = last_error("lseek /dev/kmsg");
 		::close(fd);
-		return e;
+		return unexpected(std::move(e));
 	}
 	return KernelLog(UniqueFd(fd));
 }

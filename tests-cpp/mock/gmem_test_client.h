@@ -74,7 +74,7 @@ public:
 	{
 		int fd = ::open(kPath, O_RDWR | O_CLOEXEC);
 		if (fd < 0)
-			return last_error(std::string("open ") + kPath);
+			return fail(std::string("open ") + kPath);
 		return MockClient(UniqueFd(fd));
 	}
 
@@ -82,7 +82,7 @@ public:
 	{
 		ssize_t n = ::write(fd_.get(), cmd.data(), cmd.size());
 		if (n < 0)
-			return last_error("mock client: " + cmd);
+			return fail("mock client: " + cmd);
 		return {};
 	}
 	Result<void> attach(int gmem_fd) const
@@ -102,7 +102,7 @@ public:
 	{
 		auto r = command("lookup " + std::to_string(offset) +
 				 (shared ? " shared" : " private") + (alloc ? " alloc" : ""));
-		return r.err();
+		return errno_of(r);
 	}
 
 	// The whole log, oldest first. A "lost N" line fails the parse: the
@@ -112,7 +112,7 @@ public:
 		std::string buf(512 * 1024, '\0');
 		ssize_t n = ::pread(fd_.get(), buf.data(), buf.size(), 0);
 		if (n < 0)
-			return last_error("read mock client log");
+			return fail("read mock client log");
 		buf.resize(n);
 		std::vector<Event> out;
 		std::istringstream in(buf);
@@ -122,12 +122,12 @@ public:
 			Event e;
 			ls >> e.kind;
 			if (e.kind == "lost")
-				return SysError{ EOVERFLOW, "mock client log: " + line };
+				return fail(EOVERFLOW, "mock client log: " + line);
 			ls >> e.reason >> e.start >> e.end;
 			if (e.kind == "refuse")
 				ls >> e.err >> e.error_offset;
 			if (!ls)
-				return SysError{ EPROTO, "mock client log line: " + line };
+				return fail(EPROTO, "mock client log line: " + line);
 			out.push_back(e);
 		}
 		return out;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
-#include "testing/iommufd_mock.h"
+#include "mock/iommufd_mock.h"
 
 #include <sys/ioctl.h>
 
@@ -25,21 +25,22 @@ Result<void> iommufd_test_cmd(int iommufd, uint32_t op, iommu_test_cmd &cmd,
 bool have_iommufd_mock(int iommufd)
 {
 	iommu_test_cmd cmd{};
-	return iommufd_test_cmd(iommufd, IOMMU_TEST_OP_MD_CHECK_REFS, cmd, "probe").err() != ENOTTY;
+	return errno_of(iommufd_test_cmd(iommufd, IOMMU_TEST_OP_MD_CHECK_REFS, cmd, "probe")) !=
+	       ENOTTY;
 }
 
 Result<MockDomain> MockDomain::attach(const Ioas &ioas)
 {
 	auto dup = UniqueFd::duplicate(ioas.iommufd());
 	if (!dup)
-		return dup.error();
+		return unexpected(dup.error());
 	iommu_test_cmd cmd{};
 	cmd.id = ioas.id();
 	auto r = iommufd_test_cmd(ioas.iommufd(), IOMMU_TEST_OP_MOCK_DOMAIN, cmd,
 				  "IOMMU_TEST_OP_MOCK_DOMAIN(IOAS " + std::to_string(ioas.id()) +
 					  ")");
 	if (!r)
-		return r.error();
+		return unexpected(r.error());
 	// Its own domain: a second mock device would share the automatic domain
 	// of the first, so allocate a paging HWPT on the IOAS for this device and
 	// move the device onto it.
@@ -53,7 +54,7 @@ Result<MockDomain> MockDomain::attach(const Ioas &ioas)
 	if (auto a = check_void(::ioctl(md.iommufd_.get(), IOMMU_HWPT_ALLOC, &alloc),
 				"IOMMU_HWPT_ALLOC(IOAS " + std::to_string(ioas.id()) + ")");
 	    !a)
-		return a.error();
+		return unexpected(a.error());
 	md.hwpt_id_ = alloc.out_hwpt_id;
 	iommu_test_cmd replace{};
 	replace.id = md.stdev_id_;
@@ -62,7 +63,7 @@ Result<MockDomain> MockDomain::attach(const Ioas &ioas)
 		    md.iommufd_.get(), IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, replace,
 		    "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE(HWPT " + std::to_string(md.hwpt_id_) + ")");
 	    !rr)
-		return rr.error();
+		return unexpected(rr.error());
 	return md;
 }
 
@@ -109,14 +110,14 @@ Result<MockAccess> MockAccess::create(const Ioas &ioas, bool pins)
 {
 	auto dup = UniqueFd::duplicate(ioas.iommufd());
 	if (!dup)
-		return dup.error();
+		return unexpected(dup.error());
 	iommu_test_cmd cmd{};
 	cmd.id = ioas.id();
 	cmd.create_access.flags = pins ? MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES : 0;
 	auto r = iommufd_test_cmd(ioas.iommufd(), IOMMU_TEST_OP_CREATE_ACCESS, cmd,
 				  "IOMMU_TEST_OP_CREATE_ACCESS");
 	if (!r)
-		return r.error();
+		return unexpected(r.error());
 	return MockAccess(std::move(dup).value(),
 			  UniqueFd(static_cast<int>(cmd.create_access.out_access_fd)));
 }
@@ -154,7 +155,7 @@ Result<uint32_t> MockAccess::pin_pages(uint64_t iova, uint64_t length, const voi
 	auto r = iommufd_test_cmd(iommufd_.get(), IOMMU_TEST_OP_ACCESS_PAGES, cmd,
 				  "IOMMU_TEST_OP_ACCESS_PAGES(" + range(iova, length) + ")");
 	if (!r)
-		return r.error();
+		return unexpected(r.error());
 	return static_cast<uint32_t>(cmd.access_pages.out_access_pages_id);
 }
 
