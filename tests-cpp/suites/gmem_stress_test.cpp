@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
 //
-// Model-checked stress of one convertible guest_memfd (issue 12): threads
+// Model-checked stress of one convertible guest_memfd: threads
 // do random operations on a file bound to a memslot of a
 // KVM_X86_SW_PROTECTED_VM and mapped, chunk by chunk, into two IOASes with
 // one or two iommufd mock domains each, while a shadow model of every page

@@ -61,7 +61,7 @@ bool Stress::op_convert(ThreadCtx &t, bool to_private)
 	racer.reset();
 	if (poisoned) {
 		// The page keeps memory failure's reference: not a retryable
-		// EAGAIN, its own errno naming a poisoned page (issue 12, 5).
+		// EAGAIN, its own errno naming a poisoned page.
 		const uint64_t at =
 			r.has_value() ? 0 : r.error().error_offset.value_or(~0ULL) / kPage;
 		if (r.has_value() || errno_of(r) != EHWPOISON || at < first || at >= first + n ||

@@ -27,7 +27,7 @@ bool Stress::op_hwpoison(ThreadCtx &t)
 	int rc = 0, err = 0;
 	// Host faults on the page and no-op conversions of it (which take the
 	// invalidate lock for writing all the same) race memory failure, which
-	// holds the folio lock while it notifies (issue 12, 2); their outcome
+	// holds the folio lock while it notifies; their outcome
 	// changes nothing the model knows.
 	std::atomic<int> racer_err{ 0 };
 	bool no_signal;

@@ -30,7 +30,7 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 	if (!opt_.guest_fill && m.shared && !m.allocated)
 		return false;
 	// A quarter of the accesses race a conversion of their own page, to
-	// shared or to private (issue 12, 8: KVM's fault against conversion).
+	// shared or to private (KVM's fault against conversion).
 	// Both orders end the same: the page in the target state, allocated,
 	// holding the token; no EAGAIN (KVM keeps no reference), and a
 	// KVM_EXIT_MEMORY_FAULT only while the conversion is in flight.
@@ -97,7 +97,7 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 	}
 	Section s(*this, p, 1);
 	// KVM's fault allocated the page if it was a hole, shared or private:
-	// a shared one must now be mapped in every domain (issue 12, 4).
+	// a shared one must now be mapped in every domain.
 	m.allocated = true;
 	if (write)
 		m.token = tok;
