@@ -21,8 +21,6 @@ std::string probe()
 		return kvm.error().message();
 	if (!kvm->supports_vm_type(KVM_X86_SW_PROTECTED_VM))
 		return "KVM_X86_SW_PROTECTED_VM not supported by this host";
-	if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
-		return "KVM_CAP_GUEST_MEMFD_CONVERT not supported (no in-place conversion)";
 	auto vm = kvm->create_vm(KVM_X86_SW_PROTECTED_VM);
 	if (!vm)
 		return vm.error().message();

@@ -52,8 +52,6 @@ protected:
 			GTEST_SKIP() << kvm.error().message();
 		if (!kvm->supports_vm_type(type))
 			GTEST_SKIP() << vm_type_name(type) << " not supported by this host";
-		if (kvm->check_extension(KVM_CAP_GUEST_MEMFD_CONVERT).value_or(0) <= 0)
-			GTEST_SKIP() << "KVM_CAP_GUEST_MEMFD_CONVERT not supported";
 		auto vm = kvm->create_vm(type);
 		ASSERT_THAT(vm, Succeeds());
 		vm_.emplace(std::move(vm).value());

@@ -78,7 +78,7 @@ class ConvertibleGuest {
 public:
 	// Why this kernel cannot run a ConvertibleGuest, or "" if it can.
 	// Probed once per process: /dev/kvm, KVM_X86_SW_PROTECTED_VM,
-	// KVM_CAP_GUEST_MEMFD_CONVERT and the VM type's guest_memfd flags.
+	// and the guest_memfd flags (MMAP, CONVERTIBLE) it offers.
 	static const std::string &unsupported();
 
 	// A KVM_X86_SW_PROTECTED_VM with KVM_CAP_EXIT_HYPERCALL for
