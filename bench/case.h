@@ -105,5 +105,6 @@ Group frag_group();
 Group footprint_group();
 Group touch_group();
 Group sparse_group();
+Group stall_group();
 
 } // namespace bench
