@@ -95,7 +95,14 @@ public:
 		threads_.emplace_back([this, name, fn = std::move(fn)] { loop(name, fn); });
 	}
 	void begin() { bump(); }
-	void end() { bump(); }
+	// Also waits for the samples in flight: what comes after the long
+	// operation (its undoing, itself long) must not be counted against it.
+	void end()
+	{
+		bump();
+		while (busy_.load())
+			std::this_thread::sleep_for(std::chrono::microseconds(100));
+	}
 	void stop()
 	{
 		{
@@ -133,20 +140,17 @@ private:
 				cv_.wait(l, [this] { return stop_ || (gen_.load() & 1); });
 				if (stop_)
 					return;
+				busy_++;
 			}
 			const uint64_t g0 = gen_.load();
 			std::optional<uint64_t> d;
 			try {
 				d = fn();
 			} catch (const std::exception &e) {
-				std::lock_guard<std::mutex> l(mu_);
-				if (error_.empty())
-					error_ = name + ": " + e.what();
+				fail(name + ": " + e.what());
 				return;
 			} catch (const CheckFailed &c) {
-				std::lock_guard<std::mutex> l(mu_);
-				if (error_.empty())
-					error_ = name + ": " + c.what;
+				fail(name + ": " + c.what);
 				return;
 			}
 			// Odd: the long operation ran when the sample started;
@@ -155,12 +159,22 @@ private:
 				std::lock_guard<std::mutex> l(mu_);
 				samples_[name].push_back(*d);
 			}
+			busy_--;
 			std::this_thread::sleep_for(kPace);
 		}
 	}
 
+	void fail(const std::string &why)
+	{
+		std::lock_guard<std::mutex> l(mu_);
+		if (error_.empty())
+			error_ = why;
+		busy_--;
+	}
+
 	std::mutex mu_;
 	std::condition_variable cv_;
+	std::atomic<int> busy_{ 0 };
 	std::atomic<uint64_t> gen_{ 0 };
 	bool stop_ = false;
 	std::string error_;
@@ -227,6 +241,9 @@ public:
 	std::map<std::string, std::vector<uint64_t>> samples() override
 	{
 		auto s = probes_.take();
+		// The operation's own duration, every run of it (the phase's
+		// figure also holds the wait for the samples in flight).
+		s["long_op"] = op_ns_;
 		if (op_ != Op::to_private_eagain)
 			s["kill_exit"] = kill_exits();
 		return s;
