@@ -215,7 +215,7 @@ class Report:
         each concurrent measurement and worst / duration."""
         g = self.d["groups"][group]
         first, rows = g["phases"][0], g["phases"][1:]
-        out = [f"`{group}`: `{first}` median ms; every other column worst / p99 ms "
+        out = [f"`{group}`: `{first}` median / max ms; every other column worst / p99 ms "
                f"(worst / `{first}` median):", ""]
         out.append("| size | operation | " + first + " | " + " | ".join(rows) + " |")
         out.append("|---" * (len(rows) + 3) + "|")
@@ -227,7 +227,8 @@ class Report:
                                f"{o['status'] if o else '-'} |" + " |" * len(rows))
                     continue
                 base = self.stat(group, v, p, first, "median")
-                cells = [f"{base / 1e6:.1f}" if base else "-"]
+                top = self.stat(group, v, p, first, "max")
+                cells = [f"{base / 1e6:.1f} / {top / 1e6:.1f}" if base else "-"]
                 for r in rows:
                     worst = self.stat(group, v, p, r, "max")
                     p99 = self.stat(group, v, p, r, "p99")
