@@ -68,6 +68,10 @@ public:
 	virtual void check() {}
 	// Facts about the set-up worth reporting next to the figures.
 	[[nodiscard]] virtual std::map<std::string, uint64_t> facts() const { return {}; }
+	// Samples the variant took itself, beside the timed round trips (e.g.
+	// latencies measured by other threads while a phase ran); called once
+	// after the last timed round trip, reported like phases.
+	virtual std::map<std::string, std::vector<uint64_t>> samples() { return {}; }
 
 protected:
 	uint64_t pages_;
@@ -87,6 +91,9 @@ struct Group {
 	std::vector<std::string> phases; // table rows, in order
 	std::vector<VariantDef> variants;
 	bool memory = false;
+	// The rows are latencies (worst and 99th percentile against the
+	// first row's median), not medians of round-trip phases.
+	bool latency = false;
 };
 
 // The groups, one per file of cases/, in the order they run and print.
@@ -98,5 +105,6 @@ Group frag_group();
 Group footprint_group();
 Group touch_group();
 Group sparse_group();
+Group stall_group();
 
 } // namespace bench

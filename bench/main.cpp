@@ -15,6 +15,10 @@
 //             of a conversion storm and after it
 // touch       a vCPU's first touch of N converted pages
 // sparse      IOMMU_IOAS_MAP_FILE of N pages of a sparse 1 TiB file
+// stall       one long operation on N pages (attach, MAP_FILE, to-shared,
+//             a refused to-private) against faults and a conversion on the
+//             same file: worst latencies, SIGKILL to exit (not run unless
+//             named with --only)
 //
 // Sizes default to 4 KiB, 2 MiB, 64 MiB and 1 GiB (--pages); from 64 MiB
 // on a case runs fewer round trips (--big-reps). --json FILE writes every
@@ -59,8 +63,9 @@ namespace {
 
 std::vector<Group> groups()
 {
-	return { conv_group(), iommu_map_group(), iommu_conv_group(), notify_group(),
-		 frag_group(), footprint_group(), touch_group(),      sparse_group() };
+	return { conv_group(),	 iommu_map_group(), iommu_conv_group(),
+		 notify_group(), frag_group(),	    footprint_group(),
+		 touch_group(),	 sparse_group(),    stall_group() };
 }
 
 [[noreturn]] void usage(int rc)
@@ -70,7 +75,7 @@ std::vector<Group> groups()
 		     "                  [--big-pages N] [--big-reps N] [--big-warmup N]\n"
 		     "                  [--full-pages N] [--frag-max N]\n"
 		     "                  [--only conv,iommu-map,iommu-conv,notify,frag,sparse,\n"
-		     "                          footprint,touch]\n"
+		     "                          footprint,touch,stall]\n"
 		     "                  [--steps] [--aslr] [--json FILE]\n"
 		     "                  [--icount] [--config NAME] [--source ID]\n"
 		     "                  [--device mock|edu]\n"

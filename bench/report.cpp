@@ -100,8 +100,8 @@ std::string json_stats(const Stats &s)
 	char buf[256];
 	std::snprintf(buf, sizeof(buf),
 		      "{\"n\": %zu, \"median\": %.0f, \"p25\": %.0f, \"p75\": %.0f, "
-		      "\"min\": %.0f, \"max\": %.0f}",
-		      s.n, s.median, s.p25, s.p75, s.min, s.max);
+		      "\"p99\": %.0f, \"min\": %.0f, \"max\": %.0f}",
+		      s.n, s.median, s.p25, s.p75, s.p99, s.min, s.max);
 	return buf;
 }
 
@@ -144,10 +144,56 @@ bool kallsyms_has(const std::string &sym)
 	return false;
 }
 
+// A latency group: per size and variant, the first row's median (the
+// long operation's own duration) and, for every other row, the worst
+// case, the 99th percentile and the worst against that duration.
+void print_latency(const Group &g, const Results &results)
+{
+	const std::string &first = g.phases.front();
+	std::printf("\n== %s: %s\n", g.name.c_str(), g.title.c_str());
+	std::printf("   %s: median ms of %d reps (%d from %llu pages on); other rows: worst and "
+		    "99th percentile ms of n samples, worst / median %s\n",
+		    first.c_str(), opts.reps, std::min(opts.reps, opts.big_reps),
+		    static_cast<unsigned long long>(opts.big_pages), first.c_str());
+	for (uint64_t n : opts.pages)
+		for (auto &v : g.variants) {
+			const Outcome &o = outcome(results, g.name, v.name, n);
+			std::printf("%8llu pages %-18s", static_cast<unsigned long long>(n),
+				    v.name.c_str());
+			if (!o.skipped.empty() || !o.failed.empty()) {
+				std::printf(" %s: %s\n", o.failed.empty() ? "skipped" : "FAILED",
+					    o.failed.empty() ? o.skipped.c_str()
+							     : o.failed.c_str());
+				continue;
+			}
+			const auto base = median(o, first);
+			std::printf(" %s %.1f ms\n", first.c_str(), base ? *base / 1e6 : 0.0);
+			for (auto &ph : g.phases) {
+				auto it = o.stats.find(ph);
+				if (ph == first || it == o.stats.end())
+					continue;
+				const Stats &s = it->second;
+				std::printf("%32s worst %9.2f  p99 %9.2f  n %6zu", ph.c_str(),
+					    s.max / 1e6, s.p99 / 1e6, s.n);
+				if (base)
+					std::printf("  worst/%s %.4f", first.c_str(),
+						    s.max / *base);
+				std::printf("\n");
+			}
+			for (auto &[k, val] : o.facts)
+				std::printf("%32s %llu\n", k.c_str(),
+					    static_cast<unsigned long long>(val));
+		}
+}
+
 } // namespace
 
 void print_group(const Group &g, const Results &results)
 {
+	if (g.latency) {
+		print_latency(g, results);
+		return;
+	}
 	auto res = [&](const std::string &v, uint64_t n) -> const Outcome & {
 		return outcome(results, g.name, v, n);
 	};
@@ -256,6 +302,9 @@ void print_machine(const Group &g, const Results &results)
 					    suf.c_str(), s.min, unit());
 				std::printf("BENCH %s%s%s.max %.0f %s\n", pre.c_str(), name.c_str(),
 					    suf.c_str(), s.max, unit());
+				if (g.latency)
+					std::printf("BENCH %s%s%s.p99 %.0f %s\n", pre.c_str(),
+						    name.c_str(), suf.c_str(), s.p99, unit());
 			}
 			for (auto &[k, val] : o.facts)
 				std::printf("BENCH %s%s%s %llu -\n", pre.c_str(), k.c_str(),
@@ -269,6 +318,8 @@ void print_machine(const Group &g, const Results &results)
 					    static_cast<unsigned long long>(o.mem->peak.total()));
 			}
 		}
+	if (g.latency)
+		return;
 	for (size_t i = 1; i < g.variants.size(); i++)
 		for (uint64_t n : opts.pages)
 			for (auto &ph : g.phases) {
@@ -302,8 +353,9 @@ bool write_json(const std::vector<Group> &all, const Results &results,
 	for (auto &g : all) {
 		if (!opts.groups.count(g.name))
 			continue;
-		std::fprintf(f, "%s\n    %s: {\"title\": %s, \"phases\": [", sep,
-			     json_str(g.name).c_str(), json_str(g.title).c_str());
+		std::fprintf(f, "%s\n    %s: {\"title\": %s, \"latency\": %s, \"phases\": [", sep,
+			     json_str(g.name).c_str(), json_str(g.title).c_str(),
+			     g.latency ? "true" : "false");
 		sep = ",";
 		const char *s2 = "";
 		for (auto &ph : g.phases) {

@@ -64,6 +64,8 @@ Outcome run_case(const VariantDef &def, uint64_t pages)
 					p.peak = m;
 			}
 		out.mem = p;
+		for (auto &[name, s] : v->samples())
+			samples[name] = std::move(s);
 		out.facts = v->facts();
 		v->check();
 		for (auto &[name, s] : samples)

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-only OR BSD-2-Clause
 //
 // A tiny timing harness for gmem-bench: a monotonic clock in nanoseconds
-// and robust statistics of repeated samples (median, quartiles, extremes).
+// and robust statistics of repeated samples (median, quartiles, 99th
+// percentile, extremes).
 // Under QEMU with -icount shift=0 the guest's clock advances one
 // nanosecond per guest instruction, so the same code then counts
 // instructions and repeats to within a fraction of a percent.
@@ -24,7 +25,7 @@ inline uint64_t now_ns()
 
 struct Stats {
 	size_t n = 0;
-	double median = 0, p25 = 0, p75 = 0, min = 0, max = 0;
+	double median = 0, p25 = 0, p75 = 0, p99 = 0, min = 0, max = 0;
 
 	// Interquartile range relative to the median, in percent: the spread
 	// quoted next to every median (robust against a single preemption).
@@ -57,6 +58,7 @@ inline Stats summarize(std::vector<uint64_t> v)
 	s.median = quantile(v, 0.5);
 	s.p25 = quantile(v, 0.25);
 	s.p75 = quantile(v, 0.75);
+	s.p99 = quantile(v, 0.99);
 	s.min = static_cast<double>(v.front());
 	s.max = static_cast<double>(v.back());
 	return s;

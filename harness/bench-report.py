@@ -5,13 +5,16 @@
 # into markdown tables, the goals with their measured ratios, and
 # a PNG plot of the cost per page against the range size.
 #
-# Usage: bench-report.py BENCH.json OUTDIR [--command CMD] [--merge OTHER.json]...
-#                        [--device LABEL=OTHER.json]...
+# Usage: bench-report.py BENCH.json OUTDIR [--command CMD] [--name NAME]
+#                        [--merge OTHER.json]... [--device LABEL=OTHER.json]...
+#   --name    base name of the files written (default bench)
 #   --merge   another run of the same kernel whose sizes are added
 #   --device  another run of the same kernel on another IOMMU (bench.sh
 #             --and-viommu): its groups are added as "GROUP (LABEL)"
-# Writes OUTDIR/bench.md, OUTDIR/bench.png (matplotlib: Debian's
-# python3-matplotlib, hence /usr/bin/python3) and a copy of the JSON.
+# Writes OUTDIR/NAME.md, OUTDIR/NAME.png (matplotlib: Debian's
+# python3-matplotlib, hence /usr/bin/python3; no plot for latency groups
+# such as stall, whose goals and tables are in the markdown) and the JSON
+# (merged, with --merge or --device).
 import argparse
 import json
 import os
@@ -198,6 +201,81 @@ class Report:
         b = self.median(group, variant, small, phase)
         return a / b if a and b else None
 
+    def latency_groups(self):
+        return [g for g, v in self.d["groups"].items() if v.get("latency")]
+
+    def stat(self, group, variant, pages, row, key):
+        o = self.outcome(group, variant, pages)
+        if not o or o["status"] != "ok" or row not in o["stats"]:
+            return None
+        return o["stats"][row].get(key)
+
+    def latency_table(self, group):
+        """Per size and long operation: its duration, then worst and p99 of
+        each concurrent measurement and worst / duration."""
+        g = self.d["groups"][group]
+        first, rows = g["phases"][0], g["phases"][1:]
+        out = [f"`{group}`: `{first}` median / max ms; every other column worst / p99 ms "
+               f"(worst / `{first}` median):", ""]
+        out.append("| size | operation | " + first + " | " + " | ".join(rows) + " |")
+        out.append("|---" * (len(rows) + 3) + "|")
+        for p in self.pages(group):
+            for v in g["variants"]:
+                o = self.outcome(group, v, p)
+                if not o or o["status"] != "ok":
+                    out.append(f"| {size_label(p)} | {v} | "
+                               f"{o['status'] if o else '-'} |" + " |" * len(rows))
+                    continue
+                base = self.stat(group, v, p, first, "median")
+                top = self.stat(group, v, p, first, "max")
+                cells = [f"{base / 1e6:.1f} / {top / 1e6:.1f}" if base else "-"]
+                for r in rows:
+                    worst = self.stat(group, v, p, r, "max")
+                    p99 = self.stat(group, v, p, r, "p99")
+                    if worst is None or not o["stats"][r]["n"]:
+                        cells.append("-")
+                        continue
+                    c = f"{worst / 1e6:.1f} / {p99 / 1e6:.1f}"
+                    if base:
+                        c += f" ({worst / base:.3f})"
+                    cells.append(c)
+                out.append(f"| {size_label(p)} | {v} | " + " | ".join(cells) + " |")
+        return "\n".join(out) + "\n"
+
+    def latency_goals(self, group):
+        """Issue 20's goals: the worst latency of the concurrent operations
+        does not grow with S (within 2x from the smallest size to the
+        largest) and at the largest size is under 1% of the long
+        operation's duration; SIGKILL ends it within the same bound."""
+        g = self.d["groups"][group]
+        first, rows = g["phases"][0], g["phases"][1:]
+        ps = self.pages(group)
+        small, big = ps[0], ps[-1]
+        goals = []
+
+        def fmt(x):
+            return "not run" if x is None else f"{x:.3f}"
+
+        for v in g["variants"]:
+            base = self.stat(group, v, big, first, "median")
+            for r in rows:
+                wb = self.stat(group, v, big, r, "max")
+                if wb is None:
+                    continue
+                if r != "kill_exit" and big != small:
+                    ws = self.stat(group, v, small, r, "max")
+                    x = wb / ws if ws else None
+                    goals.append((f"{v}: {r} worst, {size_label(big)} / {size_label(small)}",
+                                  "<= 2", fmt(x), x is not None and x <= 2))
+                x = wb / base if base else None
+                goals.append((f"{v}: {r} worst / {first}, {size_label(big)}",
+                              "< 0.01", fmt(x), x is not None and x < 0.01))
+        out = ["| goal | target | measured | |", "|---|---|---|---|"]
+        for name, target, got, ok in goals:
+            out.append(f"| {name} | {target} | {got} | "
+                       f"{'-' if got == 'not run' else 'met' if ok else 'MISSED'} |")
+        return "\n".join(out) + "\n"
+
     def markdown(self, command):
         env = self.d["env"]
         clock = ("QEMU -icount shift=0: guest instructions" if self.icount
@@ -215,10 +293,9 @@ class Report:
             f"- sizes merged from another run of the same kernel: {env['merged']}"
             if env.get("merged") else "",
             "",
-            "## Goals",
-            "",
-            self.goals(),
         ]
+        if any(not g.get("latency") for g in self.d["groups"].values()):
+            out += ["## Goals", "", self.goals()]
         phases = {
             "conv": ["round_trip", "to_shared", "to_private"],
             "iommu-map": ["map", "unmap"],
@@ -232,6 +309,13 @@ class Report:
         for group, g in self.d["groups"].items():
             base = base_group(group)
             out += [f"## {group}: {g['title']}", ""]
+            if g.get("latency"):
+                out += [self.latency_table(group), "Goals (no operation "
+                        "stalls the VM):", "", self.latency_goals(group)]
+                ft = self.facts_table(group)
+                if ft:
+                    out.append(ft)
+                continue
             for ph in phases.get(base, ["round_trip"]):
                 out.append(self.table(group, ph))
             if base in ("conv", "iommu-map", "iommu-conv"):
@@ -264,6 +348,8 @@ class Report:
             lines += [(g, v, ph) for g in self.d["groups"]
                       for (b, v, ph) in list(lines)
                       if g != b and base_group(g) == b]
+        if not any(g in self.d["groups"] for _, lines in panels for g, _, _ in lines):
+            return False
         fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.5))
         for ax, (title, lines) in zip(axes, panels):
             for group, variant, phase in lines:
@@ -292,6 +378,7 @@ class Report:
                      f"{'-icount shift=0' if self.icount else 'TCG wall time'}")
         fig.tight_layout()
         fig.savefig(path, dpi=100)
+        return True
 
 
 def main():
@@ -299,6 +386,8 @@ def main():
     ap.add_argument("json")
     ap.add_argument("outdir")
     ap.add_argument("--command", default="harness/bench.sh")
+    ap.add_argument("--name", default="bench",
+                    help="base name of the files written (NAME.md, NAME.json, NAME.png)")
     ap.add_argument("--merge", action="append", default=[],
                     help="another run's JSON whose sizes are added (same kernel)")
     ap.add_argument("--device", action="append", default=[],
@@ -341,16 +430,21 @@ def main():
             data["groups"][f"{gname} ({label})"] = g
     r = Report(data)
     os.makedirs(a.outdir, exist_ok=True)
-    if os.path.abspath(a.json) != os.path.abspath(os.path.join(a.outdir, "bench.json")):
-        shutil.copy(a.json, os.path.join(a.outdir, "bench.json"))
-    with open(os.path.join(a.outdir, "bench.md"), "w") as f:
+    out = os.path.join(a.outdir, a.name)
+    if a.merge or a.device:
+        # The merged figures, which the report shows.
+        with open(out + ".json", "w") as f:
+            json.dump(data, f, indent=1)
+    elif os.path.abspath(a.json) != os.path.abspath(out + ".json"):
+        shutil.copy(a.json, out + ".json")
+    with open(out + ".md", "w") as f:
         f.write(r.markdown(a.command))
     try:
-        r.plot(os.path.join(a.outdir, "bench.png"))
+        plotted = r.plot(out + ".png")
     except ImportError as e:
         print(f"bench-report: no plot ({e}); install python3-matplotlib", file=sys.stderr)
         return 1
-    print(f"bench-report: wrote {a.outdir}/bench.md and bench.png")
+    print(f"bench-report: wrote {out}.md" + (" and .png" if plotted else " (nothing to plot)"))
     return 0
 
 
