@@ -2316,7 +2316,7 @@ TEST(gmem_convert_killable)
  * invalidate lock (and, for a fill, pages->mutex), each would wait for the
  * whole operation and at most the one or two at its edges could count.
  */
-#define STALL_SIZE	(64ULL << 20)
+#define STALL_SIZE	(32ULL << 20)
 
 struct hole_loop {
 	int gmem_fd;
