@@ -42,11 +42,26 @@ struct module;
  *   client locks (e.g. iommufd's pages->mutex)
  *     folio lock
  *
- * Memory failure calls guest_memfd with a folio locked; guest_memfd drops
- * that folio lock before it takes the invalidate lock to notify
- * %GUEST_MEMFD_REASON_MEMORY_FAILURE and takes it back afterwards, so no
- * path holds a folio lock while it waits for the invalidate lock or a
+ *   KVM's vCPU fault (kvm->srcu held, kvm_gmem_get_pfn())
+ *     mapping->invalidate_lock, for reading
+ *       folio lock
+ *   and then, with the invalidate lock dropped, kvm->mmu_lock
+ *
+ *   mf_mutex (memory_failure())
+ *     mapping->invalidate_lock, for reading
+ *       guest_memfd_notifier callbacks
+ *
+ * Memory failure calls guest_memfd with mf_mutex held and a folio locked;
+ * guest_memfd drops that folio lock before it takes the invalidate lock to
+ * notify %GUEST_MEMFD_REASON_MEMORY_FAILURE and takes it back afterwards,
+ * so no path holds a folio lock while it waits for the invalidate lock or a
  * client lock.  lockdep does not track folio locks: keep it that way.
+ * Nothing under the invalidate lock may take mf_mutex (i.e. call
+ * memory_failure()).  KVM's fault path decides on a page's state and looks
+ * its PFN up under the invalidate lock, then maps it under mmu_lock after
+ * dropping it, relying on its invalidation sequence (bumped by
+ * invalidate_begin under mmu_lock) to retry a fault that raced with a
+ * change.
  *
  * The second order is the mmap fault handler's: it checks a page's state
  * and looks the page up under the invalidate lock held for reading, so that
@@ -66,8 +81,12 @@ struct module;
  * a page is or whether it exists: hole punch, conversion between shared and
  * private, release of the file, and (un)registration of a notifier.  It is
  * held for reading by memory-failure handling, fallocate() allocation,
- * guest_memfd_lock() and the mmap fault handler.  Every notifier
- * callback runs under it.
+ * guest_memfd_lock(), KVM's fault path and the mmap fault handler.  Every
+ * notifier callback runs under it.  Because waiting writers hold up every
+ * later reader (vCPU and host faults), nothing waits long with it held for
+ * writing: a conversion to private that finds a page reference drops the
+ * lock to wait for it and tries again from the start, and a conversion
+ * waits for the lock killably.
  *
  * Callbacks must not take kvm->slots_lock, mmap_lock or the invalidate
  * lock, and must not register or unregister a notifier.  A client calls

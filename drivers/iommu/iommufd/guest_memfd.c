@@ -16,23 +16,27 @@
  *    private page can be fatal on some hardware); memory failure unmaps the
  *    pages of its range that have the error;
  *  - conversion to shared allocates the pages it converts in prepare,
- *    before the point of no return, and maps them in invalidate_end, once
- *    they are shared (a page that already was shared, even a hole, is not
- *    converted and stays as it is);
+ *    before the point of no return, and maps them once they are shared, in
+ *    invalidate_end or, for more than a batch of pages, in batches before
+ *    the converting task returns to user space (a page that already was
+ *    shared, even a hole, is not converted and stays as it is);
  *  - fallocate(), a fault on a user mapping or of KVM that fills a hole,
  *    and another client's allocation (another IOAS mapping the range) map
  *    the new pages in invalidate_end (GUEST_MEMFD_REASON_ALLOCATE);
  *  - every invalidate_end leaves its range mapping what should be mapped.
  *
  * invalidate_end cannot fail. A page that fails to map there stays unmapped
- * in every domain (the safe direction), is recorded as pending with the
- * errno, and is retried by the next notification, the next domain attached,
- * or IOMMU_IOAS_MIRROR_STATUS with IOMMU_MIRROR_STATUS_RETRY.
+ * in every domain (the safe direction) and is recorded as pending, with the
+ * errno; only that page: a run that fails is mapped again page by page.
+ * Pending pages are retried by a later notification of their range, the
+ * next domain attached, or IOMMU_IOAS_MIRROR_STATUS with
+ * IOMMU_MIRROR_STATUS_RETRY, which look each one up again: the cost follows
+ * the number of pending pages, never the range.
  *
  * State, in iopt_pages_gmem and under pages->mutex: an xarray of the pages
  * mapped in every tracked domain (with no domain: of the pages that would
- * be), and a count of the pages pending. Unmapping only ever walks that
- * xarray, so it never meets a hole. Its size, like the time any walk takes,
+ * be), and one of the pages pending. Unmapping only ever walks the first,
+ * so it never meets a hole. Its size, like the time any walk takes,
  * follows the mapped pages, never the range: guest_memfd_walk_shared()
  * finds the shared, allocated pages from guest_memfd's own state, so a
  * range may be as large as the file (a VMM maps the whole guest memory).
@@ -45,7 +49,17 @@
  * the iopt rwsems: the (area, domain) pairs to unmap come from
  * pages->tracker. Paths that fill a domain take the invalidate lock for
  * reading (guest_memfd_lock()) before pages->mutex, so that the state they
- * read cannot change under them. pages->mutex gets its own lockdep class:
+ * read cannot change under them, and hold both for one batch of
+ * IOPT_GMEM_BATCH pages at a time: between two batches they drop both, so
+ * that no conversion, fault or memory failure (nor, through rwsem
+ * fairness, any fault queued behind a conversion) waits for a whole fill,
+ * and a fatal signal ends the fill with EINTR and the domain as it was.
+ * Until its fill is done, a domain's track is marked filling and maps the
+ * mirrored pages below the fill's progress, and only those: notifications
+ * in between map and unmap exactly that part of it, the fill resumes from
+ * there and looks at the file anew. So every domain maps, at every point,
+ * only pages that are shared, allocated and mirrored, and each domain whose
+ * fill is done maps all of them. pages->mutex gets its own lockdep class:
  * user pages take mmap_lock under it, while guest_memfd takes the
  * invalidate lock under mmap_lock (faults).
  */
@@ -56,6 +70,7 @@
 #include <linux/iommufd.h>
 #include <linux/module.h>
 #include <linux/slab.h>
+#include <linux/task_work.h>
 
 #include "io_pagetable.h"
 
@@ -87,6 +102,22 @@ static int iopt_gmem_lookup(struct iopt_pages *pages, unsigned long index,
 static bool iopt_gmem_is_mapped(struct iopt_pages *pages, unsigned long index)
 {
 	return xa_load(&pages->gmem.mapped, index);
+}
+
+/*
+ * How many pages of the mirrored run [index, index + npages) @track's
+ * domain maps: all of them, or while a fill of the domain is in progress,
+ * those below the fill's progress.
+ */
+static unsigned long iopt_gmem_track_span(const struct iopt_pages_track *track,
+					  unsigned long index,
+					  unsigned long npages)
+{
+	if (!track->gmem_filling)
+		return npages;
+	if (index >= track->gmem_filled)
+		return 0;
+	return min(npages, track->gmem_filled - index);
 }
 
 /*
@@ -216,17 +247,27 @@ static void iopt_gmem_unmap_tracks_before(struct iopt_pages *pages,
 	struct iopt_pages_track *track;
 
 	list_for_each_entry(track, &pages->tracker, elm) {
+		unsigned long n = iopt_gmem_track_span(track, index, npages);
+
 		if (track == stop)
 			break;
-		iopt_gmem_unmap_run(pages, track->area, track->domain, index,
-				    npages);
+		if (n)
+			iopt_gmem_unmap_run(pages, track->area, track->domain,
+					    index, n);
 	}
 }
 
-static void iopt_gmem_forget(struct iopt_pages *pages, unsigned long index)
+/* Unmap a run of mapped pages from every tracked domain and forget it */
+static void iopt_gmem_unmap_all_run(struct iopt_pages *pages,
+				    unsigned long index, unsigned long npages,
+				    void *data)
 {
-	xa_erase(&pages->gmem.mapped, index);
-	pages->gmem.nr_mapped--;
+	unsigned long i;
+
+	iopt_gmem_unmap_tracks_before(pages, NULL, index, npages);
+	for (i = index; i < index + npages; i++)
+		xa_erase(&pages->gmem.mapped, i);
+	pages->gmem.nr_mapped -= npages;
 }
 
 /*
@@ -259,10 +300,21 @@ static void iopt_gmem_run_start(struct iopt_gmem_run *run,
 	run->npages = 1;
 }
 
+/*
+ * Pages a fill maps per hold of guest_memfd's invalidate lock and
+ * pages->mutex: between two batches it drops both, so that a conversion, a
+ * fault's notification or a memory failure waits for one batch at most,
+ * and a fatal signal ends it.
+ */
+#define IOPT_GMEM_BATCH		256
+/* A guest_memfd_walk_shared() callback's return: the batch is full */
+#define IOPT_GMEM_PAUSE		1
+
 struct iopt_gmem_fill {
 	struct iopt_pages *pages;
 	struct iopt_pages_track *new;
 	unsigned long next;
+	unsigned long budget;
 	struct iopt_gmem_run run;
 };
 
@@ -280,8 +332,8 @@ static int iopt_gmem_fill_run(struct iopt_gmem_fill *fill)
 /*
  * The mapped pages of [fill->next, @end) that the walk did not visit
  * should no longer be mapped (a memory error whose notification has not
- * come yet, or never comes): unmap them from the domains before the new
- * one and forget them.
+ * come yet, or never comes): unmap them from the other domains (the new
+ * one does not map them yet) and forget them.
  */
 static void iopt_gmem_fill_skipped(struct iopt_gmem_fill *fill,
 				   unsigned long end)
@@ -293,10 +345,8 @@ static void iopt_gmem_fill_skipped(struct iopt_gmem_fill *fill,
 	if (fill->next >= end)
 		return;
 	xa_for_each_range(&pages->gmem.mapped, index, entry, fill->next,
-			  end - 1) {
-		iopt_gmem_unmap_tracks_before(pages, fill->new, index, 1);
-		iopt_gmem_forget(pages, index);
-	}
+			  end - 1)
+		iopt_gmem_unmap_all_run(pages, index, 1, NULL);
 }
 
 /* guest_memfd_walk_shared() callback of iopt_gmem_fill_track() */
@@ -307,6 +357,10 @@ static int iopt_gmem_fill_page(void *data, pgoff_t file_index,
 	unsigned long index = file_index - fill->pages->gmem.start;
 	int rc;
 
+	/* Resumed from this page once the locks were dropped and retaken */
+	if (!fill->budget)
+		return IOPT_GMEM_PAUSE;
+	fill->budget--;
 	iopt_gmem_fill_skipped(fill, index);
 	fill->next = index + 1;
 	/* Not mapped yet: pending, and mapped by the retry that follows */
@@ -320,35 +374,87 @@ static int iopt_gmem_fill_page(void *data, pgoff_t file_index,
 	return 0;
 }
 
+/* A new domain maps nothing until its fill (below) maps the mirror */
+static void iopt_gmem_fill_start(struct iopt_pages_track *track)
+{
+	track->gmem_filling = true;
+	track->gmem_filled = 0;
+}
+
 /*
- * Map every mapped page into the domain of @new, the last of the tracker's
- * list: the domains before it in the list map them already.  The PFNs come
- * from a walk of the shared, allocated pages (one lookup per folio batch,
- * not per page); a mapped page the walk does not visit should no longer be
- * mapped (a memory error whose notification has not come yet, or never
- * comes) and is unmapped from the other domains and forgotten instead.
- * On failure @new's domain is left as it was.
+ * Between two batches of a fill: drop guest_memfd's invalidate lock and
+ * pages->mutex, let the waiters in, and take them back.  A fatal signal
+ * ends the fill with -EINTR, the locks held.
+ */
+static int iopt_gmem_pause(struct iopt_pages *pages)
+{
+	mutex_unlock(&pages->mutex);
+	guest_memfd_unlock(&pages->gmem.notifier);
+	cond_resched();
+	guest_memfd_lock(&pages->gmem.notifier);
+	mutex_lock(&pages->mutex);
+	return fatal_signal_pending(current) ? -EINTR : 0;
+}
+
+/*
+ * Map every mapped page into the domain of @new, whose fill is in progress
+ * (gmem_filling set, nothing filled): the other domains map them already.
+ * The PFNs come from a walk of the shared, allocated pages (one lookup per
+ * folio batch, not per page); a mapped page the walk does not visit should
+ * no longer be mapped (a memory error whose notification has not come yet,
+ * or never comes) and is unmapped from the other domains and forgotten
+ * instead.
+ *
+ * In batches of IOPT_GMEM_BATCH pages, dropping the locks between two
+ * (iopt_gmem_pause()).  Meanwhile, notifications keep every domain's
+ * mirror exact, the new one's below gmem_filled, up to which the fill has
+ * mapped; the walk resumes there, looking at the file anew.  Called and
+ * returns with guest_memfd_lock() and pages->mutex held.  On failure
+ * (-EINTR on a fatal signal) @new's domain is left as it was and the
+ * caller untracks it.
  */
 static int iopt_gmem_fill_track(struct iopt_pages *pages,
 				struct iopt_pages_track *new)
 {
 	struct iopt_gmem_fill fill = { .pages = pages, .new = new };
+	unsigned long mapped_below;
 	int rc;
 
 	lockdep_assert_held(&pages->mutex);
 
-	rc = guest_memfd_walk_shared(&pages->gmem.notifier, pages->gmem.start,
-				     pages->gmem.start + pages->npages,
-				     iopt_gmem_fill_page, &fill);
-	if (!rc)
-		rc = iopt_gmem_fill_run(&fill);
-	if (rc) {
-		iopt_gmem_unmap_below(pages, new->area, new->domain,
-				      fill.run.index);
-		return rc;
+	for (;;) {
+		fill.budget = IOPT_GMEM_BATCH;
+		rc = guest_memfd_walk_shared(&pages->gmem.notifier,
+					     pages->gmem.start + fill.next,
+					     pages->gmem.start + pages->npages,
+					     iopt_gmem_fill_page, &fill);
+		mapped_below = fill.run.index;
+		if (rc >= 0) {
+			int err = iopt_gmem_fill_run(&fill);
+
+			if (err)
+				rc = err;
+		}
+		if (rc < 0)
+			goto err_unmap;
+		fill.run.npages = 0;
+		if (rc != IOPT_GMEM_PAUSE)
+			break;
+
+		new->gmem_filled = fill.next;
+		mapped_below = fill.next;
+		rc = iopt_gmem_pause(pages);
+		if (rc)
+			goto err_unmap;
 	}
 	iopt_gmem_fill_skipped(&fill, pages->npages);
+	new->gmem_filling = false;
 	return 0;
+
+err_unmap:
+	iopt_gmem_unmap_below(pages, new->area, new->domain, mapped_below);
+	new->gmem_filled = 0;
+	return rc;
 }
 
 /*
@@ -404,8 +510,13 @@ static int iopt_gmem_map_all(struct iopt_pages *pages,
 		return rc;
 
 	list_for_each_entry(track, &pages->tracker, elm) {
+		unsigned long n = iopt_gmem_track_span(track, run->index,
+						       run->npages);
+
+		if (!n)
+			continue;
 		rc = iopt_gmem_map_run(pages, track->area, track->domain,
-				       run->index, run->pfn, run->npages);
+				       run->index, run->pfn, n);
 		if (rc)
 			goto err_unmap;
 	}
@@ -419,24 +530,85 @@ err_unmap:
 	return rc;
 }
 
+/* A page that should be mapped failed to map: it is mapped in no domain */
+static void iopt_gmem_set_pending(struct iopt_pages *pages,
+				  unsigned long index, int rc)
+{
+	void *old;
+
+	pages->gmem.error = rc;
+	old = xa_store(&pages->gmem.pending, index, xa_mk_value(0),
+		       GFP_KERNEL_ACCOUNT);
+	if (xa_is_err(old)) {
+		/* Not recorded: the next retry looks at the whole range */
+		pages->gmem.resync = true;
+		return;
+	}
+	if (!old)
+		pages->gmem.nr_pending++;
+}
+
+static void iopt_gmem_clear_pending(struct iopt_pages *pages,
+				    unsigned long index)
+{
+	if (xa_erase(&pages->gmem.pending, index))
+		pages->gmem.nr_pending--;
+}
+
+/* Forget the pending pages of [start, end): they are no longer to map */
+static void iopt_gmem_clear_pending_range(struct iopt_pages *pages,
+					  unsigned long start,
+					  unsigned long end)
+{
+	unsigned long index;
+	void *entry;
+
+	if (!pages->gmem.nr_pending)
+		return;
+	xa_for_each_range(&pages->gmem.pending, index, entry, start, end - 1)
+		iopt_gmem_clear_pending(pages, index);
+}
+
+/*
+ * Map a run of pages that should be mapped into every tracked domain.  If
+ * the run fails as a whole, its pages are mapped one by one, so that a
+ * failure leaves only the page that failed unmapped (everywhere) and
+ * pending.
+ */
 static void iopt_gmem_sync_run(struct iopt_pages *pages,
 			       const struct iopt_gmem_run *run)
 {
-	int rc;
+	unsigned long i;
 
 	if (!run->npages)
 		return;
-	rc = iopt_gmem_map_all(pages, run);
-	if (rc) {
-		/* Stays unmapped everywhere; the next resync retries it */
-		pages->gmem.nr_pending += run->npages;
-		pages->gmem.error = rc;
+	if (run->npages > 1 && !iopt_gmem_map_all(pages, run)) {
+		iopt_gmem_clear_pending_range(pages, run->index,
+					      run->index + run->npages);
+		return;
+	}
+	for (i = 0; i < run->npages; i++) {
+		struct iopt_gmem_run page = {
+			.index = run->index + i,
+			.pfn = run->pfn + i,
+			.npages = 1,
+		};
+		int rc = iopt_gmem_map_all(pages, &page);
+
+		if (rc)
+			iopt_gmem_set_pending(pages, page.index, rc);
+		else
+			iopt_gmem_clear_pending(pages, page.index);
 	}
 }
 
 struct iopt_gmem_sync {
 	struct iopt_pages *pages;
 	struct iopt_gmem_run run;
+	/* With a budget: the pages left to visit, and where to resume */
+	bool batch;
+	unsigned long budget;
+	unsigned long next;
 };
 
 /* guest_memfd_walk_shared() callback: map the pages that are not mapped */
@@ -447,6 +619,12 @@ static int iopt_gmem_sync_page(void *data, pgoff_t file_index,
 	struct iopt_pages *pages = sync->pages;
 	unsigned long index = file_index - pages->gmem.start;
 
+	if (sync->batch) {
+		if (!sync->budget)
+			return IOPT_GMEM_PAUSE;
+		sync->budget--;
+		sync->next = index + 1;
+	}
 	if (iopt_gmem_is_mapped(pages, index) ||
 	    iopt_gmem_run_add(&sync->run, index, pfn))
 		return 0;
@@ -455,21 +633,12 @@ static int iopt_gmem_sync_page(void *data, pgoff_t file_index,
 	return 0;
 }
 
-/*
- * Map the shared, allocated pages of [start, end) that are not mapped.
- * With pages pending, resync the whole range instead: the pending count is
- * only exact after a full resync, which recounts it.
- */
+/* Map the shared, allocated pages of [start, end) that are not mapped */
 static void iopt_gmem_sync(struct iopt_pages *pages, unsigned long start,
 			   unsigned long end)
 {
 	lockdep_assert_held(&pages->mutex);
 
-	if (pages->gmem.nr_pending) {
-		pages->gmem.nr_pending = 0;
-		start = 0;
-		end = pages->npages;
-	}
 	if (start < end) {
 		struct iopt_gmem_sync sync = { .pages = pages };
 
@@ -479,28 +648,44 @@ static void iopt_gmem_sync(struct iopt_pages *pages, unsigned long start,
 					iopt_gmem_sync_page, &sync);
 		iopt_gmem_sync_run(pages, &sync.run);
 	}
-	if (!pages->gmem.nr_pending)
+	if (!pages->gmem.nr_pending && !pages->gmem.resync)
 		pages->gmem.error = 0;
 }
 
+/*
+ * Map the pending pages that should still be mapped and forget the others
+ * (gone private, punched, or with a memory error): the cost follows the
+ * number of pending pages, not the range.
+ */
 static void iopt_gmem_retry(struct iopt_pages *pages)
 {
-	iopt_gmem_sync(pages, 0, 0);
-}
+	unsigned long index;
+	void *entry;
 
-static void iopt_gmem_unmap_all_run(struct iopt_pages *pages,
-				    unsigned long index, unsigned long npages,
-				    void *data)
-{
-	struct iopt_pages_track *track;
-	unsigned long i;
+	lockdep_assert_held(&pages->mutex);
 
-	list_for_each_entry(track, &pages->tracker, elm)
-		iopt_gmem_unmap_run(pages, track->area, track->domain, index,
-				    npages);
-	for (i = index; i < index + npages; i++)
-		xa_erase(&pages->gmem.mapped, i);
-	pages->gmem.nr_mapped -= npages;
+	if (pages->gmem.resync) {
+		pages->gmem.resync = false;
+		iopt_gmem_sync(pages, 0, pages->npages);
+	}
+	xa_for_each(&pages->gmem.pending, index, entry) {
+		struct iopt_gmem_run run = { .index = index, .npages = 1 };
+		int rc;
+
+		if (iopt_gmem_lookup(pages, index, &run.pfn) ||
+		    WARN_ON_ONCE(iopt_gmem_is_mapped(pages, index))) {
+			iopt_gmem_clear_pending(pages, index);
+			continue;
+		}
+		rc = iopt_gmem_map_all(pages, &run);
+		if (rc)
+			pages->gmem.error = rc;
+		else
+			iopt_gmem_clear_pending(pages, index);
+		cond_resched();
+	}
+	if (!pages->gmem.nr_pending && !pages->gmem.resync)
+		pages->gmem.error = 0;
 }
 
 /* Unmap [start, end) from every tracked domain */
@@ -587,11 +772,114 @@ static void iopt_gmem_invalidate_begin(struct guest_memfd_notifier *n,
 		return;
 
 	mutex_lock(&pages->mutex);
-	if (range->reason == GUEST_MEMFD_REASON_MEMORY_FAILURE)
+	if (range->reason == GUEST_MEMFD_REASON_MEMORY_FAILURE) {
 		iopt_gmem_unmap_failed(pages, start, end);
-	else
+	} else {
 		iopt_gmem_unmap_range(pages, start, end);
+		iopt_gmem_clear_pending_range(pages, start, end);
+	}
 	mutex_unlock(&pages->mutex);
+}
+
+/*
+ * Map the shared, allocated pages of [start, end) that are not mapped, at
+ * most IOPT_GMEM_BATCH of them: returns where to resume (@end when done).
+ */
+static unsigned long iopt_gmem_sync_batch(struct iopt_pages *pages,
+					  unsigned long start,
+					  unsigned long end)
+{
+	struct iopt_gmem_sync sync = {
+		.pages = pages,
+		.batch = true,
+		.budget = IOPT_GMEM_BATCH,
+	};
+	int rc;
+
+	lockdep_assert_held(&pages->mutex);
+
+	rc = guest_memfd_walk_shared(&pages->gmem.notifier,
+				     pages->gmem.start + start,
+				     pages->gmem.start + end,
+				     iopt_gmem_sync_page, &sync);
+	iopt_gmem_sync_run(pages, &sync.run);
+	return rc == IOPT_GMEM_PAUSE ? sync.next : end;
+}
+
+/*
+ * The mapping of a large conversion to shared, deferred to the converting
+ * task's return to user space: see iopt_gmem_defer().
+ */
+struct iopt_gmem_deferred {
+	struct callback_head work;
+	struct iopt_pages *pages;
+	unsigned long start;
+	unsigned long end;
+};
+
+static void iopt_gmem_deferred_fn(struct callback_head *work)
+{
+	struct iopt_gmem_deferred *d =
+		container_of(work, struct iopt_gmem_deferred, work);
+	struct iopt_pages *pages = d->pages;
+	unsigned long next = d->start;
+
+	while (next < d->end) {
+		guest_memfd_lock(&pages->gmem.notifier);
+		mutex_lock(&pages->mutex);
+		if (fatal_signal_pending(current)) {
+			/* Dying: the next retry maps what is left */
+			pages->gmem.resync = true;
+			next = d->end;
+		} else {
+			next = iopt_gmem_sync_batch(pages, next, d->end);
+		}
+		mutex_unlock(&pages->mutex);
+		guest_memfd_unlock(&pages->gmem.notifier);
+		cond_resched();
+	}
+	iopt_put_pages(pages);
+	kfree(d);
+	/* The work ran from this module's code: see iopt_gmem_defer() */
+	module_put(THIS_MODULE);
+}
+
+/*
+ * A conversion to shared of many pages would map every one of them into
+ * every domain in invalidate_end, with the invalidate lock held for
+ * writing: every fault on the file would wait for it.  Instead, map them
+ * once the conversion has dropped the lock, before the converting task
+ * returns to user space (so the ioctl still returns with the pages
+ * mapped), in batches that each take the locks anew and look at the file
+ * as it is then: a page that went private or was punched meanwhile is not
+ * mapped.  Meanwhile the pages are shared and not mapped yet, the safe
+ * direction.  The work holds the pages and this module.  Returns false if
+ * the mapping cannot be deferred (no memory, a kernel thread or an exiting
+ * task): the caller maps them now.
+ */
+static bool iopt_gmem_defer(struct iopt_pages *pages, unsigned long start,
+			    unsigned long end)
+{
+	struct iopt_gmem_deferred *d;
+
+	if (current->flags & (PF_KTHREAD | PF_IO_WORKER))
+		return false;
+	d = kzalloc_obj(*d, GFP_KERNEL_ACCOUNT);
+	if (!d)
+		return false;
+	d->pages = pages;
+	d->start = start;
+	d->end = end;
+	init_task_work(&d->work, iopt_gmem_deferred_fn);
+	kref_get(&pages->kref);
+	__module_get(THIS_MODULE);
+	if (task_work_add(current, &d->work, TWA_RESUME)) {
+		module_put(THIS_MODULE);
+		kref_put(&pages->kref, iopt_release_pages);
+		kfree(d);
+		return false;
+	}
+	return true;
 }
 
 static void iopt_gmem_invalidate_end(struct guest_memfd_notifier *n,
@@ -603,11 +891,17 @@ static void iopt_gmem_invalidate_end(struct guest_memfd_notifier *n,
 	/*
 	 * Whatever the reason, the range now maps what should be mapped: the
 	 * pages that became shared or allocated are mapped, and nothing of a
-	 * change that did not happen is lost.
+	 * change that did not happen is lost.  A range outside the area
+	 * (e.g. a fault filling a hole elsewhere) does not wait for
+	 * pages->mutex.
 	 */
+	if (range->reason != GUEST_MEMFD_REASON_RELEASE &&
+	    !iopt_gmem_clamp(pages, range, &start, &end))
+		return;
+	if (range->reason == GUEST_MEMFD_REASON_CONVERT_SHARED &&
+	    end - start > IOPT_GMEM_BATCH && iopt_gmem_defer(pages, start, end))
+		return;
 	mutex_lock(&pages->mutex);
-	if (range->reason != GUEST_MEMFD_REASON_RELEASE)
-		iopt_gmem_clamp(pages, range, &start, &end);
 	iopt_gmem_sync(pages, start, end);
 	mutex_unlock(&pages->mutex);
 }
@@ -626,7 +920,10 @@ static const struct guest_memfd_notifier_ops iopt_gmem_notifier_ops = {
  * @writable: whether domains may map it writable
  *
  * Subscribes to the file's notifier, allocates the range's shared pages and
- * records them as the pages to map.
+ * records them as the pages to map.  The pages hold no reference on @file,
+ * only the notifier's on its inode (the memory): closing the file (and
+ * with it the VM that created it) releases it, and the mirror then maps
+ * nothing (%GUEST_MEMFD_REASON_RELEASE).
  *
  * Return: the pages, or ERR_PTR() with -EOPNOTSUPP if @file is not
  * convertible, -EINVAL for a misaligned or out-of-file range, -ENOMEM.
@@ -656,10 +953,10 @@ struct iopt_pages *iopt_alloc_gmem_pages(struct file *file,
 	/* Nothing is pinned, so nothing is accounted */
 	pages->account_mode = IOPT_PAGES_ACCOUNT_NONE;
 	pages->type = IOPT_ADDRESS_GMEM;
-	pages->gmem.file = get_file(file);
 	pages->gmem.start = start >> PAGE_SHIFT;
 
 	xa_init(&pages->gmem.mapped);
+	xa_init(&pages->gmem.pending);
 
 	n = &pages->gmem.notifier;
 	n->ops = &iopt_gmem_notifier_ops;
@@ -699,8 +996,8 @@ void iopt_gmem_release(struct iopt_pages *pages)
 {
 	if (pages->gmem.notifier.inode)
 		guest_memfd_unregister_notifier(&pages->gmem.notifier);
-	fput(pages->gmem.file);
 	xa_destroy(&pages->gmem.mapped);
+	xa_destroy(&pages->gmem.pending);
 }
 
 /**
@@ -724,6 +1021,11 @@ int iopt_gmem_fill_domains(struct iopt_area *area, struct iopt_pages *pages)
 	if (rc)
 		goto out_unlock;
 
+	/* Nothing is mapped in the new domains until their fill gets there */
+	list_for_each_entry(track, &pages->tracker, elm) {
+		if (track->area == area)
+			iopt_gmem_fill_start(track);
+	}
 	list_for_each_entry(track, &pages->tracker, elm) {
 		if (track->area != area)
 			continue;
@@ -789,6 +1091,7 @@ void iopt_gmem_unfill_domains(struct iopt_area *area, struct iopt_pages *pages)
 int iopt_gmem_fill_domain(struct iopt_area *area, struct iopt_pages *pages,
 			  struct iommu_domain *domain)
 {
+	struct iopt_pages_track *track;
 	int rc;
 
 	guest_memfd_lock(&pages->gmem.notifier);
@@ -797,9 +1100,9 @@ int iopt_gmem_fill_domain(struct iopt_area *area, struct iopt_pages *pages,
 	if (rc)
 		goto out_unlock;
 
-	rc = iopt_gmem_fill_track(pages, list_last_entry(&pages->tracker,
-							 struct iopt_pages_track,
-							 elm));
+	track = list_last_entry(&pages->tracker, struct iopt_pages_track, elm);
+	iopt_gmem_fill_start(track);
+	rc = iopt_gmem_fill_track(pages, track);
 	if (rc) {
 		iopt_untrack_domain(pages, area, domain);
 		goto out_unlock;

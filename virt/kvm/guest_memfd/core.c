@@ -35,15 +35,6 @@ static struct vfsmount *gmem_mnt;
 /* The entry of a range of shared pages in gmem_inode.shareability. */
 #define GMEM_SHARED	xa_mk_value(1)
 
-/*
- * How often a conversion to private looks again for unexpected page
- * references, draining the per-CPU LRU batches (which hold a reference on
- * folios just added to the page cache) before each new look and sleeping
- * 1, 2, 4, ... jiffies from the second on: about 2^(TRIES - 1) jiffies in
- * all (128 ms at HZ=1000) before a reference counts as a long-term one.
- */
-#define GMEM_CONVERT_REF_TRIES	8
-
 static bool gmem_is_convertible(struct inode *inode)
 {
 	return GMEM_I(inode)->flags & GUEST_MEMFD_F_CONVERTIBLE;
@@ -628,7 +619,8 @@ static long gmem_allocate(struct inode *inode, loff_t offset, loff_t len)
 	if (offset + len > i_size_read(inode))
 		return -EINVAL;
 
-	filemap_invalidate_lock_shared(mapping);
+	if (down_read_killable(&mapping->invalidate_lock))
+		return -EINTR;
 
 	start = offset >> PAGE_SHIFT;
 	end = (offset + len) >> PAGE_SHIFT;
@@ -637,7 +629,13 @@ static long gmem_allocate(struct inode *inode, loff_t offset, loff_t len)
 	for (index = start; index < end; ) {
 		struct folio *folio;
 
-		if (signal_pending(current)) {
+		/*
+		 * Only a fatal signal ends the allocation: any other, io_uring's
+		 * task work included, is delivered once it is done, rather
+		 * than failing it halfway after clients have mapped the part
+		 * already allocated.
+		 */
+		if (fatal_signal_pending(current)) {
 			r = -EINTR;
 			break;
 		}
@@ -953,56 +951,29 @@ static int gmem_check_refs(struct inode *inode, pgoff_t start, pgoff_t end,
 	return 0;
 }
 
-static int gmem_wait_for_refs(struct inode *inode, pgoff_t start, pgoff_t end,
-			      pgoff_t *error_index)
+/*
+ * Between two attempts of a conversion to private refused by a page
+ * reference, without the invalidate lock: folios are added to the LRU
+ * through per-CPU batches that hold a reference until drained, and KVM's or
+ * compaction's transient references go away by themselves.  Drain, then
+ * sleep 1, 2, 4, ... jiffies from the second wait on.  Returns -EINTR on a
+ * fatal signal.
+ */
+static int gmem_wait_for_refs(unsigned int tries)
 {
-	unsigned int tries;
-	int ret;
-
-	for (tries = 0; ; tries++) {
-		ret = gmem_check_refs(inode, start, end, error_index);
-		if (ret != -EAGAIN || tries == GMEM_CONVERT_REF_TRIES)
-			return ret;
-
-		/*
-		 * Folios are added to the LRU through per-CPU batches that
-		 * hold a reference until drained, and KVM's or compaction's
-		 * transient references go away by themselves: drain, wait a
-		 * little longer each time, and look again from the page that
-		 * failed.  A fatal signal ends the wait.
-		 */
-		lru_add_drain_all();
-		if (tries)
-			schedule_timeout_killable(1UL << (tries - 1));
-		if (fatal_signal_pending(current))
-			return -EINTR;
-		start = *error_index;
-	}
+	lru_add_drain_all();
+	if (tries)
+		schedule_timeout_killable(1UL << (tries - 1));
+	return fatal_signal_pending(current) ? -EINTR : 0;
 }
 
-/**
- * gmem_convert() - Convert pages of a guest_memfd between shared and private
- * @inode: the guest_memfd's inode, created with GUEST_MEMFD_F_CONVERTIBLE
- * @start: first page index
- * @end: page index after the last page, at most the file's size in pages
- * @to_private: convert to private rather than to shared
- * @error_index: output, on failure: the first page that failed
- *
- * All or nothing.  Only the span of pages whose state changes is notified
- * (nothing if no page changes): prepare, the core's checks (to private:
- * unmap from every host page table, then no unexpected page reference,
- * counting only the pages that change), invalidate_begin, the owner's
- * convert step, the change, invalidate_end.  If the owner's step fails,
- * invalidate_end still follows and nothing changes.
- *
- * Context: May sleep.  Takes the invalidate lock for writing.
- * Return: 0; -ENOMEM; -EAGAIN if a page going private has references beyond
- * the file's; -EHWPOISON if a page going private has a memory error; -EINTR
- * on a fatal signal; or the errno with which a client's prepare or the
- * owner's convert step refused.
+/*
+ * One attempt of gmem_convert(), under the invalidate lock.  *@busy is set
+ * when a page reference refused it: the caller may wait and try again.
  */
-int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
-		 bool to_private, pgoff_t *error_index)
+static int gmem_convert_once(struct inode *inode, pgoff_t start, pgoff_t end,
+			     bool to_private, pgoff_t *error_index,
+			     bool *busy)
 {
 	MA_STATE(mas, &GMEM_I(inode)->shareability, 0, 0);
 	enum guest_memfd_reason reason = to_private ?
@@ -1017,7 +988,8 @@ int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 
 	*error_index = start;
 
-	filemap_invalidate_lock(mapping);
+	if (down_write_killable(&mapping->invalidate_lock))
+		return -EINTR;
 
 	if (!gmem_changed_span(gi, start, end, to_private, &first, &last))
 		goto out_unlock;
@@ -1054,8 +1026,9 @@ int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 	if (to_private) {
 		/* Every process's mappings, not only the caller's. */
 		unmap_mapping_pages(mapping, first, last - first, false);
-		r = gmem_wait_for_refs(inode, first, last, error_index);
+		r = gmem_check_refs(inode, first, last, error_index);
 		if (r) {
+			*busy = r == -EAGAIN;
 			gmem_notify_abort(gi, &range);
 			goto out_free;
 		}
@@ -1082,6 +1055,53 @@ out_unlock:
 	filemap_invalidate_unlock(mapping);
 
 	return r;
+}
+
+/**
+ * gmem_convert() - Convert pages of a guest_memfd between shared and private
+ * @inode: the guest_memfd's inode, created with GUEST_MEMFD_F_CONVERTIBLE
+ * @start: first page index
+ * @end: page index after the last page, at most the file's size in pages
+ * @to_private: convert to private rather than to shared
+ * @error_index: output, on failure: the first page that failed
+ *
+ * All or nothing.  Only the span of pages whose state changes is notified
+ * (nothing if no page changes): prepare, the core's checks (to private:
+ * unmap from every host page table, then no unexpected page reference,
+ * counting only the pages that change), invalidate_begin, the owner's
+ * convert step, the change, invalidate_end.  If the owner's step fails,
+ * invalidate_end still follows and nothing changes.
+ *
+ * A page reference refuses an attempt after prepare (abort follows), and
+ * the attempt is made again from the start up to %GMEM_CONVERT_REF_TRIES
+ * times, after waiting for transient references to go away.  The wait
+ * happens without the invalidate lock, so that a conversion refused by a
+ * long-term reference stalls no fault on the file; every attempt looks at
+ * the file's state anew.
+ *
+ * Context: May sleep.  Takes the invalidate lock for writing, killably.
+ * Return: 0; -ENOMEM; -EAGAIN if a page going private has references beyond
+ * the file's; -EHWPOISON if a page going private has a memory error; -EINTR
+ * on a fatal signal; or the errno with which a client's prepare or the
+ * owner's convert step refused.
+ */
+int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
+		 bool to_private, pgoff_t *error_index)
+{
+	unsigned int tries;
+	int r;
+
+	for (tries = 0; ; tries++) {
+		bool busy = false;
+
+		r = gmem_convert_once(inode, start, end, to_private,
+				      error_index, &busy);
+		if (!busy || tries == GMEM_CONVERT_REF_TRIES)
+			return r;
+
+		if (gmem_wait_for_refs(tries))
+			return -EINTR;
+	}
 }
 
 /**
@@ -1389,8 +1409,10 @@ EXPORT_SYMBOL_NS_GPL(guest_memfd_flags, "GUEST_MEMFD");
  * @file: a guest_memfd
  * @index: page index in @file
  *
- * Takes only a spinlock of the file's own, the innermost lock of all:
- * callable in any context but NMI, e.g. under a client's spinlock.  The
+ * Takes only a spinlock of the file's own, the innermost lock of all,
+ * without disabling interrupts: callable in process context with any lock
+ * held or interrupts disabled, e.g. under a client's spinlock (KVM's
+ * mmu_lock), never from interrupt or NMI context.  The
  * state can change as soon as this returns unless the caller holds the
  * invalidate lock; a caller that maps pages rechecks instead, with an
  * invalidation sequence its notifier bumps (conversions change the state

@@ -58,6 +58,16 @@ static __always_inline struct gmem_inode *GMEM_I(struct inode *inode)
 	return container_of(inode, struct gmem_inode, vfs_inode);
 }
 
+/*
+ * How often a conversion to private refused by unexpected page references
+ * is attempted again, after draining the per-CPU LRU batches (which hold a
+ * reference on folios just added to the page cache) and, from the second
+ * time on, sleeping 1, 2, 4, ... jiffies: about 2^(TRIES - 1) jiffies in all
+ * (128 ms at HZ=1000) before a reference counts as a long-term one.  The
+ * invalidate lock is not held meanwhile.
+ */
+#define GMEM_CONVERT_REF_TRIES	8
+
 int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 		 bool to_private, pgoff_t *error_index);
 

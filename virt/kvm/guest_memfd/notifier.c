@@ -238,4 +238,3 @@ void guest_memfd_unregister_notifier(struct guest_memfd_notifier *n)
 	iput(inode);
 }
 EXPORT_SYMBOL_NS_GPL(guest_memfd_unregister_notifier, "GUEST_MEMFD");
-

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -357,6 +358,85 @@ TEST_F(conversion, vmsplice_reference_refuses_to_private)
 	check_states();
 }
 
+/* Faults a page over and over, counting those made during a conversion. */
+struct fault_loop {
+	volatile uint8_t *page;
+	size_t size;
+	/* Odd while a conversion runs; bumped before and after it. */
+	int phase;
+	bool stop;
+	unsigned long inside;
+};
+
+static void *fault_loop_fn(void *arg)
+{
+	struct fault_loop *f = arg;
+
+	while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE)) {
+		int phase = __atomic_load_n(&f->phase, __ATOMIC_ACQUIRE);
+
+		/* Zap the PTE, so that the next access faults the file. */
+		if (madvise((void *)f->page, f->size, MADV_DONTNEED))
+			break;
+		f->page[0]++;
+		if ((phase & 1) &&
+		    __atomic_load_n(&f->phase, __ATOMIC_ACQUIRE) == phase)
+			f->inside++;
+	}
+	return NULL;
+}
+
+/*
+ * A conversion refused by a lasting reference waits for transient
+ * references to go away (about 2^7 jiffies) without holding up faults on
+ * the file: a fault on another page, made over and over meanwhile, keeps
+ * completing while the conversion runs.  Were the wait made under the
+ * invalidate lock, every fault would wait for the conversion to end and
+ * at most the one or two at its edges could count.
+ */
+TEST_F(conversion, refused_to_private_stalls_no_fault)
+{
+	struct fault_loop f = { 0 };
+	uint64_t error_offset;
+	struct iovec iov;
+	pthread_t thread;
+	int pipefd[2];
+	int round;
+
+	ASSERT_EQ(0, to_shared(0, NR_PAGES));
+	set_states(0, NR_PAGES, true);
+	ASSERT_EQ(0, pipe(pipefd));
+	iov.iov_base = page_ptr(3);
+	iov.iov_len = self->page;
+	ASSERT_EQ((ssize_t)self->page, vmsplice(pipefd[1], &iov, 1, 0));
+
+	f.page = page_ptr(10);
+	f.size = self->page;
+	ASSERT_EQ(0, pthread_create(&thread, NULL, fault_loop_fn, &f));
+	for (round = 0; round < 2; round++) {
+		__atomic_add_fetch(&f.phase, 1, __ATOMIC_RELEASE);
+		ASSERT_EQ(-EAGAIN,
+			  gmem_convert(self->fd, KVM_GMEM_CONVERT_PRIVATE,
+				       3 * self->page, self->page,
+				       &error_offset));
+		__atomic_add_fetch(&f.phase, 1, __ATOMIC_RELEASE);
+		ASSERT_EQ(3 * self->page, error_offset);
+	}
+	__atomic_store_n(&f.stop, true, __ATOMIC_RELEASE);
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+
+	ksft_print_msg("faults completed during the conversions: %lu\n",
+		       f.inside);
+	ASSERT_GE(f.inside, 8);
+	check_states();
+
+	close(pipefd[1]);
+	close(pipefd[0]);
+	ASSERT_EQ(0, to_private(3, 1));
+	set_states(3, 1, false);
+	check_states();
+}
+
 /* Every row of the errno table: nothing may change on any of them. */
 TEST_F(conversion, invalid_arguments)
 {
@@ -513,6 +593,77 @@ TEST(not_convertible)
 		close(fd);
 		kvm_vm_free(vm);
 	}
+}
+
+/* Sends SIGUSR1 to a thread over and over while it allocates. */
+struct signal_storm {
+	pthread_t target;
+	bool in_fallocate;
+	bool stop;
+	unsigned long sent_inside;
+};
+
+static void storm_handler(int sig)
+{
+}
+
+static void *signal_storm_fn(void *arg)
+{
+	struct signal_storm *st = arg;
+
+	while (!__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE)) {
+		bool inside = __atomic_load_n(&st->in_fallocate,
+					      __ATOMIC_ACQUIRE);
+
+		if (pthread_kill(st->target, SIGUSR1))
+			break;
+		if (inside)
+			st->sent_inside++;
+		usleep(500);
+	}
+	return NULL;
+}
+
+/*
+ * fallocate() ends early only on a fatal signal: a signal with a handler,
+ * like io_uring's task work (which makes signal_pending() true), is
+ * delivered once the allocation is done, and the allocation does not fail
+ * with EINTR halfway, after clients have mapped part of it.
+ */
+TEST(fallocate_not_interrupted_by_signals)
+{
+	size_t size = 16UL << 20;
+	struct sigaction sa = { .sa_handler = storm_handler };
+	struct signal_storm st = { .target = pthread_self() };
+	struct kvm_vm *vm;
+	pthread_t thread;
+	int round, fd;
+
+	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
+		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or KVM_CAP_GUEST_MEMFD_CONVERT");
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	fd = __vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_CONVERTIBLE |
+					       GUEST_MEMFD_FLAG_INIT_SHARED);
+	ASSERT_GE(fd, 0);
+	/* No SA_RESTART: an EINTR would reach the caller. */
+	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, NULL));
+	ASSERT_EQ(0, pthread_create(&thread, NULL, signal_storm_fn, &st));
+	for (round = 0; round < 8; round++) {
+		int r;
+
+		__atomic_store_n(&st.in_fallocate, true, __ATOMIC_RELEASE);
+		r = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, size);
+		__atomic_store_n(&st.in_fallocate, false, __ATOMIC_RELEASE);
+		ASSERT_EQ(0, r) TH_LOG("round %d: %s", round, strerror(errno));
+		ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE |
+					   FALLOC_FL_PUNCH_HOLE, 0, size));
+	}
+	__atomic_store_n(&st.stop, true, __ATOMIC_RELEASE);
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	/* Otherwise nothing was shown. */
+	ASSERT_GT(st.sent_inside, 0);
+	close(fd);
+	kvm_vm_free(vm);
 }
 
 /*
