@@ -735,6 +735,7 @@ TEST(in_place_parameter)
 	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
 		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or GUEST_MEMFD_FLAG_CONVERTIBLE");
 	in_place = kvm_get_module_param_bool("kvm", "gmem_in_place_conversion");
+	TH_LOG("kvm.gmem_in_place_conversion is %s", in_place ? "on" : "off");
 	ASSERT_EQ(in_place, kvm_has_gmem_attributes);
 	ASSERT_EQ(in_place ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
 		  kvm_check_cap(KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES));
