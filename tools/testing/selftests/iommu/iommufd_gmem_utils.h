@@ -23,10 +23,6 @@
 #include <linux/falloc.h>
 #include <linux/kvm.h>
 
-#ifndef KVM_CAP_GUEST_MEMFD_CONVERT
-#define KVM_CAP_GUEST_MEMFD_CONVERT 252
-#endif
-
 #define GMEM_TEST_CLIENT "/sys/kernel/debug/guest_memfd_test/client"
 
 /* Most mock domains a test attaches to one IOAS. */
@@ -65,10 +61,6 @@ static inline int gmem_vm_create(size_t size, __u64 flags, int *vm_fd,
 	r = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES);
 	if (r <= 0 || !(r & (1UL << KVM_X86_SW_PROTECTED_VM))) {
 		*skip = "KVM_X86_SW_PROTECTED_VM not supported";
-		goto skip;
-	}
-	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_CONVERT) <= 0) {
-		*skip = "KVM_CAP_GUEST_MEMFD_CONVERT not supported";
 		goto skip;
 	}
 	fd = ioctl(kvm_fd, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);

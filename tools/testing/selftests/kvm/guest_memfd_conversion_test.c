@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * In-place shared/private conversion of a guest_memfd file:
- * KVM_GMEM_CONVERT_SHARED and KVM_GMEM_CONVERT_PRIVATE on the guest_memfd fd.
+ * In-place shared/private conversion of a guest_memfd file, through both of
+ * its interfaces on the guest_memfd fd: KVM_GMEM_CONVERT_SHARED and
+ * KVM_GMEM_CONVERT_PRIVATE, and KVM_SET_MEMORY_ATTRIBUTES2.  The fixture's
+ * variants run every test through each.
  *
  * The host sees a page's state through its mmap of the file: a shared page
  * can be read and written, a private page raises SIGBUS, and a syscall that
@@ -16,8 +18,12 @@
 #include <string.h>
 #include <unistd.h>
 #include <linux/falloc.h>
+/* Before io_uring.h: tools/include's linux/types.h does not include it. */
+#include <linux/stddef.h>
+#include <linux/io_uring.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 
@@ -43,7 +49,8 @@ static void host_read(volatile uint8_t *p, bool shared)
 static bool conversion_supported(unsigned long vm_type)
 {
 	return (kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(vm_type)) &&
-	       kvm_has_cap(KVM_CAP_GUEST_MEMFD_CONVERT);
+	       (kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) &
+		GUEST_MEMFD_FLAG_CONVERTIBLE);
 }
 
 FIXTURE(conversion) {
@@ -57,33 +64,81 @@ FIXTURE(conversion) {
 };
 
 FIXTURE_VARIANT(conversion) {
+	/* Convert with KVM_SET_MEMORY_ATTRIBUTES2, not KVM_GMEM_CONVERT_*. */
+	bool attributes2;
 	bool init_shared;
 };
 
-FIXTURE_VARIANT_ADD(conversion, init_private) {
+FIXTURE_VARIANT_ADD(conversion, convert_init_private) {
+	.attributes2 = false,
 	.init_shared = false,
 };
 
-FIXTURE_VARIANT_ADD(conversion, init_shared) {
+FIXTURE_VARIANT_ADD(conversion, convert_init_shared) {
+	.attributes2 = false,
 	.init_shared = true,
 };
 
+FIXTURE_VARIANT_ADD(conversion, attributes2_init_private) {
+	.attributes2 = true,
+	.init_shared = false,
+};
+
+FIXTURE_VARIANT_ADD(conversion, attributes2_init_shared) {
+	.attributes2 = true,
+	.init_shared = true,
+};
+
+/*
+ * Convert [@offset, @offset + @size) of the guest_memfd @fd through one
+ * interface or the other.  Returns 0 or -errno, and the kernel's
+ * error_offset in *@error_offset if that is not NULL.
+ */
+static int convert(int fd, bool attributes2, bool to_private, uint64_t offset,
+		   uint64_t size, uint64_t *error_offset)
+{
+	loff_t eo = 0;
+	int r;
+
+	if (!attributes2)
+		return gmem_convert(fd, to_private ? KVM_GMEM_CONVERT_PRIVATE :
+						     KVM_GMEM_CONVERT_SHARED,
+				    offset, size, error_offset);
+
+	if (to_private)
+		r = __gmem_set_private(fd, offset, size, &eo);
+	else
+		r = __gmem_set_shared(fd, offset, size, &eo);
+	if (error_offset)
+		*error_offset = eo;
+	return r ? -errno : 0;
+}
+
 FIXTURE_SETUP(conversion)
 {
-	uint64_t flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE;
+	uint64_t flags = GUEST_MEMFD_FLAG_MMAP;
 	int i;
 
 	self->fd = -1;
 	self->mem = MAP_FAILED;
 	self->vm = NULL;
 	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
-		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or KVM_CAP_GUEST_MEMFD_CONVERT");
+		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or GUEST_MEMFD_FLAG_CONVERTIBLE");
 
 	self->page = getpagesize();
 	self->size = NR_PAGES * self->page;
 	self->vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	ASSERT_TRUE(vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD_FLAGS) &
 		    GUEST_MEMFD_FLAG_CONVERTIBLE);
+	ASSERT_EQ(kvm_has_gmem_attributes ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+		  vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES));
+	/*
+	 * As a VMM written for either interface would: MMAP alone where
+	 * KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES says that converts in place,
+	 * CONVERTIBLE otherwise.
+	 */
+	if (!variant->attributes2 || !kvm_has_gmem_attributes)
+		flags |= GUEST_MEMFD_FLAG_CONVERTIBLE;
 	if (variant->init_shared)
 		flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
 	self->fd = __vm_create_guest_memfd(self->vm, self->size, flags);
@@ -122,13 +177,13 @@ FIXTURE_TEARDOWN(conversion)
 	} while (0)
 
 #define to_shared(first, n)						\
-	gmem_convert(self->fd, KVM_GMEM_CONVERT_SHARED,			\
-		     (uint64_t)(first) * self->page,			\
-		     (uint64_t)(n) * self->page, NULL)
+	convert(self->fd, variant->attributes2, false,			\
+		(uint64_t)(first) * self->page,				\
+		(uint64_t)(n) * self->page, NULL)
 #define to_private(first, n)						\
-	gmem_convert(self->fd, KVM_GMEM_CONVERT_PRIVATE,		\
-		     (uint64_t)(first) * self->page,			\
-		     (uint64_t)(n) * self->page, NULL)
+	convert(self->fd, variant->attributes2, true,			\
+		(uint64_t)(first) * self->page,				\
+		(uint64_t)(n) * self->page, NULL)
 
 TEST_F(conversion, initial_state)
 {
@@ -309,8 +364,8 @@ TEST_F(conversion, longterm_pin_refuses_to_private)
 	pin.flags = PIN_LONGTERM_TEST_FLAG_USE_WRITE;
 	ASSERT_EQ(0, ioctl(gup, PIN_LONGTERM_TEST_START, &pin));
 
-	ASSERT_EQ(-EAGAIN, gmem_convert(self->fd, KVM_GMEM_CONVERT_PRIVATE, 0,
-					self->size, &error_offset));
+	ASSERT_EQ(-EAGAIN, convert(self->fd, variant->attributes2, true, 0,
+				   self->size, &error_offset));
 	ASSERT_EQ(6 * self->page, error_offset);
 	check_states();
 	ASSERT_EQ(0x77, page_ptr(6)[0]);
@@ -342,9 +397,9 @@ TEST_F(conversion, vmsplice_reference_refuses_to_private)
 	iov.iov_len = self->page;
 	ASSERT_EQ((ssize_t)self->page, vmsplice(pipefd[1], &iov, 1, 0));
 
-	ASSERT_EQ(-EAGAIN, gmem_convert(self->fd, KVM_GMEM_CONVERT_PRIVATE,
-					2 * self->page, 4 * self->page,
-					&error_offset));
+	ASSERT_EQ(-EAGAIN, convert(self->fd, variant->attributes2, true,
+				   2 * self->page, 4 * self->page,
+				   &error_offset));
 	ASSERT_EQ(3 * self->page, error_offset);
 	check_states();
 
@@ -415,10 +470,9 @@ TEST_F(conversion, refused_to_private_stalls_no_fault)
 	ASSERT_EQ(0, pthread_create(&thread, NULL, fault_loop_fn, &f));
 	for (round = 0; round < 2; round++) {
 		__atomic_add_fetch(&f.phase, 1, __ATOMIC_RELEASE);
-		ASSERT_EQ(-EAGAIN,
-			  gmem_convert(self->fd, KVM_GMEM_CONVERT_PRIVATE,
-				       3 * self->page, self->page,
-				       &error_offset));
+		ASSERT_EQ(-EAGAIN, convert(self->fd, variant->attributes2, true,
+					   3 * self->page, self->page,
+					   &error_offset));
 		__atomic_add_fetch(&f.phase, 1, __ATOMIC_RELEASE);
 		ASSERT_EQ(3 * self->page, error_offset);
 	}
@@ -437,60 +491,171 @@ TEST_F(conversion, refused_to_private_stalls_no_fault)
 	check_states();
 }
 
+/*
+ * An io_uring fixed buffer, a long-term pin through the host mapping, on a
+ * page going private refuses the conversion with EAGAIN at that page; once
+ * the buffer is unregistered, the same conversion succeeds.
+ */
+TEST_F(conversion, io_uring_fixed_buffer_refuses_to_private)
+{
+	struct io_uring_params params = { 0 };
+	uint64_t error_offset;
+	struct iovec iov;
+	int ring;
+
+	ASSERT_EQ(0, to_shared(0, NR_PAGES));
+	set_states(0, NR_PAGES, true);
+	memset(self->mem, 0x66, self->size);
+
+	ring = syscall(__NR_io_uring_setup, 4, &params);
+	if (ring < 0)
+		SKIP(return, "io_uring_setup: %s", strerror(errno));
+	iov.iov_base = page_ptr(9);
+	iov.iov_len = 2 * self->page;
+	ASSERT_EQ(0, syscall(__NR_io_uring_register, ring,
+			     IORING_REGISTER_BUFFERS, &iov, 1));
+
+	ASSERT_EQ(-EAGAIN, convert(self->fd, variant->attributes2, true,
+				   4 * self->page, 8 * self->page,
+				   &error_offset));
+	ASSERT_EQ(9 * self->page, error_offset);
+	check_states();
+	ASSERT_EQ(0x66, page_ptr(10)[0]);
+
+	ASSERT_EQ(0, syscall(__NR_io_uring_register, ring,
+			     IORING_UNREGISTER_BUFFERS, NULL, 0));
+	close(ring);
+	ASSERT_EQ(0, to_private(4, 8));
+	set_states(4, 8, false);
+	check_states();
+}
+
+/*
+ * The argument block of either interface, for the argument checks: @cmd
+ * with a @flags, a reserved word (@reserved_bit counts bits over all of
+ * them, -1 for none) and, for KVM_SET_MEMORY_ATTRIBUTES2, @attributes.
+ */
+struct conv_args {
+	unsigned long cmd;
+	union {
+		struct kvm_gmem_convert convert;
+		struct kvm_memory_attributes2 attr2;
+	};
+};
+
+static void conv_args_init(struct conv_args *a, bool attributes2,
+			   bool to_private, uint64_t offset, uint64_t size)
+{
+	memset(a, 0, sizeof(*a));
+	if (attributes2) {
+		a->cmd = KVM_SET_MEMORY_ATTRIBUTES2;
+		a->attr2.offset = offset;
+		a->attr2.size = size;
+		a->attr2.attributes = to_private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+	} else {
+		a->cmd = to_private ? KVM_GMEM_CONVERT_PRIVATE : KVM_GMEM_CONVERT_SHARED;
+		a->convert.offset = offset;
+		a->convert.size = size;
+	}
+}
+
+/* An ioctl that must fail with EINVAL and report error_offset = @offset. */
+static void assert_einval_at(struct __test_metadata *_metadata, int fd,
+			     struct conv_args *a, bool attributes2,
+			     uint64_t offset)
+{
+	ASSERT_EQ(-1, ioctl(fd, a->cmd, &a->convert));
+	ASSERT_EQ(EINVAL, errno);
+	ASSERT_EQ(offset, attributes2 ? a->attr2.error_offset :
+					a->convert.error_offset);
+}
+
 /* Every row of the errno table: nothing may change on any of them. */
 TEST_F(conversion, invalid_arguments)
 {
-	struct kvm_gmem_convert args;
-	unsigned long cmds[] = { KVM_GMEM_CONVERT_SHARED, KVM_GMEM_CONVERT_PRIVATE };
-	int c, i;
+	bool a2 = variant->attributes2;
+	int nr_reserved = a2 ? 11 : 4;
+	struct conv_args a;
+	int dir, i;
 
-	for (c = 0; c < 2; c++) {
-		unsigned long cmd = cmds[c];
+	for (dir = 0; dir < 2; dir++) {
+		bool to_private = dir;
 
-		/* every flag bit is unknown; every reserved word must be 0 */
+		/* every flag bit is unknown */
 		for (i = 0; i < 64; i++) {
-			args = (struct kvm_gmem_convert){
-				.offset = self->page,
-				.size = self->page,
-				.flags = 1ULL << i,
-			};
-			ASSERT_EQ(-1, ioctl(self->fd, cmd, &args));
-			ASSERT_EQ(EINVAL, errno);
-			ASSERT_EQ(self->page, args.error_offset);
+			conv_args_init(&a, a2, to_private, self->page, self->page);
+			if (a2)
+				a.attr2.flags = 1ULL << i;
+			else
+				a.convert.flags = 1ULL << i;
+			assert_einval_at(_metadata, self->fd, &a, a2, self->page);
 		}
-		for (i = 0; i < 4 * 64; i++) {
-			args = (struct kvm_gmem_convert){ .size = self->page };
-			args.reserved[i / 64] = 1ULL << (i % 64);
-			ASSERT_EQ(-1, ioctl(self->fd, cmd, &args));
-			ASSERT_EQ(EINVAL, errno);
+		/* every bit of every reserved word must be 0 */
+		for (i = 0; i < nr_reserved * 64; i++) {
+			conv_args_init(&a, a2, to_private, self->page, self->page);
+			if (a2)
+				a.attr2.reserved[i / 64] = 1ULL << (i % 64);
+			else
+				a.convert.reserved[i / 64] = 1ULL << (i % 64);
+			assert_einval_at(_metadata, self->fd, &a, a2, self->page);
+		}
+		/* KVM_MEMORY_ATTRIBUTE_PRIVATE is the only attribute */
+		for (i = 0; a2 && i < 64; i++) {
+			if (1ULL << i == KVM_MEMORY_ATTRIBUTE_PRIVATE)
+				continue;
+			conv_args_init(&a, a2, to_private, self->page, self->page);
+			a.attr2.attributes |= 1ULL << i;
+			assert_einval_at(_metadata, self->fd, &a, a2, self->page);
 		}
 		/* offset and size page aligned, size non-zero */
-		ASSERT_EQ(-EINVAL, gmem_convert(self->fd, cmd, 1, self->page, NULL));
-		ASSERT_EQ(-EINVAL, gmem_convert(self->fd, cmd, 0, self->page + 1, NULL));
-		ASSERT_EQ(-EINVAL, gmem_convert(self->fd, cmd, 0, 0, NULL));
+		ASSERT_EQ(-EINVAL, convert(self->fd, a2, to_private, 1, self->page, NULL));
+		ASSERT_EQ(-EINVAL, convert(self->fd, a2, to_private, 0, self->page + 1,
+					   NULL));
+		ASSERT_EQ(-EINVAL, convert(self->fd, a2, to_private, 0, 0, NULL));
 		/* no overflow of offset + size */
-		ASSERT_EQ(-EINVAL, gmem_convert(self->fd, cmd, -(uint64_t)self->page,
-						2 * self->page, NULL));
+		ASSERT_EQ(-EINVAL, convert(self->fd, a2, to_private,
+					   -(uint64_t)self->page, 2 * self->page,
+					   NULL));
 		/* within the file */
-		ASSERT_EQ(-EINVAL, gmem_convert(self->fd, cmd, self->size, self->page, NULL));
-		ASSERT_EQ(-EINVAL, gmem_convert(self->fd, cmd, self->size - self->page,
-						2 * self->page, NULL));
+		ASSERT_EQ(-EINVAL, convert(self->fd, a2, to_private, self->size,
+					   self->page, NULL));
+		ASSERT_EQ(-EINVAL, convert(self->fd, a2, to_private,
+					   self->size - self->page, 2 * self->page,
+					   NULL));
 		/* a readable, writable argument */
-		ASSERT_EQ(-1, ioctl(self->fd, cmd, NULL));
+		conv_args_init(&a, a2, to_private, 0, self->page);
+		ASSERT_EQ(-1, ioctl(self->fd, a.cmd, NULL));
 		ASSERT_EQ(EFAULT, errno);
 		check_states();
 	}
 }
 
+/* A range already in the requested state converts, changing nothing. */
+TEST_F(conversion, already_in_state)
+{
+	uint64_t error_offset = 0x5a5a;
+
+	ASSERT_EQ(0, convert(self->fd, variant->attributes2,
+			     !variant->init_shared, 0, self->size, &error_offset));
+	check_states();
+	ASSERT_EQ(0, to_shared(0, 2));
+	set_states(0, 2, true);
+	ASSERT_EQ(0, to_shared(0, 2));
+	ASSERT_EQ(0, to_private(8, 2));
+	set_states(8, 2, false);
+	ASSERT_EQ(0, to_private(8, 2));
+	check_states();
+}
+
 /*
  * The conversion ioctls on every other kind of fd: they are guest_memfd
- * ioctls, nothing else takes them, and the file is left as it was.
+ * ioctls, nothing else takes them (the VM fd neither), and the file is left
+ * as it was.
  */
 TEST_F(conversion, wrong_fds)
 {
-	struct kvm_gmem_convert args = { .size = 4096 };
-	unsigned long cmds[] = { KVM_GMEM_CONVERT_SHARED, KVM_GMEM_CONVERT_PRIVATE };
-	int memfd, kvm_fd, iommufd, closed, c;
+	int memfd, kvm_fd, iommufd, closed, dir;
+	struct conv_args a;
 
 	memfd = memfd_create("gmem-wrong-fd", 0);
 	ASSERT_LE(0, memfd);
@@ -502,21 +667,22 @@ TEST_F(conversion, wrong_fds)
 	ASSERT_LE(0, closed);
 	close(closed);
 
-	for (c = 0; c < 2; c++) {
-		ASSERT_EQ(-1, ioctl(memfd, cmds[c], &args));
+	for (dir = 0; dir < 2; dir++) {
+		conv_args_init(&a, variant->attributes2, dir, 0, 4096);
+		ASSERT_EQ(-1, ioctl(memfd, a.cmd, &a.convert));
 		ASSERT_EQ(ENOTTY, errno);
 		/* /dev/kvm and the VM do not know the ioctl either */
-		ASSERT_EQ(-1, ioctl(kvm_fd, cmds[c], &args));
+		ASSERT_EQ(-1, ioctl(kvm_fd, a.cmd, &a.convert));
 		ASSERT_TRUE(errno == EINVAL || errno == ENOTTY)
 			TH_LOG("/dev/kvm: errno %d", errno);
-		ASSERT_EQ(-1, ioctl(self->vm->fd, cmds[c], &args));
+		ASSERT_EQ(-1, ioctl(self->vm->fd, a.cmd, &a.convert));
 		ASSERT_TRUE(errno == EINVAL || errno == ENOTTY)
 			TH_LOG("VM fd: errno %d", errno);
 		if (iommufd >= 0) {
-			ASSERT_EQ(-1, ioctl(iommufd, cmds[c], &args));
+			ASSERT_EQ(-1, ioctl(iommufd, a.cmd, &a.convert));
 			ASSERT_EQ(ENOTTY, errno);
 		}
-		ASSERT_EQ(-1, ioctl(closed, cmds[c], &args));
+		ASSERT_EQ(-1, ioctl(closed, a.cmd, &a.convert));
 		ASSERT_EQ(EBADF, errno);
 		check_states();
 	}
@@ -531,8 +697,8 @@ TEST_F(conversion, whole_range_error_offset)
 {
 	uint64_t error_offset;
 
-	ASSERT_EQ(-EINVAL, gmem_convert(self->fd, KVM_GMEM_CONVERT_SHARED,
-					2 * self->page, self->size, &error_offset));
+	ASSERT_EQ(-EINVAL, convert(self->fd, variant->attributes2, false,
+				   2 * self->page, self->size, &error_offset));
 	ASSERT_EQ(2 * self->page, error_offset);
 }
 
@@ -570,27 +736,54 @@ TEST_F(conversion, set_memory_attributes_refused)
 	check_states();
 }
 
-/* A guest_memfd without GUEST_MEMFD_FLAG_CONVERTIBLE refuses both ioctls. */
+/*
+ * A file that does not convert in place refuses both interfaces: a file
+ * without GUEST_MEMFD_FLAG_MMAP, any file of a VM without private memory,
+ * and, while kvm.gmem_in_place_conversion is off, a file created with only
+ * GUEST_MEMFD_FLAG_MMAP.  KVM_GMEM_CONVERT_* fail with EOPNOTSUPP;
+ * KVM_SET_MEMORY_ATTRIBUTES2 with ENOTTY while the parameter is off (it
+ * then exists only for convertible files) and EINVAL, at offset, while it
+ * is on.
+ */
 TEST(not_convertible)
 {
-	struct kvm_vm *vm;
+	const unsigned long vm_types[] = { KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM };
 	unsigned long types = kvm_check_cap(KVM_CAP_VM_TYPES);
-	int fd;
+	const int page = getpagesize();
+	struct kvm_vm *vm;
+	loff_t error_offset;
+	int t, mappable, fd;
 
-	if (!kvm_has_cap(KVM_CAP_GUEST_MEMFD_CONVERT))
-		SKIP(return, "KVM_CAP_GUEST_MEMFD_CONVERT not supported");
-	for (unsigned long type = 0; type < BITS_PER_LONG; type++) {
-		if (!(types & BIT(type)) || (type != KVM_X86_DEFAULT_VM &&
-					     type != KVM_X86_SW_PROTECTED_VM))
+	if (!(kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) & GUEST_MEMFD_FLAG_CONVERTIBLE))
+		SKIP(return, "GUEST_MEMFD_FLAG_CONVERTIBLE not supported");
+	for (t = 0; t < 2; t++) {
+		if (!(types & BIT(vm_types[t])))
 			continue;
-		vm = vm_create_barebones_type(type);
-		fd = __vm_create_guest_memfd(vm, getpagesize(), GUEST_MEMFD_FLAG_MMAP);
-		ASSERT_GE(fd, 0);
-		ASSERT_EQ(-EOPNOTSUPP, gmem_convert(fd, KVM_GMEM_CONVERT_SHARED, 0,
-						    getpagesize(), NULL));
-		ASSERT_EQ(-EOPNOTSUPP, gmem_convert(fd, KVM_GMEM_CONVERT_PRIVATE, 0,
-						    getpagesize(), NULL));
-		close(fd);
+		vm = vm_create_barebones_type(vm_types[t]);
+		for (mappable = 0; mappable < 2; mappable++) {
+			/* Converts in place: not what this test is about. */
+			if (mappable && vm_types[t] == KVM_X86_SW_PROTECTED_VM &&
+			    kvm_has_gmem_attributes)
+				continue;
+			fd = __vm_create_guest_memfd(vm, 2 * page,
+						     mappable ? GUEST_MEMFD_FLAG_MMAP : 0);
+			ASSERT_GE(fd, 0);
+			ASSERT_EQ(-EOPNOTSUPP, gmem_convert(fd, KVM_GMEM_CONVERT_SHARED,
+							    0, page, NULL));
+			ASSERT_EQ(-EOPNOTSUPP, gmem_convert(fd, KVM_GMEM_CONVERT_PRIVATE,
+							    0, page, NULL));
+			error_offset = 0;
+			ASSERT_EQ(-1, __gmem_set_shared(fd, page, page, &error_offset));
+			if (kvm_has_gmem_attributes) {
+				ASSERT_EQ(EINVAL, errno);
+				ASSERT_EQ(page, error_offset);
+			} else {
+				ASSERT_EQ(ENOTTY, errno);
+			}
+			ASSERT_EQ(-1, __gmem_set_private(fd, 0, page, NULL));
+			ASSERT_EQ(kvm_has_gmem_attributes ? EINVAL : ENOTTY, errno);
+			close(fd);
+		}
 		kvm_vm_free(vm);
 	}
 }
@@ -667,6 +860,93 @@ TEST(fallocate_not_interrupted_by_signals)
 }
 
 /*
+ * kvm.gmem_in_place_conversion decides what a file created with only
+ * GUEST_MEMFD_FLAG_MMAP on a KVM_X86_SW_PROTECTED_VM is.  On: it converts
+ * in place through either interface, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES
+ * says so, and the VM's memory attributes no longer apply to its GFNs.  Off
+ * (the default): it behaves as in 7.3, the VM's memory attributes say what
+ * is private, and neither conversion interface takes it.  Files created
+ * with GUEST_MEMFD_FLAG_CONVERTIBLE convert either way.
+ */
+TEST(in_place_parameter)
+{
+	const uint64_t gpa = 1ULL << 32;
+	const int page = getpagesize();
+	struct kvm_memory_attributes attr = {
+		.address = gpa,
+		.size = page,
+		.attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE,
+	};
+	struct kvm_vm *vm;
+	bool in_place;
+	uint8_t *p;
+	int fd;
+
+	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
+		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or GUEST_MEMFD_FLAG_CONVERTIBLE");
+	in_place = kvm_get_module_param_bool("kvm", "gmem_in_place_conversion");
+	TH_LOG("kvm.gmem_in_place_conversion is %s", in_place ? "on" : "off");
+	ASSERT_EQ(in_place, kvm_has_gmem_attributes);
+	ASSERT_EQ(in_place ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+		  kvm_check_cap(KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES));
+
+	/* A VM without private memory never converts in place. */
+	vm = vm_create_barebones_type(KVM_X86_DEFAULT_VM);
+	ASSERT_EQ(0, vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES));
+	ASSERT_FALSE(vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_FLAGS) &
+		     GUEST_MEMFD_FLAG_CONVERTIBLE);
+	kvm_vm_free(vm);
+
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	ASSERT_EQ(in_place ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+		  vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES));
+	fd = __vm_create_guest_memfd(vm, 2 * page, GUEST_MEMFD_FLAG_MMAP);
+	ASSERT_GE(fd, 0);
+	p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, __vm_set_user_memory_region2(vm, 1, KVM_MEM_GUEST_MEMFD, gpa,
+						  2 * page, p, fd, 0));
+	if (in_place) {
+		/* Private at first; each interface converts it. */
+		host_read(p, false);
+		ASSERT_EQ(0, __gmem_set_shared(fd, 0, page, NULL));
+		p[0] = 0x3c;
+		ASSERT_EQ(0, gmem_convert(fd, KVM_GMEM_CONVERT_PRIVATE, 0, page, NULL));
+		host_read(p, false);
+		ASSERT_EQ(0, gmem_convert(fd, KVM_GMEM_CONVERT_SHARED, 0, page, NULL));
+		ASSERT_EQ(0x3c, p[0]);
+		ASSERT_EQ(-1, ioctl(vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &attr));
+		ASSERT_EQ(EPERM, errno);
+	} else {
+		ASSERT_EQ(-1, __gmem_set_shared(fd, 0, page, NULL));
+		ASSERT_EQ(ENOTTY, errno);
+		ASSERT_EQ(-EOPNOTSUPP, gmem_convert(fd, KVM_GMEM_CONVERT_SHARED, 0,
+						    page, NULL));
+		ASSERT_EQ(0, ioctl(vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &attr));
+		attr.attributes = 0;
+		ASSERT_EQ(0, ioctl(vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &attr));
+	}
+	munmap(p, 2 * page);
+	close(fd);
+
+	/* CONVERTIBLE: both interfaces, whatever the parameter. */
+	fd = __vm_create_guest_memfd(vm, page, GUEST_MEMFD_FLAG_CONVERTIBLE);
+	ASSERT_GE(fd, 0);
+	p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	host_read(p, false);
+	ASSERT_EQ(0, __gmem_set_shared(fd, 0, page, NULL));
+	p[0] = 0x4d;
+	ASSERT_EQ(0, __gmem_set_private(fd, 0, page, NULL));
+	host_read(p, false);
+	ASSERT_EQ(0, gmem_convert(fd, KVM_GMEM_CONVERT_SHARED, 0, page, NULL));
+	ASSERT_EQ(0x4d, p[0]);
+	munmap(p, page);
+	close(fd);
+	kvm_vm_free(vm);
+}
+
+/*
  * The state of a file with thousands of single-page shared stretches
  * (a deep tree), merged back by one conversion, several times over: the
  * merge frees a large part of the tree at once.  With the tree freeing
@@ -686,7 +966,7 @@ TEST(many_stretches_merge)
 	int i;
 
 	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
-		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or KVM_CAP_GUEST_MEMFD_CONVERT");
+		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or GUEST_MEMFD_FLAG_CONVERTIBLE");
 	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	for (round = 0; round < 4; round++) {
 		fd = __vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_CONVERTIBLE);
@@ -723,7 +1003,7 @@ TEST(flag_implications)
 	int fd;
 
 	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
-		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or KVM_CAP_GUEST_MEMFD_CONVERT");
+		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or GUEST_MEMFD_FLAG_CONVERTIBLE");
 	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	flags = vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_FLAGS);
 	ASSERT_TRUE(flags & GUEST_MEMFD_FLAG_CONVERTIBLE);

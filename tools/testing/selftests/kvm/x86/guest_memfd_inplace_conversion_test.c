@@ -3,7 +3,8 @@
  * Guest-driven in-place conversion: a KVM_X86_SW_PROTECTED_VM whose data
  * lives in one convertible guest_memfd asks for conversions with the
  * MAP_GPA_RANGE hypercall, and the VMM side flips the pages in place with
- * KVM_GMEM_CONVERT_SHARED / KVM_GMEM_CONVERT_PRIVATE: same pages, no second
+ * KVM_GMEM_CONVERT_SHARED / KVM_GMEM_CONVERT_PRIVATE, or, in the fixture's
+ * other variant, with KVM_SET_MEMORY_ATTRIBUTES2: same pages, no second
  * backing. The guest checks what it reads after every conversion (contents
  * are preserved for SW-protected VMs), and the host checks through its mmap
  * of the file that shared pages hold the guest's data and private pages
@@ -84,6 +85,8 @@ static void guest_code(u64 base)
 static int gmem_fd;
 static u8 *gmem_mem;
 static bool run_vcpus;
+/* Convert with KVM_SET_MEMORY_ATTRIBUTES2 rather than KVM_GMEM_CONVERT_*. */
+static bool use_attributes2;
 
 /* TEST_EXPECT_SIGBUS() has one jump buffer: one vCPU thread at a time. */
 static pthread_mutex_t sigbus_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -104,9 +107,16 @@ static int convert(u64 gpa, u64 size, bool private)
 
 	/* EAGAIN is documented as retryable (transient page references). */
 	do {
-		r = gmem_convert(gmem_fd, private ? KVM_GMEM_CONVERT_PRIVATE :
-						    KVM_GMEM_CONVERT_SHARED,
-				 gpa - DATA_GPA, size, NULL);
+		if (!use_attributes2)
+			r = gmem_convert(gmem_fd, private ? KVM_GMEM_CONVERT_PRIVATE :
+							    KVM_GMEM_CONVERT_SHARED,
+					 gpa - DATA_GPA, size, NULL);
+		else if (__gmem_set_memory_attributes(gmem_fd, gpa - DATA_GPA, size,
+						      private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+						      NULL))
+			r = -errno;
+		else
+			r = 0;
 	} while (r == -EAGAIN && ++tries < 100);
 	return r;
 }
@@ -197,7 +207,7 @@ static void *vcpu_thread(void *arg)
 	}
 }
 
-static void run_test(int nr_vcpus)
+static void run_test(int nr_vcpus, bool attributes2)
 {
 	const struct vm_shape shape = {
 		.mode = VM_MODE_DEFAULT,
@@ -206,18 +216,26 @@ static void run_test(int nr_vcpus)
 	struct kvm_vcpu *vcpus[MAX_VCPUS];
 	pthread_t threads[MAX_VCPUS];
 	u64 size = (u64)nr_vcpus * REGION_SIZE;
+	u64 flags = GUEST_MEMFD_FLAG_MMAP;
 	struct kvm_vm *vm;
 	int i;
 
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
-	TEST_REQUIRE(kvm_has_cap(KVM_CAP_GUEST_MEMFD_CONVERT));
+	TEST_REQUIRE(kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) &
+		     GUEST_MEMFD_FLAG_CONVERTIBLE);
 
 	vm = __vm_create_with_vcpus(shape, nr_vcpus, 0, guest_code, vcpus);
 	vm_enable_cap(vm, KVM_CAP_EXIT_HYPERCALL, BIT(KVM_HC_MAP_GPA_RANGE));
 
-	/* Private at first; the slot's memory is the file, nothing else. */
-	gmem_fd = vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_MMAP |
-					GUEST_MEMFD_FLAG_CONVERTIBLE);
+	/*
+	 * Private at first; the slot's memory is the file, nothing else.  A
+	 * VMM written for KVM_SET_MEMORY_ATTRIBUTES2 asks for MMAP alone where
+	 * that converts in place; otherwise the file must be CONVERTIBLE.
+	 */
+	use_attributes2 = attributes2;
+	if (!attributes2 || !kvm_has_gmem_attributes)
+		flags |= GUEST_MEMFD_FLAG_CONVERTIBLE;
+	gmem_fd = vm_create_guest_memfd(vm, size, flags);
 	gmem_mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, gmem_fd);
 	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
 				   size, gmem_mem, gmem_fd, 0);
@@ -239,14 +257,37 @@ static void run_test(int nr_vcpus)
 	close(gmem_fd);
 }
 
-TEST(one_vcpu)
+FIXTURE(inplace) {
+};
+
+FIXTURE_VARIANT(inplace) {
+	bool attributes2;
+};
+
+FIXTURE_VARIANT_ADD(inplace, convert) {
+	.attributes2 = false,
+};
+
+FIXTURE_VARIANT_ADD(inplace, attributes2) {
+	.attributes2 = true,
+};
+
+FIXTURE_SETUP(inplace)
 {
-	run_test(1);
 }
 
-TEST(four_vcpus)
+FIXTURE_TEARDOWN(inplace)
 {
-	run_test(4);
+}
+
+TEST_F(inplace, one_vcpu)
+{
+	run_test(1, variant->attributes2);
+}
+
+TEST_F(inplace, four_vcpus)
+{
+	run_test(4, variant->attributes2);
 }
 
 TEST_HARNESS_MAIN
