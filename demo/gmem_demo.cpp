@@ -19,9 +19,12 @@
 // (CONFIG_IOMMUFD_TEST) stands in and the demo shows its page table.
 //
 // Usage: gmem-demo [--require-iommu] [--device=auto|edu|mock]
+//                  [--uapi=convert|attributes2]
 //   auto (the default): edu if the machine has one, else the mock. Without
 //   either the IOMMU steps are skipped; --require-iommu turns that skip
-//   into a failure.
+//   into a failure. --uapi picks the conversion interface:
+//   KVM_GMEM_CONVERT_SHARED/PRIVATE (the default) or linux-next's
+//   KVM_SET_MEMORY_ATTRIBUTES2.
 #include <asm/kvm_para.h>
 #include <linux/kvm.h>
 #include <linux/kvm_para.h>
@@ -120,8 +123,8 @@ struct Stats {
 
 class Demo {
 public:
-	Demo(bool require_iommu, DeviceKind device)
-	    : require_iommu_(require_iommu), device_kind_(device)
+	Demo(bool require_iommu, DeviceKind device, gmem::ConvertApi api)
+	    : require_iommu_(require_iommu), device_kind_(device), api_(api)
 	{
 	}
 	bool setup();
@@ -153,6 +156,7 @@ private:
 
 	bool require_iommu_;
 	DeviceKind device_kind_;
+	gmem::ConvertApi api_;
 	// The VM: code slot, data slot (one convertible guest_memfd), vCPU 0.
 	std::optional<gmem::ConvertibleGuest> guest_;
 	uint8_t *data_ = nullptr; // the guest_memfd's mapping
@@ -190,6 +194,7 @@ bool Demo::setup()
 	config.code = { demo_guest_start, demo_guest_end };
 	config.data_size = kDataSize;
 	config.handle_map_gpa = false;
+	config.api = api_;
 	guest_.emplace(gmem::ConvertibleGuest::create(config).value());
 	data_ = guest_->data();
 	say("    code slot: %zu bytes of guest code at GPA 0x%llx (anonymous memory)\n",
@@ -528,9 +533,15 @@ void Demo::handle_map_gpa(const gmem::MapGpaRangeExit &m)
 	for (uint64_t i = 0; i < pages; i++)
 		shared_[*off / kPage + i] = !m.to_private;
 	(m.to_private ? stats_.to_private_pages : stats_.to_shared_pages) += pages;
-	say("    %s(offset 0x%llx, %llu bytes) on the guest_memfd fd\n",
-	    m.to_private ? "KVM_GMEM_CONVERT_PRIVATE" : "KVM_GMEM_CONVERT_SHARED",
-	    (unsigned long long)*off, (unsigned long long)m.size);
+	if (api_ == gmem::ConvertApi::kGmemConvert)
+		say("    %s(offset 0x%llx, %llu bytes) on the guest_memfd fd\n",
+		    m.to_private ? "KVM_GMEM_CONVERT_PRIVATE" : "KVM_GMEM_CONVERT_SHARED",
+		    (unsigned long long)*off, (unsigned long long)m.size);
+	else
+		say("    KVM_SET_MEMORY_ATTRIBUTES2(offset 0x%llx, %llu bytes, attributes %s) on "
+		    "the guest_memfd fd\n",
+		    (unsigned long long)*off, (unsigned long long)m.size,
+		    m.to_private ? "PRIVATE" : "0 (shared)");
 	check(allocated_pages() == before, "no page allocated or freed by the conversion");
 	if (attached()) {
 		if (m.to_private)
@@ -670,6 +681,7 @@ bool Demo::run()
 void Demo::summary() const
 {
 	say("\n==> Summary\n");
+	say("    conversion interface:             %s\n", gmem::convert_api_name(api_));
 	say("    pages converted to shared:        %llu\n",
 	    (unsigned long long)stats_.to_shared_pages);
 	say("    pages converted to private:       %llu\n",
@@ -700,6 +712,7 @@ int main(int argc, char **argv)
 {
 	bool require_iommu = false;
 	DeviceKind device = DeviceKind::kAuto;
+	gmem::ConvertApi api = gmem::ConvertApi::kGmemConvert;
 	for (int i = 1; i < argc; i++) {
 		if (std::strcmp(argv[i], "--require-iommu") == 0) {
 			require_iommu = true;
@@ -709,13 +722,19 @@ int main(int argc, char **argv)
 			device = DeviceKind::kMock;
 		} else if (std::strcmp(argv[i], "--device=auto") == 0) {
 			device = DeviceKind::kAuto;
+		} else if (std::strcmp(argv[i], "--uapi=convert") == 0) {
+			api = gmem::ConvertApi::kGmemConvert;
+		} else if (std::strcmp(argv[i], "--uapi=attributes2") == 0) {
+			api = gmem::ConvertApi::kMemoryAttributes2;
 		} else {
-			say("usage: %s [--require-iommu] [--device=auto|edu|mock]\n", argv[0]);
+			say("usage: %s [--require-iommu] [--device=auto|edu|mock] "
+			    "[--uapi=convert|attributes2]\n",
+			    argv[0]);
 			return 2;
 		}
 	}
 	try {
-		Demo demo(require_iommu, device);
+		Demo demo(require_iommu, device, api);
 		if (!demo.setup())
 			return 1;
 		bool ok = demo.run();

@@ -112,8 +112,7 @@ Result<void> ConvertibleGuest::convert(uint64_t offset, uint64_t size, bool to_p
 	auto backoff = config_.retry.backoff;
 	const unsigned attempts = std::max(config_.retry.attempts, 1u);
 	for (unsigned i = 1;; i++) {
-		auto r = to_private ? gmem_.convert_private(offset, size)
-				    : gmem_.convert_shared(offset, size);
+		auto r = gmem_.convert(offset, size, to_private, config_.api);
 		if (r) {
 			auto &pages =
 				to_private ? stats_->to_private_pages : stats_->to_shared_pages;

@@ -345,7 +345,8 @@ Result<Mapping> GuestMemfd::map(uint64_t offset, uint64_t len, int prot) const
 
 namespace {
 
-Result<void> convert(int fd, unsigned long cmd, const char *name, uint64_t offset, uint64_t len)
+Result<void> gmem_convert(int fd, unsigned long cmd, const char *name, uint64_t offset,
+			  uint64_t len)
 {
 	kvm_gmem_convert args{};
 	args.offset = offset;
@@ -361,13 +362,35 @@ Result<void> convert(int fd, unsigned long cmd, const char *name, uint64_t offse
 
 Result<void> GuestMemfd::convert_shared(uint64_t offset, uint64_t len) const
 {
-	return convert(fd_.get(), KVM_GMEM_CONVERT_SHARED, "KVM_GMEM_CONVERT_SHARED", offset, len);
+	return gmem_convert(fd_.get(), KVM_GMEM_CONVERT_SHARED, "KVM_GMEM_CONVERT_SHARED", offset,
+			    len);
 }
 
 Result<void> GuestMemfd::convert_private(uint64_t offset, uint64_t len) const
 {
-	return convert(fd_.get(), KVM_GMEM_CONVERT_PRIVATE, "KVM_GMEM_CONVERT_PRIVATE", offset,
-		       len);
+	return gmem_convert(fd_.get(), KVM_GMEM_CONVERT_PRIVATE, "KVM_GMEM_CONVERT_PRIVATE", offset,
+			    len);
+}
+
+Result<void> GuestMemfd::convert(uint64_t offset, uint64_t len, bool to_private,
+				 ConvertApi api) const
+{
+	if (api == ConvertApi::kGmemConvert)
+		return to_private ? convert_private(offset, len) : convert_shared(offset, len);
+	kvm_memory_attributes2 args{};
+	args.offset = offset;
+	args.size = len;
+	args.attributes = to_private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+	if (::ioctl(fd_.get(), KVM_SET_MEMORY_ATTRIBUTES2, &args) == 0)
+		return {};
+	SysError e = last_error("KVM_SET_MEMORY_ATTRIBUTES2");
+	e.error_offset = args.error_offset;
+	return unexpected(std::move(e));
+}
+
+const char *convert_api_name(ConvertApi api)
+{
+	return api == ConvertApi::kGmemConvert ? "KVM_GMEM_CONVERT" : "KVM_SET_MEMORY_ATTRIBUTES2";
 }
 
 } // namespace gmem

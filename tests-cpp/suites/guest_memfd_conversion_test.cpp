@@ -39,10 +39,18 @@ constexpr uint64_t kSize = kPages * kPage;
 
 // Parameters: the VM type (the hardware types are probed through
 // KVM_CAP_VM_TYPES and skipped with the reason where the host has none),
-// and whether the file starts shared (GUEST_MEMFD_FLAG_INIT_SHARED).
-class GuestMemfdConversionTest : public ::testing::TestWithParam<std::tuple<unsigned long, bool>> {
+// whether the file starts shared (GUEST_MEMFD_FLAG_INIT_SHARED), and the
+// conversion interface (KVM_GMEM_CONVERT_* or KVM_SET_MEMORY_ATTRIBUTES2).
+class GuestMemfdConversionTest
+    : public ::testing::TestWithParam<std::tuple<unsigned long, bool, ConvertApi>> {
 protected:
 	static bool InitShared() { return std::get<1>(GetParam()); }
+	static ConvertApi Api() { return std::get<2>(GetParam()); }
+
+	Result<void> convert(uint64_t offset, uint64_t len, bool to_private) const
+	{
+		return gmem_->convert(offset, len, to_private, Api());
+	}
 
 	void SetUp() override
 	{
@@ -73,14 +81,14 @@ protected:
 
 	Result<void> to_shared(uint64_t first, uint64_t n)
 	{
-		auto r = gmem_->convert_shared(first * kPage, n * kPage);
+		auto r = convert(first * kPage, n * kPage, false);
 		if (r.has_value())
 			std::fill_n(shared_.begin() + first, n, true);
 		return r;
 	}
 	Result<void> to_private(uint64_t first, uint64_t n)
 	{
-		auto r = gmem_->convert_private(first * kPage, n * kPage);
+		auto r = convert(first * kPage, n * kPage, true);
 		if (r.has_value())
 			std::fill_n(shared_.begin() + first, n, false);
 		return r;
@@ -119,7 +127,7 @@ TEST_P(GuestMemfdConversionTest, IoUringRegisteredBufferRefusesToPrivate)
 		GTEST_SKIP() << "io_uring_register_buffers: " << std::strerror(-r);
 	}
 
-	auto res = gmem_->convert_private(4 * kPage, 16 * kPage);
+	auto res = convert(4 * kPage, 16 * kPage, true);
 	EXPECT_THAT(res, FailsWithErrno(EAGAIN));
 	if (!res.has_value()) {
 		ASSERT_TRUE(res.error().error_offset.has_value());
@@ -155,8 +163,7 @@ TEST_P(GuestMemfdConversionTest, ConcurrentConversionsEndConsistent)
 			for (int r = 0; r < kRounds; r++) {
 				uint64_t i = t + kThreads * (rng() % (kPages / kThreads));
 				bool shared = rng() & 1;
-				auto res = shared ? gmem_->convert_shared(i * kPage, kPage)
-						  : gmem_->convert_private(i * kPage, kPage);
+				auto res = convert(i * kPage, kPage, !shared);
 				if (res.has_value())
 					want[i] = shared;
 				else
@@ -183,13 +190,18 @@ TEST_P(GuestMemfdConversionTest, ConcurrentConversionsEndConsistent)
 // SW-protected VMs keep contents across conversions; SEV-SNP and TDX would
 // also have to update the RMP / Secure EPT and may scrub pages, which is
 // why they do not offer CONVERTIBLE files yet (the suite skips them).
-INSTANTIATE_TEST_SUITE_P(VmTypeAndInitialState, GuestMemfdConversionTest,
+INSTANTIATE_TEST_SUITE_P(VmTypeInitialStateAndApi, GuestMemfdConversionTest,
 			 ::testing::Combine(::testing::Values(KVM_X86_SW_PROTECTED_VM,
 							      KVM_X86_SNP_VM, KVM_X86_TDX_VM),
-					    ::testing::Bool()),
+					    ::testing::Bool(),
+					    ::testing::Values(ConvertApi::kGmemConvert,
+							      ConvertApi::kMemoryAttributes2)),
 			 [](const auto &info) {
 				 return std::string(vm_type_name(std::get<0>(info.param))) +
-					(std::get<1>(info.param) ? "_InitShared" : "_InitPrivate");
+					(std::get<1>(info.param) ? "_InitShared" : "_InitPrivate") +
+					(std::get<2>(info.param) == ConvertApi::kGmemConvert
+						 ? "_GmemConvert"
+						 : "_MemoryAttributes2");
 			 });
 
 } // namespace

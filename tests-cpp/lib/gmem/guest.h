@@ -61,6 +61,8 @@ struct GuestConfig {
 	// returns the exit and the caller answers it.
 	bool handle_map_gpa = true;
 	RetryPolicy retry;
+	// Which interface convert() uses; a CONVERTIBLE file takes both.
+	ConvertApi api = ConvertApi::kGmemConvert;
 };
 
 // What the conversions of one guest did (convert() and the MAP_GPA_RANGE

@@ -129,6 +129,16 @@ private:
 	UniqueFd fd_;
 };
 
+// The two interfaces to in-place conversion, both ioctls of the
+// guest_memfd fd and both served by the same code in the kernel:
+// KVM_GMEM_CONVERT_SHARED/PRIVATE (struct kvm_gmem_convert), and
+// linux-next's KVM_SET_MEMORY_ATTRIBUTES2 (struct kvm_memory_attributes2,
+// KVM_MEMORY_ATTRIBUTE_PRIVATE set for private, clear for shared).
+enum class ConvertApi { kGmemConvert, kMemoryAttributes2 };
+
+// "KVM_GMEM_CONVERT" or "KVM_SET_MEMORY_ATTRIBUTES2".
+const char *convert_api_name(ConvertApi api);
+
 // One guest_memfd file (KVM_CREATE_GUEST_MEMFD).
 class GuestMemfd {
 public:
@@ -148,6 +158,9 @@ public:
 	// had references beyond guest_memfd's own.
 	Result<void> convert_shared(uint64_t offset, uint64_t len) const;
 	Result<void> convert_private(uint64_t offset, uint64_t len) const;
+	// The same conversion through either interface.
+	Result<void> convert(uint64_t offset, uint64_t len, bool to_private,
+			     ConvertApi api = ConvertApi::kGmemConvert) const;
 	// Closes the file; the kernel releases it when the last reference goes.
 	void close() { fd_.reset(); }
 
