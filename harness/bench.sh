@@ -100,9 +100,7 @@ fi
 
 # 2. gmem-bench, against that kernel's UAPI headers.
 log "bench: building gmem-bench in $bdir"
-cmake -S "$REPO_DIR" -B "$bdir" -G Ninja -DGMEM_CACHE="$GMEM_CACHE" \
-	-DGMEM_KTREE="$(ktree)" -DGMEM_BUILD_ROOT="$(build_root)" \
-	-DGMEM_CONFIG="$config" >"$bdir.cmake.log" 2>&1 ||
+cmake_configure "$bdir" -DGMEM_CONFIG="$config" >"$bdir.cmake.log" 2>&1 ||
 	die "bench: cmake configure failed, see $bdir.cmake.log"
 ninja -C "$bdir" gmem-bench
 bin="$bdir/bench/gmem-bench"

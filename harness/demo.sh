@@ -23,8 +23,7 @@ step 1 "installing packages (apt; a no-op when present)"
 	fail 1 "installing packages" "$logdir/install-deps.log"
 
 step 2 "fetching Linux 7.3, applying the series, building the kernel (cold: ~8 min; warm: seconds)"
-cmake -S "$REPO_DIR" -B "$REPO_DIR/build" -G Ninja -DGMEM_CACHE="$GMEM_CACHE" \
-	-DGMEM_KTREE="$(ktree)" -DGMEM_BUILD_ROOT="$(build_root)" >"$logdir/cmake.log" 2>&1 ||
+cmake_configure "$REPO_DIR/build" >"$logdir/cmake.log" 2>&1 ||
 	fail 2 "cmake configure" "$logdir/cmake.log"
 "$LIB_DIR/progress.sh" "$logdir/build.log" cmake --build "$REPO_DIR/build" --target gmem-info --target gmem-demo ||
 	fail 2 "building the kernel and the demo" "$logdir/build.log"

@@ -15,8 +15,7 @@ t0=$(date +%s)
 
 build="$REPO_DIR/build"
 log "test: configuring and building (kernel, kselftests, C++ suites)"
-cmake -S "$REPO_DIR" -B "$build" -G Ninja -DGMEM_CACHE="$GMEM_CACHE" \
-	-DGMEM_KTREE="$(ktree)" -DGMEM_BUILD_ROOT="$(build_root)" >/dev/null
+cmake_configure "$build" >/dev/null
 cmake --build "$build"
 t1=$(date +%s)
 

@@ -81,6 +81,16 @@ repo_kernel_files() {
 # Root of the kernel and kselftest builds.
 build_root() { echo "${GMEM_BUILD_ROOT:-$GMEM_CACHE/build}"; }
 
+# Configure the CMake build in DIR against this cache's assembled tree and
+# build root (the settings CMakePresets.json leaves to the environment);
+# more -D arguments may follow. Every script that builds goes through it.
+cmake_configure() {
+	local dir=$1
+	shift
+	cmake -S "$REPO_DIR" -B "$dir" -G Ninja -DGMEM_CACHE="$GMEM_CACHE" \
+		-DGMEM_KTREE="$(ktree)" -DGMEM_BUILD_ROOT="$(build_root)" "$@"
+}
+
 # Kernel build output directory of one config.
 kbuild_dir() { echo "$(build_root)/$1"; }
 
