@@ -243,7 +243,7 @@ class Report:
         return "\n".join(out) + "\n"
 
     def latency_goals(self, group):
-        """Issue 20's goals: the worst latency of the concurrent operations
+        """The stall goals: the worst latency of the concurrent operations
         does not grow with S (within 2x from the smallest size to the
         largest) and at the largest size is under 1% of the long
         operation's duration; SIGKILL ends it within the same bound."""
