@@ -266,16 +266,28 @@ struct guest_memfd_notifier {
  * @free_folio: optional.  Called when a folio leaves the file's page cache
  *	(hole punch, or eviction of the inode), e.g. to give a page back to
  *	the host after the guest used it as private memory.
- * @convert: optional.  Called by a conversion of the pages [@start, @end)
- *	after every client's invalidate_begin (so KVM has zapped its mappings
- *	and the host's page tables map none of the pages) and before the
- *	state changes: the step of an architecture whose hardware tracks the
- *	state too (SEV-SNP's RMPUPDATE).  @priv is what the owner gave
- *	guest_memfd_create().  Return 0, or a negative errno with
- *	*@error_index set to the page that failed: the state then stays as it
- *	was, invalidate_end still follows (clients map the pages again as
- *	they are), and the conversion fails with that errno.  Runs with the
- *	invalidate lock held for writing.
+ * @convert_folio: optional.  The step of an owner whose hardware tracks the
+ *	state of each page too (SEV-SNP's RMP, TDX's S-EPT), called by a
+ *	conversion for the pages [@index, @index + @nr) of one allocated
+ *	folio, whose PFNs are [@pfn, @pfn + @nr): every page of the folio
+ *	that is in the range and whose state changes, so each changing
+ *	allocated page is stepped exactly once, bound to a memslot or not.
+ *	Pages with no folio have no step: a page allocated later starts in
+ *	the state the file has for it.  Called in index order, after every
+ *	client's invalidate_begin (no client, and no host page table, maps
+ *	the pages) and before the new state is stored, with the invalidate
+ *	lock held for writing: the step must not take it, nor look pages up
+ *	through the file, which takes it too.  @priv is what the owner gave
+ *	guest_memfd_create().  Return 0 or a negative errno: on failure the
+ *	core undoes the folios already stepped, the conversion fails with
+ *	that errno naming @index as the page that failed, the state stays
+ *	as it was, and invalidate_end still follows (clients map the pages
+ *	again as they are).
+ * @convert_undo: required with @convert_folio.  Reverts a successful
+ *	@convert_folio with the same arguments, when a later folio of the
+ *	same conversion failed: called for each folio stepped before the
+ *	failing one, in reverse order, under the same locks.  Cannot fail:
+ *	a step that cannot be reverted must not succeed.
  * @ioctl: optional.  The file's ioctls: the core defines none, so the
  *	file's UAPI is its owner's (KVM's KVM_GMEM_CONVERT_SHARED and
  *	KVM_GMEM_CONVERT_PRIVATE), implemented with core functions such as
@@ -284,8 +296,10 @@ struct guest_memfd_notifier {
 struct guest_memfd_owner_ops {
 	void (*release)(struct file *file);
 	void (*free_folio)(struct folio *folio);
-	int (*convert)(void *priv, pgoff_t start, pgoff_t end, bool to_private,
-		       pgoff_t *error_index);
+	int (*convert_folio)(void *priv, pgoff_t index, unsigned long pfn,
+			     unsigned long nr, bool to_private);
+	void (*convert_undo)(void *priv, pgoff_t index, unsigned long pfn,
+			     unsigned long nr, bool to_private);
 	long (*ioctl)(struct file *file, unsigned int cmd, unsigned long arg);
 };
 

@@ -967,6 +967,115 @@ static int gmem_wait_for_refs(unsigned int tries)
 	return fatal_signal_pending(current) ? -EINTR : 0;
 }
 
+/* The owner's step for the pages [@index, @index + @nr) of @folio. */
+static int gmem_step_folio(struct gmem_inode *gi, struct folio *folio,
+			   pgoff_t index, unsigned long nr, bool to_private)
+{
+	unsigned long pfn = folio_pfn(folio) + index - folio->index;
+
+	return gi->owner_ops->convert_folio(gi->owner_priv, index, pfn, nr,
+					    to_private);
+}
+
+/*
+ * Undo the owner's step for every folio stepped in [@start, @end), last
+ * first, with the arguments it was stepped with: the parts of the folios
+ * that lie in one run of changing pages, as gmem_step_run() cut them.
+ * Nothing has been stored yet, so the tree still tells which pages change;
+ * the invalidate lock, held for writing, keeps every folio in place.
+ */
+static void gmem_undo_range(struct gmem_inode *gi, pgoff_t start,
+			    pgoff_t end, bool to_private)
+{
+	MA_STATE(mas, &gi->shareability, 0, 0);
+	struct address_space *mapping = gi->vfs_inode.i_mapping;
+	pgoff_t index = end;
+
+	while (index > start) {
+		struct folio *folio;
+		bool shared;
+		pgoff_t lo;
+
+		mas_set(&mas, index - 1);
+		shared = mas_walk(&mas);
+		lo = max_t(pgoff_t, mas.index, start);
+		/* A run of pages that keep their state was not stepped. */
+		if (shared != to_private) {
+			index = lo;
+			continue;
+		}
+
+		folio = filemap_get_folio(mapping, index - 1);
+		if (IS_ERR(folio)) {
+			/* A hole: one lookup per page, on failure only. */
+			index--;
+			if (!(index % 1024))
+				cond_resched();
+			continue;
+		}
+		lo = max(lo, folio->index);
+		gi->owner_ops->convert_undo(gi->owner_priv, lo,
+					    folio_pfn(folio) + lo - folio->index,
+					    index - lo, to_private);
+		folio_put(folio);
+		index = lo;
+	}
+}
+
+/* The owner's step for the allocated folios of [@first, @last). */
+static int gmem_step_run(struct gmem_inode *gi, pgoff_t first, pgoff_t last,
+			 bool to_private, pgoff_t *error_index)
+{
+	struct address_space *mapping = gi->vfs_inode.i_mapping;
+	struct folio_batch fbatch;
+	pgoff_t index = first;
+	int r = 0;
+
+	folio_batch_init(&fbatch);
+	while (!r && filemap_get_folios(mapping, &index, last - 1, &fbatch)) {
+		unsigned int i;
+
+		for (i = 0; !r && i < folio_batch_count(&fbatch); i++) {
+			struct folio *folio = fbatch.folios[i];
+			pgoff_t lo = max(folio->index, first);
+			pgoff_t hi = min(folio_next_index(folio), last);
+
+			r = gmem_step_folio(gi, folio, lo, hi - lo, to_private);
+			if (r)
+				*error_index = lo;
+		}
+		folio_batch_release(&fbatch);
+		cond_resched();
+	}
+
+	return r;
+}
+
+/*
+ * The owner's step for every allocated folio of [@start, @end) whose pages
+ * change, once per folio and run of changing pages, in index order.  On
+ * failure, the folios already stepped are undone in reverse order and
+ * *@error_index is the first page of the part that failed.
+ */
+static int gmem_step_range(struct gmem_inode *gi, pgoff_t start,
+			   pgoff_t end, bool to_private, pgoff_t *error_index)
+{
+	struct inode *inode = &gi->vfs_inode;
+	pgoff_t index = start, first, last;
+	int r = 0;
+
+	/* The pages that change are those in the other state. */
+	while (!r && gmem_next_range(inode, index, end, to_private, &first,
+				     &last)) {
+		r = gmem_step_run(gi, first, last, to_private, error_index);
+		index = last;
+	}
+	if (r)
+		gmem_undo_range(gi, start, *error_index, to_private);
+
+	return r;
+}
+
 /*
  * One attempt of gmem_convert(), under the invalidate lock.  *@busy is set
  * when a page reference refused it: the caller may wait and try again.
@@ -1036,9 +1145,8 @@ static int gmem_convert_once(struct inode *inode, pgoff_t start, pgoff_t end,
 
 	gmem_notify_begin(gi, &range);
 	/* The owner's step, e.g. the hardware's own state of the pages. */
-	if (gi->owner_ops->convert)
-		r = gi->owner_ops->convert(gi->owner_priv, first, last,
-					   to_private, error_index);
+	if (gi->owner_ops->convert_folio)
+		r = gmem_step_range(gi, first, last, to_private, error_index);
 	if (!r) {
 		spin_lock(&gi->state_lock);
 		mas_store_prealloc(&mas, entry);
@@ -1069,8 +1177,10 @@ out_unlock:
  * (nothing if no page changes): prepare, the core's checks (to private:
  * unmap from every host page table, then no unexpected page reference,
  * counting only the pages that change), invalidate_begin, the owner's
- * convert step, the change, invalidate_end.  If the owner's step fails,
- * invalidate_end still follows and nothing changes.
+ * convert_folio step for each allocated folio whose pages change, the
+ * change, invalidate_end.  If the owner's step fails for a folio, the
+ * folios stepped before it are undone in reverse order, invalidate_end
+ * still follows and nothing changes.
  *
  * A page reference refuses an attempt after prepare (abort follows), and
  * the attempt is made again from the start up to %GMEM_CONVERT_REF_TRIES
@@ -1083,7 +1193,7 @@ out_unlock:
  * Return: 0; -ENOMEM; -EAGAIN if a page going private has references beyond
  * the file's; -EHWPOISON if a page going private has a memory error; -EINTR
  * on a fatal signal; or the errno with which a client's prepare or the
- * owner's convert step refused.
+ * owner's convert_folio step refused.
  */
 int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 		 bool to_private, pgoff_t *error_index)
@@ -1287,7 +1397,8 @@ struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
 	struct file *file;
 	int err;
 
-	if (WARN_ON_ONCE(!ops || !ops->release))
+	if (WARN_ON_ONCE(!ops || !ops->release ||
+			 !ops->convert_folio != !ops->convert_undo))
 		return ERR_PTR(-EINVAL);
 
 	if (size <= 0 || !PAGE_ALIGNED(size) ||

@@ -28,6 +28,8 @@ enum kt_kind {
 	KT_ABORT,
 	KT_BEGIN,
 	KT_END,
+	KT_STEP,
+	KT_UNDO,
 };
 
 struct kt_event {
@@ -38,6 +40,8 @@ struct kt_event {
 	pgoff_t end;
 	/* Whether page 0 was in the page cache when the callback ran. */
 	bool page0;
+	/* The owner's step and undo: the first PFN. */
+	unsigned long pfn;
 };
 
 /* One log shared by every client of a test: it shows their order. */
@@ -175,22 +179,55 @@ static const struct guest_memfd_owner_ops kt_owner_ops = {
 	.release	= kt_owner_release,
 };
 
-/* An owner whose convert step refuses with kt_convert_error, at page 5. */
-static int kt_convert_error;
-static unsigned int kt_convert_calls;
+/*
+ * An owner with a step, which logs each call (client 0) into the log given
+ * as its data, and fails with kt_step_error for the folio that contains
+ * page kt_step_fail_index.
+ */
+static int kt_step_error;
+static pgoff_t kt_step_fail_index;
 
-static int kt_owner_convert(void *priv, pgoff_t start, pgoff_t end,
-			    bool to_private, pgoff_t *error_index)
+static void kt_step_log(struct kt_log *log, enum kt_kind kind, pgoff_t index,
+			unsigned long pfn, unsigned long nr, bool to_private)
 {
-	kt_convert_calls++;
-	if (kt_convert_error)
-		*error_index = 5;
-	return kt_convert_error;
+	mutex_lock(&log->lock);
+	if (log->nr < KT_MAX_EVENTS) {
+		struct kt_event *e = &log->events[log->nr];
+
+		e->client = 0;
+		e->kind = kind;
+		e->reason = to_private ? GUEST_MEMFD_REASON_CONVERT_PRIVATE :
+					 GUEST_MEMFD_REASON_CONVERT_SHARED;
+		e->start = index;
+		e->end = index + nr;
+		e->page0 = false;
+		e->pfn = pfn;
+	}
+	log->nr++;
+	mutex_unlock(&log->lock);
+}
+
+static int kt_owner_convert_folio(void *priv, pgoff_t index,
+				  unsigned long pfn, unsigned long nr,
+				  bool to_private)
+{
+	kt_step_log(priv, KT_STEP, index, pfn, nr, to_private);
+	if (kt_step_fail_index >= index && kt_step_fail_index < index + nr)
+		return kt_step_error;
+	return 0;
+}
+
+static void kt_owner_convert_undo(void *priv, pgoff_t index,
+				  unsigned long pfn, unsigned long nr,
+				  bool to_private)
+{
+	kt_step_log(priv, KT_UNDO, index, pfn, nr, to_private);
 }
 
 static const struct guest_memfd_owner_ops kt_owner_convert_ops = {
 	.release	= kt_owner_release,
-	.convert	= kt_owner_convert,
+	.convert_folio	= kt_owner_convert_folio,
+	.convert_undo	= kt_owner_convert_undo,
 };
 
 static struct kt_log *kt_log_new(struct kunit *test)
@@ -765,45 +802,120 @@ static void gmem_convert_test(struct kunit *test)
 }
 
 /*
- * The owner's convert step runs between begin and end; if it refuses, the
- * conversion fails with its errno and page, invalidate_end still follows
- * (clients map the pages again as they are) and the state does not change.
+ * Check that events [@i, @i + @n) of @log are the owner's @kind calls for
+ * the single pages @pages, each with the PFN of the page's folio.
+ */
+static void kt_expect_steps(struct kunit *test, struct file *file,
+			    const struct kt_log *log, unsigned int i,
+			    enum kt_kind kind, enum guest_memfd_reason reason,
+			    const pgoff_t *pages, unsigned int n)
+{
+	unsigned int j;
+
+	for (j = 0; j < n; j++) {
+		const struct kt_event *e = &log->events[i + j];
+		struct folio *folio;
+
+		kt_expect_event(test, log, i + j, 0, kind, reason, pages[j],
+				pages[j] + 1);
+		folio = filemap_get_folio(file->f_mapping, pages[j]);
+		KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
+		KUNIT_EXPECT_EQ_MSG(test, e->pfn, folio_pfn(folio), "event %u",
+				    i + j);
+		folio_put(folio);
+	}
+}
+
+/*
+ * The owner's step runs between every client's begin and end, once for
+ * each allocated page whose state changes (holes and pages already in the
+ * target state have none), with the page's PFN.  If it fails at a page,
+ * the pages stepped before are undone in reverse order, the conversion
+ * fails with its errno naming that page exactly, every client's
+ * invalidate_end still follows and the state does not change.
  */
 static void gmem_convert_owner_step_test(struct kunit *test)
 {
+	static const pgoff_t changing[] = { 2, 3, 6, 7, 8, 9, 12 };
+	static const pgoff_t undone[] = { 9, 8, 7, 6, 3, 2 };
+	const enum guest_memfd_reason shared = GUEST_MEMFD_REASON_CONVERT_SHARED;
+	const enum guest_memfd_reason private = GUEST_MEMFD_REASON_CONVERT_PRIVATE;
 	struct kt_log *log = kt_log_new(test);
 	pgoff_t error_index = 0;
-	struct kt_client a;
+	struct kt_client a, b;
+	struct inode *inode;
 	struct file *file;
+	unsigned int n;
 	pgoff_t i;
 
 	kt_client_init(&a, log, 1, &kt_ops);
-	file = guest_memfd_create(&kt_owner_convert_ops, NULL, THIS_MODULE,
+	kt_client_init(&b, log, 2, &kt_ops_no_prepare);
+	file = guest_memfd_create(&kt_owner_convert_ops, log, THIS_MODULE,
 				  KT_PAGES * PAGE_SIZE, GUEST_MEMFD_F_CONVERTIBLE);
 	KUNIT_ASSERT_NOT_ERR_OR_NULL(test, file);
+	inode = file_inode(file);
 	KUNIT_ASSERT_EQ(test, guest_memfd_register_notifier(file, &a.n), 0);
+	KUNIT_ASSERT_EQ(test, guest_memfd_register_notifier(file, &b.n), 0);
 
-	kt_convert_calls = 0;
-	kt_convert_error = -EIO;
-	KUNIT_EXPECT_EQ(test, gmem_convert(file_inode(file), 2, 8, false,
-					   &error_index), -EIO);
-	KUNIT_EXPECT_EQ(test, error_index, 5UL);
-	KUNIT_EXPECT_EQ(test, kt_convert_calls, 1U);
-	KUNIT_ASSERT_EQ(test, log->nr, 3);
-	kt_expect_event(test, log, 0, 1, KT_PREPARE, GUEST_MEMFD_REASON_CONVERT_SHARED, 2, 8);
-	kt_expect_event(test, log, 1, 1, KT_BEGIN, GUEST_MEMFD_REASON_CONVERT_SHARED, 2, 8);
-	kt_expect_event(test, log, 2, 1, KT_END, GUEST_MEMFD_REASON_CONVERT_SHARED, 2, 8);
-	for (i = 0; i < KT_PAGES; i++)
-		KUNIT_EXPECT_TRUE(test, guest_memfd_is_private(file, i));
-
-	kt_convert_error = 0;
+	/* Pages 2..10 and 12 allocated; 4 and 5 already shared. */
+	KUNIT_ASSERT_EQ(test, kt_allocate(file, 2, 10), 0);
+	KUNIT_ASSERT_EQ(test, kt_allocate(file, 12, 13), 0);
+	kt_step_error = 0;
 	log->nr = 0;
-	KUNIT_EXPECT_EQ(test, gmem_convert(file_inode(file), 2, 8, false,
-					   &error_index), 0);
-	KUNIT_EXPECT_EQ(test, kt_convert_calls, 2U);
-	for (i = 0; i < KT_PAGES; i++)
-		KUNIT_EXPECT_EQ(test, guest_memfd_is_private(file, i), i < 2 || i >= 8);
+	KUNIT_EXPECT_EQ(test, gmem_convert(inode, 4, 6, false, &error_index), 0);
+	KUNIT_ASSERT_EQ(test, log->nr, 7);
+	kt_expect_steps(test, file, log, 3, KT_STEP, shared,
+			(const pgoff_t[]){ 4, 5 }, 2);
 
+	/* A step failing at the first, a middle and the last changing page. */
+	kt_step_error = -EIO;
+	for (n = 0; n < ARRAY_SIZE(changing); n += 3) {
+		kt_step_fail_index = changing[n];
+		log->nr = 0;
+		error_index = 0;
+		KUNIT_EXPECT_EQ(test, gmem_convert(inode, 0, KT_PAGES, false,
+						   &error_index), -EIO);
+		KUNIT_EXPECT_EQ(test, error_index, changing[n]);
+		/* prepare, 2 begins, n + 1 steps, n undos, 2 ends. */
+		KUNIT_ASSERT_EQ(test, log->nr, 2 * n + 6);
+		kt_expect_event(test, log, 0, 1, KT_PREPARE, shared, 0, KT_PAGES);
+		kt_expect_event(test, log, 1, 1, KT_BEGIN, shared, 0, KT_PAGES);
+		kt_expect_event(test, log, 2, 2, KT_BEGIN, shared, 0, KT_PAGES);
+		kt_expect_steps(test, file, log, 3, KT_STEP, shared, changing,
+				n + 1);
+		kt_expect_steps(test, file, log, n + 4, KT_UNDO, shared,
+				undone + ARRAY_SIZE(undone) - n, n);
+		kt_expect_event(test, log, 2 * n + 4, 1, KT_END, shared, 0, KT_PAGES);
+		kt_expect_event(test, log, 2 * n + 5, 2, KT_END, shared, 0, KT_PAGES);
+		for (i = 0; i < KT_PAGES; i++)
+			KUNIT_EXPECT_EQ(test, guest_memfd_is_private(file, i),
+					i != 4 && i != 5);
+	}
+	KUNIT_EXPECT_EQ(test, n, 9U);
+
+	/* A failure set at a page that keeps its state is never reached. */
+	kt_step_fail_index = 4;
+	log->nr = 0;
+	KUNIT_EXPECT_EQ(test, gmem_convert(inode, 0, KT_PAGES, false,
+					   &error_index), 0);
+	KUNIT_ASSERT_EQ(test, log->nr, 5 + ARRAY_SIZE(changing));
+	kt_expect_steps(test, file, log, 3, KT_STEP, shared, changing,
+			ARRAY_SIZE(changing));
+	for (i = 0; i < KT_PAGES; i++)
+		KUNIT_EXPECT_FALSE(test, guest_memfd_is_private(file, i));
+
+	/* Back to private: each allocated page of the range, once. */
+	kt_step_error = 0;
+	log->nr = 0;
+	KUNIT_EXPECT_EQ(test, gmem_convert(inode, 3, 13, true, &error_index), 0);
+	KUNIT_ASSERT_EQ(test, log->nr, 13);
+	kt_expect_steps(test, file, log, 3, KT_STEP, private,
+			(const pgoff_t[]){ 3, 4, 5, 6, 7, 8, 9, 12 }, 8);
+	for (i = 0; i < KT_PAGES; i++)
+		KUNIT_EXPECT_EQ(test, guest_memfd_is_private(file, i),
+				i >= 3 && i < 13);
+
+	guest_memfd_unregister_notifier(&b.n);
 	guest_memfd_unregister_notifier(&a.n);
 	__fput_sync(file);
 }
