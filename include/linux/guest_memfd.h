@@ -273,16 +273,17 @@ struct guest_memfd_notifier {
  *	that is in the range and whose state changes, so each changing
  *	allocated page is stepped exactly once, bound to a memslot or not.
  *	Pages with no folio have no step: a page allocated later starts in
- *	the state the file has for it.  Called in index order, after every
- *	client's invalidate_begin (no client, and no host page table, maps
- *	the pages) and before the new state is stored, with the invalidate
- *	lock held for writing: the step must not take it, nor look pages up
- *	through the file, which takes it too.  @priv is what the owner gave
- *	guest_memfd_create().  Return 0 or a negative errno: on failure the
- *	core undoes the folios already stepped, the conversion fails with
- *	that errno naming @index as the page that failed, the state stays
- *	as it was, and invalidate_end still follows (clients map the pages
- *	again as they are).
+ *	the state the file has for it.  A page with a memory error is
+ *	stepped too, and the step must not read it.  Called in index order,
+ *	after every client's invalidate_begin (no client, and no host page
+ *	table, maps the pages) and before the new state is stored, with the
+ *	invalidate lock held for writing: the step must not take it, nor
+ *	look pages up through the file, which takes it too.  @priv is what
+ *	the owner gave guest_memfd_create().  Return 0 or a negative errno:
+ *	on failure the core undoes the folios already stepped, the
+ *	conversion fails with that errno naming @index as the page that
+ *	failed, the state stays as it was, and invalidate_end still follows
+ *	(clients map the pages again as they are).
  * @convert_undo: required with @convert_folio.  Reverts a successful
  *	@convert_folio with the same arguments, when a later folio of the
  *	same conversion failed: called for each folio stepped before the

@@ -967,14 +967,95 @@ static int gmem_wait_for_refs(unsigned int tries)
 	return fatal_signal_pending(current) ? -EINTR : 0;
 }
 
+#ifdef CONFIG_GUEST_MEMFD_TEST
+/**
+ * gmem_set_step_tap() - Let a test see, and fail, a file's conversion step
+ * @inode: the file's inode
+ * @tap: the test's callbacks
+ *
+ * Context: May sleep.  Takes the invalidate lock for writing.
+ * Return: 0, or -EBUSY if the file has a tap already.
+ */
+int gmem_set_step_tap(struct inode *inode, struct gmem_step_tap *tap)
+{
+	struct gmem_inode *gi = GMEM_I(inode);
+	int r = 0;
+
+	filemap_invalidate_lock(inode->i_mapping);
+	if (gi->step_tap)
+		r = -EBUSY;
+	else
+		gi->step_tap = tap;
+	filemap_invalidate_unlock(inode->i_mapping);
+
+	return r;
+}
+
+/**
+ * gmem_clear_step_tap() - Remove a test's tap from a file
+ * @inode: the file's inode
+ * @tap: the tap gmem_set_step_tap() set; nothing happens if it is not set
+ *
+ * Context: May sleep.  Takes the invalidate lock for writing.
+ */
+void gmem_clear_step_tap(struct inode *inode, struct gmem_step_tap *tap)
+{
+	struct gmem_inode *gi = GMEM_I(inode);
+
+	filemap_invalidate_lock(inode->i_mapping);
+	if (gi->step_tap == tap)
+		gi->step_tap = NULL;
+	filemap_invalidate_unlock(inode->i_mapping);
+}
+
+static struct gmem_step_tap *gmem_step_tap(struct gmem_inode *gi)
+{
+	return gi->step_tap;
+}
+#else
+static struct gmem_step_tap *gmem_step_tap(struct gmem_inode *gi)
+{
+	return NULL;
+}
+#endif
+
+/* Whether a conversion of the file has a per-folio step. */
+static bool gmem_has_step(struct gmem_inode *gi)
+{
+	return gi->owner_ops->convert_folio || gmem_step_tap(gi);
+}
+
 /* The owner's step for the pages [@index, @index + @nr) of @folio. */
 static int gmem_step_folio(struct gmem_inode *gi, struct folio *folio,
 			   pgoff_t index, unsigned long nr, bool to_private)
 {
 	unsigned long pfn = folio_pfn(folio) + index - folio->index;
+	struct gmem_step_tap *tap = gmem_step_tap(gi);
+	int r;
 
+	if (tap) {
+		r = tap->step(tap, index, nr, to_private);
+		if (r)
+			return r;
+	}
+	if (!gi->owner_ops->convert_folio)
+		return 0;
 	return gi->owner_ops->convert_folio(gi->owner_priv, index, pfn, nr,
 					    to_private);
+}
+
+/* Undo gmem_step_folio() for the pages [@index, @index + @nr) of @folio. */
+static void gmem_undo_folio(struct gmem_inode *gi, struct folio *folio,
+			    pgoff_t index, unsigned long nr, bool to_private)
+{
+	unsigned long pfn = folio_pfn(folio) + index - folio->index;
+	struct gmem_step_tap *tap = gmem_step_tap(gi);
+
+	if (gi->owner_ops->convert_undo)
+		gi->owner_ops->convert_undo(gi->owner_priv, index, pfn, nr,
+					    to_private);
+	if (tap)
+		tap->undo(tap, index, nr, to_private);
 }
 
 /*
@@ -1014,9 +1095,7 @@ static void gmem_undo_range(struct gmem_inode *gi, pgoff_t start,
 			continue;
 		}
 		lo = max(lo, folio->index);
-		gi->owner_ops->convert_undo(gi->owner_priv, lo,
-					    folio_pfn(folio) + lo - folio->index,
-					    index - lo, to_private);
+		gmem_undo_folio(gi, folio, lo, index - lo, to_private);
 		folio_put(folio);
 		index = lo;
 	}
@@ -1145,7 +1224,7 @@ static int gmem_convert_once(struct inode *inode, pgoff_t start, pgoff_t end,
 
 	gmem_notify_begin(gi, &range);
 	/* The owner's step, e.g. the hardware's own state of the pages. */
-	if (gi->owner_ops->convert_folio)
+	if (gmem_has_step(gi))
 		r = gmem_step_range(gi, first, last, to_private, error_index);
 	if (!r) {
 		spin_lock(&gi->state_lock);

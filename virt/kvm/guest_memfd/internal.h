@@ -51,6 +51,10 @@ struct gmem_inode {
 	 * the inode needs operations of its own to reach the owner's hook.
 	 */
 	struct address_space_operations aops;
+#ifdef CONFIG_GUEST_MEMFD_TEST
+	/* A test's tap on the conversion step, under the invalidate lock. */
+	struct gmem_step_tap *step_tap;
+#endif
 };
 
 static __always_inline struct gmem_inode *GMEM_I(struct inode *inode)
@@ -70,6 +74,25 @@ static __always_inline struct gmem_inode *GMEM_I(struct inode *inode)
 
 int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 		 bool to_private, pgoff_t *error_index);
+
+/*
+ * A test's view of a file's conversion step (CONFIG_GUEST_MEMFD_TEST): the
+ * core calls @step before the owner's convert_folio for the same pages,
+ * and fails the conversion at that folio if it returns an errno, so that
+ * tests can make the step fail at a chosen page whatever the owner; @undo
+ * follows the owner's convert_undo.  One tap per file.
+ */
+struct gmem_step_tap {
+	int (*step)(struct gmem_step_tap *tap, pgoff_t index,
+		    unsigned long nr, bool to_private);
+	void (*undo)(struct gmem_step_tap *tap, pgoff_t index,
+		     unsigned long nr, bool to_private);
+};
+
+#ifdef CONFIG_GUEST_MEMFD_TEST
+int gmem_set_step_tap(struct inode *inode, struct gmem_step_tap *tap);
+void gmem_clear_step_tap(struct inode *inode, struct gmem_step_tap *tap);
+#endif
 
 void gmem_notifier_init_inode(struct gmem_inode *gi);
 int gmem_notify_prepare(struct gmem_inode *gi,

@@ -53,6 +53,19 @@
  *                   change then holds the invalidate lock for writing that
  *                   long, so that tests can line other paths up behind it.
  *                   EINVAL: bad number.
+ *   tap             Also log the conversion step of the file: the core's
+ *                   call of its owner's convert_folio for each allocated
+ *                   folio whose pages change, and of convert_undo.  One
+ *                   client per file.  EBUSY: the file has a tap already.
+ *                   ENOTCONN: not attached.
+ *   fail ERRNO OFFSET
+ *                   Make the step of the folio that holds the page at byte
+ *                   OFFSET fail with -ERRNO (one-shot), before the owner's
+ *                   convert_folio is called for it: whatever the owner,
+ *                   the conversion fails there, the folios stepped before
+ *                   are undone, and error_offset is the first page of that
+ *                   folio in the range.  ERRNO is 1..4095; "fail 0 0"
+ *                   disarms.  EINVAL: bad numbers.  ENOTCONN: no tap.
  *
  * Any other command fails with EINVAL.
  *
@@ -61,9 +74,13 @@
  *   KIND REASON START END
  *   refuse REASON START END ERRNO ERROR_OFFSET
  *
+ *   fail REASON START END ERRNO ERROR_OFFSET
+ *
  * KIND is one of prepare (prepare returned 0), abort, begin
- * (invalidate_begin) or end (invalidate_end); "refuse" is a prepare that
- * refused, with the positive ERRNO and the byte offset it reported.
+ * (invalidate_begin) or end (invalidate_end), and with a tap step (the
+ * owner's step of the pages [START, END), one folio) or undo; "refuse" is
+ * a prepare that refused, with the positive ERRNO and the byte offset it
+ * reported, "fail" a step that "fail" made fail.
  * REASON is one of convert_shared, convert_private, truncate, release,
  * memory_failure, allocate, populate.  START and END are byte offsets in
  * the guest_memfd, END exclusive.  The log holds up to 4096 lines; further
@@ -92,6 +109,8 @@
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
 
+#include "internal.h"
+
 #define GMEM_TEST_MAX_EVENTS	4096
 #define GMEM_TEST_CMD_MAX	128
 /* The longest line: "refuse convert_private " + 4 numbers + separators. */
@@ -103,6 +122,9 @@ enum gmem_test_kind {
 	GMEM_TEST_ABORT,
 	GMEM_TEST_BEGIN,
 	GMEM_TEST_END,
+	GMEM_TEST_STEP,
+	GMEM_TEST_UNDO,
+	GMEM_TEST_FAIL,
 };
 
 static const char * const gmem_test_kind_names[] = {
@@ -111,6 +133,9 @@ static const char * const gmem_test_kind_names[] = {
 	[GMEM_TEST_ABORT]	= "abort",
 	[GMEM_TEST_BEGIN]	= "begin",
 	[GMEM_TEST_END]		= "end",
+	[GMEM_TEST_STEP]	= "step",
+	[GMEM_TEST_UNDO]	= "undo",
+	[GMEM_TEST_FAIL]	= "fail",
 };
 
 static const char * const gmem_test_reason_names[] = {
@@ -140,6 +165,8 @@ struct gmem_test_client {
 	 */
 	struct mutex cmd_lock;
 	bool attached;
+	bool tapped;
+	struct gmem_step_tap tap;
 
 	/* The client lock: taken in callbacks, under the invalidate lock. */
 	struct mutex lock;
@@ -149,6 +176,8 @@ struct gmem_test_client {
 	int refuse_error;
 	pgoff_t refuse_index;
 	unsigned int delay_ms;
+	int fail_error;
+	pgoff_t fail_index;
 
 	/* The page "hold" took a reference on, under @cmd_lock. */
 	struct folio *held;
@@ -252,6 +281,55 @@ static const struct guest_memfd_notifier_ops gmem_test_ops = {
 	.invalidate_end		= gmem_test_invalidate_end,
 };
 
+static int gmem_test_step(struct gmem_step_tap *tap, pgoff_t index,
+			  unsigned long nr, bool to_private)
+{
+	struct gmem_test_client *c = container_of(tap, struct gmem_test_client,
+						  tap);
+	struct guest_memfd_range range;
+	int error = 0;
+
+	guest_memfd_range_init(&range, index, index + nr, to_private ?
+			       GUEST_MEMFD_REASON_CONVERT_PRIVATE :
+			       GUEST_MEMFD_REASON_CONVERT_SHARED);
+	mutex_lock(&c->lock);
+	if (c->fail_error && c->fail_index >= index &&
+	    c->fail_index < index + nr) {
+		error = c->fail_error;
+		c->fail_error = 0;
+		gmem_test_log(c, GMEM_TEST_FAIL, &range, error, index);
+	} else {
+		gmem_test_log(c, GMEM_TEST_STEP, &range, 0, 0);
+	}
+	mutex_unlock(&c->lock);
+
+	return -error;
+}
+
+static void gmem_test_undo(struct gmem_step_tap *tap, pgoff_t index,
+			   unsigned long nr, bool to_private)
+{
+	struct gmem_test_client *c = container_of(tap, struct gmem_test_client,
+						  tap);
+	struct guest_memfd_range range;
+
+	guest_memfd_range_init(&range, index, index + nr, to_private ?
+			       GUEST_MEMFD_REASON_CONVERT_PRIVATE :
+			       GUEST_MEMFD_REASON_CONVERT_SHARED);
+	mutex_lock(&c->lock);
+	gmem_test_log(c, GMEM_TEST_UNDO, &range, 0, 0);
+	mutex_unlock(&c->lock);
+}
+
+/* Under cmd_lock, while attached. */
+static void gmem_test_untap(struct gmem_test_client *c)
+{
+	if (!c->tapped)
+		return;
+	gmem_clear_step_tap(c->notifier.inode, &c->tap);
+	c->tapped = false;
+}
+
 static int gmem_test_open(struct inode *inode, struct file *file)
 {
 	struct gmem_test_client *c;
@@ -270,6 +348,8 @@ static int gmem_test_open(struct inode *inode, struct file *file)
 	mutex_init(&c->cmd_lock);
 	mutex_init(&c->lock);
 	c->notifier.ops = &gmem_test_ops;
+	c->tap.step = gmem_test_step;
+	c->tap.undo = gmem_test_undo;
 	file->private_data = c;
 
 	return 0;
@@ -279,8 +359,10 @@ static int gmem_test_release(struct inode *inode, struct file *file)
 {
 	struct gmem_test_client *c = file->private_data;
 
-	if (c->attached)
+	if (c->attached) {
+		gmem_test_untap(c);
 		guest_memfd_unregister_notifier(&c->notifier);
+	}
 	if (c->held)
 		folio_put(c->held);
 
@@ -385,8 +467,35 @@ static int gmem_test_command(struct gmem_test_client *c, char *cmd)
 	if (!strcmp(argv[0], "detach") && argc == 1) {
 		if (!c->attached)
 			return -ENOTCONN;
+		gmem_test_untap(c);
 		guest_memfd_unregister_notifier(&c->notifier);
 		c->attached = false;
+		return 0;
+	}
+
+	if (!strcmp(argv[0], "tap") && argc == 1) {
+		int ret;
+
+		if (!c->attached)
+			return -ENOTCONN;
+		if (c->tapped)
+			return -EBUSY;
+		ret = gmem_set_step_tap(c->notifier.inode, &c->tap);
+		if (!ret)
+			c->tapped = true;
+		return ret;
+	}
+
+	if (!strcmp(argv[0], "fail") && argc == 3) {
+		if (kstrtou64(argv[1], 0, &a) || a > MAX_ERRNO ||
+		    kstrtou64(argv[2], 0, &b))
+			return -EINVAL;
+		if (!c->tapped)
+			return -ENOTCONN;
+		mutex_lock(&c->lock);
+		c->fail_error = a;
+		c->fail_index = b >> PAGE_SHIFT;
+		mutex_unlock(&c->lock);
 		return 0;
 	}
 
@@ -485,7 +594,7 @@ static ssize_t gmem_test_read(struct file *file, char __user *ubuf,
 				 gmem_test_reason_names[e->reason],
 				 (u64)e->start << PAGE_SHIFT,
 				 (u64)e->end << PAGE_SHIFT);
-		if (e->kind == GMEM_TEST_REFUSE)
+		if (e->kind == GMEM_TEST_REFUSE || e->kind == GMEM_TEST_FAIL)
 			len += scnprintf(text + len, size - len, " %d %llu",
 					 e->error,
 					 (u64)e->error_index << PAGE_SHIFT);

@@ -737,6 +737,348 @@ TEST_F(conversion, set_memory_attributes_refused)
 }
 
 /*
+ * The debugfs mock client of CONFIG_GUEST_MEMFD_TEST
+ * (virt/kvm/guest_memfd/test_client.c), attached to @fd, and with @tap,
+ * logging the conversion step too.  Skips if the kernel has no client.
+ */
+#define GMEM_TEST_CLIENT "/sys/kernel/debug/guest_memfd_test/client"
+#define LOG_MAX (64 * 1024)
+
+static int client_cmd(int cfd, const char *cmd)
+{
+	ssize_t len = strlen(cmd);
+
+	return write(cfd, cmd, len) == len ? 0 : errno;
+}
+
+#define client_attach(fd, tap)						\
+	({								\
+		int __cfd = open(GMEM_TEST_CLIENT, O_RDWR | O_CLOEXEC);	\
+		char __cmd[32];						\
+									\
+		if (__cfd < 0)						\
+			SKIP(return, "no %s", GMEM_TEST_CLIENT);	\
+		snprintf(__cmd, sizeof(__cmd), "attach %d", (fd));	\
+		ASSERT_EQ(0, client_cmd(__cfd, __cmd));			\
+		if (tap)						\
+			ASSERT_EQ(0, client_cmd(__cfd, "tap"));		\
+		__cfd;							\
+	})
+
+/* The client's log, which must not have lost lines. */
+static void client_log(int cfd, char *buf)
+{
+	ssize_t n = pread(cfd, buf, LOG_MAX - 1, 0);
+
+	TEST_ASSERT(n >= 0 && n < LOG_MAX - 1, "reading the client's log");
+	buf[n] = 0;
+	TEST_ASSERT(!strstr(buf, "lost"), "the client lost lines");
+}
+
+/* Append one log line "KIND REASON START END" for pages [first, end). */
+static void log_line(char *buf, const char *kind, bool to_private,
+		     size_t first, size_t end, size_t page)
+{
+	size_t len = strlen(buf);
+
+	snprintf(buf + len, LOG_MAX - len, "%s %s %zu %zu\n", kind,
+		 to_private ? "convert_private" : "convert_shared",
+		 first * page, end * page);
+}
+
+/*
+ * Drop the attempts of a conversion to private that a transient page
+ * reference refused and that were made again: "prepare R", "abort R"
+ * followed by "prepare R".
+ */
+static void strip_retries(char *log)
+{
+	char *line = log;
+
+	while (*line) {
+		char *abort_line = strchr(line, '\n'), *next;
+		size_t len;
+
+		if (!abort_line++)
+			break;
+		next = strchr(abort_line, '\n');
+		len = abort_line - line;
+		if (next && !strncmp(line, "prepare ", 8) &&
+		    !strncmp(abort_line, "abort ", 6) &&
+		    !strncmp(next + 1, line, len) &&
+		    !strncmp(abort_line + 6, line + 8, len - 8)) {
+			memmove(line, next + 1, strlen(next + 1) + 1);
+			continue;
+		}
+		line = abort_line;
+	}
+}
+
+#define expect_log(cfd, expected)					\
+	do {								\
+		char *__log = calloc(1, LOG_MAX);			\
+									\
+		ASSERT_NE(NULL, __log);					\
+		client_log(cfd, __log);					\
+		strip_retries(__log);					\
+		EXPECT_STREQ(expected, __log);				\
+		free(__log);						\
+		ASSERT_EQ(0, client_cmd(cfd, "clear"));			\
+	} while (0)
+
+/*
+ * The owner's step, made to fail at the first, a middle and the last page
+ * of a conversion of allocated pages: the conversion fails with its errno
+ * and error_offset names that page exactly; every page stepped before it
+ * is undone, last first; every client's invalidate_end follows; the state,
+ * the host's view and the contents are unchanged.  Then the conversion
+ * succeeds with one step per page.
+ */
+TEST_F(conversion, step_fails_at_page)
+{
+	const bool to_priv = variant->init_shared;
+	const int fail_at[] = { 0, NR_PAGES / 2, NR_PAGES - 1 };
+	char *expected = calloc(1, LOG_MAX);
+	uint64_t error_offset;
+	int tapped, other, i, k;
+
+	ASSERT_NE(NULL, expected);
+	ASSERT_EQ(0, fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, self->size));
+	/* Before the clients attach: the faults that fill the pages notify. */
+	if (to_priv)
+		for (i = 0; i < NR_PAGES; i++)
+			*page_ptr(i) = i + 1;
+	tapped = client_attach(self->fd, true);
+	other = client_attach(self->fd, false);
+
+	for (k = 0; k < (int)ARRAY_SIZE(fail_at); k++) {
+		char cmd[64];
+
+		snprintf(cmd, sizeof(cmd), "fail %d %zu", EIO,
+			 fail_at[k] * self->page);
+		ASSERT_EQ(0, client_cmd(tapped, cmd));
+		/* check_states() filled the shared pages the last round. */
+		ASSERT_EQ(0, client_cmd(tapped, "clear"));
+		ASSERT_EQ(0, client_cmd(other, "clear"));
+		error_offset = -1;
+		ASSERT_EQ(-EIO, convert(self->fd, variant->attributes2, to_priv,
+					0, self->size, &error_offset));
+		ASSERT_EQ(fail_at[k] * self->page, error_offset);
+
+		expected[0] = 0;
+		log_line(expected, "prepare", to_priv, 0, NR_PAGES, self->page);
+		log_line(expected, "begin", to_priv, 0, NR_PAGES, self->page);
+		for (i = 0; i < fail_at[k]; i++)
+			log_line(expected, "step", to_priv, i, i + 1, self->page);
+		log_line(expected, "fail", to_priv, fail_at[k], fail_at[k] + 1,
+			 self->page);
+		/* "fail" lines end with the errno and the offset. */
+		snprintf(expected + strlen(expected) - 1,
+			 LOG_MAX - strlen(expected) + 1, " %d %zu\n", EIO,
+			 fail_at[k] * self->page);
+		for (i = fail_at[k] - 1; i >= 0; i--)
+			log_line(expected, "undo", to_priv, i, i + 1, self->page);
+		log_line(expected, "end", to_priv, 0, NR_PAGES, self->page);
+		expect_log(tapped, expected);
+
+		expected[0] = 0;
+		log_line(expected, "prepare", to_priv, 0, NR_PAGES, self->page);
+		log_line(expected, "begin", to_priv, 0, NR_PAGES, self->page);
+		log_line(expected, "end", to_priv, 0, NR_PAGES, self->page);
+		expect_log(other, expected);
+
+		check_states();
+		if (to_priv)
+			for (i = 0; i < NR_PAGES; i++)
+				ASSERT_EQ(i + 1, *page_ptr(i));
+	}
+
+	ASSERT_EQ(0, client_cmd(tapped, "clear"));
+	ASSERT_EQ(0, convert(self->fd, variant->attributes2, to_priv, 0,
+			     self->size, NULL));
+	expected[0] = 0;
+	log_line(expected, "prepare", to_priv, 0, NR_PAGES, self->page);
+	log_line(expected, "begin", to_priv, 0, NR_PAGES, self->page);
+	for (i = 0; i < NR_PAGES; i++)
+		log_line(expected, "step", to_priv, i, i + 1, self->page);
+	log_line(expected, "end", to_priv, 0, NR_PAGES, self->page);
+	expect_log(tapped, expected);
+	set_states(0, NR_PAGES, !to_priv);
+	check_states();
+
+	close(other);
+	close(tapped);
+	free(expected);
+}
+
+/*
+ * The step covers exactly the allocated pages whose state changes: not
+ * the holes, not the pages already in the target state.
+ */
+TEST_F(conversion, step_only_changing_allocated_pages)
+{
+	const bool to_priv = variant->init_shared;
+	char *expected = calloc(1, LOG_MAX);
+	int tapped;
+
+	ASSERT_NE(NULL, expected);
+	ASSERT_EQ(0, fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 2 * self->page,
+			       4 * self->page));
+	ASSERT_EQ(0, fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 9 * self->page,
+			       self->page));
+	ASSERT_EQ(0, convert(self->fd, variant->attributes2, to_priv,
+			     3 * self->page, self->page, NULL));
+	self->shared[3] = !to_priv;
+	tapped = client_attach(self->fd, true);
+
+	ASSERT_EQ(0, convert(self->fd, variant->attributes2, to_priv, 0,
+			     self->size, NULL));
+	log_line(expected, "prepare", to_priv, 0, NR_PAGES, self->page);
+	log_line(expected, "begin", to_priv, 0, NR_PAGES, self->page);
+	log_line(expected, "step", to_priv, 2, 3, self->page);
+	log_line(expected, "step", to_priv, 4, 5, self->page);
+	log_line(expected, "step", to_priv, 5, 6, self->page);
+	log_line(expected, "step", to_priv, 9, 10, self->page);
+	log_line(expected, "end", to_priv, 0, NR_PAGES, self->page);
+	expect_log(tapped, expected);
+	set_states(0, NR_PAGES, !to_priv);
+	check_states();
+
+	close(tapped);
+	free(expected);
+}
+
+/*
+ * The step is the file's, not the memslots': each page is stepped once
+ * however many memslots bind the file, including bindings that KVM keeps
+ * as multi-index entries (a binding of pages 1..3 is two entries, 1 and
+ * 2-3), and a page still reaches the step after its memslot was deleted.
+ */
+TEST_F(conversion, step_once_per_page_bound_or_not)
+{
+	const uint64_t gpa = 1ULL << 32;
+	const bool to_priv = variant->init_shared;
+	char *expected = calloc(1, LOG_MAX);
+	int tapped, i;
+
+	ASSERT_NE(NULL, expected);
+	ASSERT_EQ(0, __vm_set_user_memory_region2(self->vm, 1, KVM_MEM_GUEST_MEMFD,
+						  gpa, 3 * self->page,
+						  self->mem + self->page,
+						  self->fd, self->page));
+	ASSERT_EQ(0, __vm_set_user_memory_region2(self->vm, 2, KVM_MEM_GUEST_MEMFD,
+						  gpa + 8 * self->page,
+						  12 * self->page,
+						  self->mem + 4 * self->page,
+						  self->fd, 4 * self->page));
+	ASSERT_EQ(0, fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, self->size));
+	tapped = client_attach(self->fd, true);
+
+	ASSERT_EQ(0, convert(self->fd, variant->attributes2, to_priv, 0,
+			     self->size, NULL));
+	log_line(expected, "prepare", to_priv, 0, NR_PAGES, self->page);
+	log_line(expected, "begin", to_priv, 0, NR_PAGES, self->page);
+	for (i = 0; i < NR_PAGES; i++)
+		log_line(expected, "step", to_priv, i, i + 1, self->page);
+	log_line(expected, "end", to_priv, 0, NR_PAGES, self->page);
+	expect_log(tapped, expected);
+	set_states(0, NR_PAGES, !to_priv);
+	check_states();
+
+	/* Delete the memslot of pages 1..3, then convert them back. */
+	ASSERT_EQ(0, __vm_set_user_memory_region2(self->vm, 1, KVM_MEM_GUEST_MEMFD,
+						  gpa, 0, NULL, self->fd, 0));
+	/* check_states() filled the shared pages. */
+	ASSERT_EQ(0, client_cmd(tapped, "clear"));
+	ASSERT_EQ(0, convert(self->fd, variant->attributes2, !to_priv,
+			     self->page, 3 * self->page, NULL));
+	expected[0] = 0;
+	log_line(expected, "prepare", !to_priv, 1, 4, self->page);
+	log_line(expected, "begin", !to_priv, 1, 4, self->page);
+	for (i = 1; i < 4; i++)
+		log_line(expected, "step", !to_priv, i, i + 1, self->page);
+	log_line(expected, "end", !to_priv, 1, 4, self->page);
+	expect_log(tapped, expected);
+	set_states(1, 3, to_priv);
+	check_states();
+
+	close(tapped);
+	free(expected);
+}
+
+/*
+ * A page with a memory error cannot go private: the conversion fails with
+ * EHWPOISON at that page before any client's invalidate_begin, so nothing
+ * is stepped or undone, and the pages around it convert as usual.
+ */
+TEST(hwpoisoned_page_is_not_stepped)
+{
+	const size_t page = getpagesize();
+	char *expected = calloc(1, LOG_MAX);
+	uint64_t error_offset = 0;
+	struct kvm_vm *vm;
+	int fd, tapped, status;
+	pid_t pid;
+
+	ASSERT_NE(NULL, expected);
+	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
+		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or GUEST_MEMFD_FLAG_CONVERTIBLE");
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	fd = __vm_create_guest_memfd(vm, 4 * page, GUEST_MEMFD_FLAG_CONVERTIBLE |
+					 GUEST_MEMFD_FLAG_INIT_SHARED);
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 4 * page));
+
+	/* Memory failure kills the process that maps the page: a child. */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (!pid) {
+		uint8_t *mem = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE,
+				    MAP_SHARED, fd, 0);
+
+		/* Not the test library's handler, which reports a failure. */
+		signal(SIGBUS, SIG_DFL);
+		if (mem == MAP_FAILED)
+			_exit(2);
+		mem[2 * page] = 1;
+		_exit(madvise(mem + 2 * page, page, MADV_HWPOISON) ? 3 : 0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE((WIFEXITED(status) && !WEXITSTATUS(status)) ||
+		    (WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS));
+
+	tapped = client_attach(fd, true);
+	ASSERT_EQ(-EHWPOISON, gmem_convert(fd, KVM_GMEM_CONVERT_PRIVATE, 0,
+					   4 * page, &error_offset));
+	ASSERT_EQ(2 * page, error_offset);
+	log_line(expected, "prepare", true, 0, 4, page);
+	log_line(expected, "abort", true, 0, 4, page);
+	expect_log(tapped, expected);
+
+	ASSERT_EQ(0, gmem_convert(fd, KVM_GMEM_CONVERT_PRIVATE, 0, 2 * page,
+				  NULL));
+	ASSERT_EQ(0, gmem_convert(fd, KVM_GMEM_CONVERT_SHARED, 0, 4 * page,
+				  NULL));
+	expected[0] = 0;
+	log_line(expected, "prepare", true, 0, 2, page);
+	log_line(expected, "begin", true, 0, 2, page);
+	log_line(expected, "step", true, 0, 1, page);
+	log_line(expected, "step", true, 1, 2, page);
+	log_line(expected, "end", true, 0, 2, page);
+	log_line(expected, "prepare", false, 0, 2, page);
+	log_line(expected, "begin", false, 0, 2, page);
+	log_line(expected, "step", false, 0, 1, page);
+	log_line(expected, "step", false, 1, 2, page);
+	log_line(expected, "end", false, 0, 2, page);
+	expect_log(tapped, expected);
+
+	close(tapped);
+	close(fd);
+	kvm_vm_free(vm);
+	free(expected);
+}
+
+/*
  * A file that does not convert in place refuses both interfaces: a file
  * without GUEST_MEMFD_FLAG_MMAP, any file of a VM without private memory,
  * and, while kvm.gmem_in_place_conversion is off, a file created with only

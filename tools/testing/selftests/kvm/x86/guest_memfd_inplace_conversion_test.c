@@ -10,8 +10,10 @@
  * of the file that shared pages hold the guest's data and private pages
  * raise SIGBUS. Each vCPU works on a region of its own, concurrently.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -257,6 +259,144 @@ static void run_test(int nr_vcpus, bool attributes2)
 	close(gmem_fd);
 }
 
+/*
+ * A failing conversion with vCPU faults around it: the guest keeps writing
+ * and checking its private pages while the host converts them to shared
+ * with the step made to fail (the debugfs mock client's "fail") at a
+ * different page each time.  Each conversion fails with that page as
+ * error_offset and leaves every page private; the guest, whose mappings
+ * each attempt zapped, faults them back in and finds its data.
+ */
+#define GMEM_TEST_CLIENT	"/sys/kernel/debug/guest_memfd_test/client"
+#define FAILING_CONVERSIONS	48
+
+static void guest_code_faults(u64 base)
+{
+	u64 pass = 0, a;
+
+	for (;;) {
+		for (a = base; a < base + REGION_SIZE; a += PAGE_SIZE) {
+			__GUEST_ASSERT(!pass || *(u64 *)a == pass,
+				       "gpa 0x%lx: expected 0x%lx, read 0x%lx",
+				       a, pass, *(u64 *)a);
+			*(u64 *)a = pass + 1;
+		}
+		pass++;
+		GUEST_SYNC(pass);
+	}
+}
+
+static volatile u64 guest_passes;
+static volatile bool stop_vcpu;
+
+static void *faulting_vcpu_thread(void *arg)
+{
+	struct kvm_vcpu *vcpu = arg;
+	struct ucall uc;
+
+	while (!stop_vcpu) {
+		vcpu_run(vcpu);
+		TEST_ASSERT(vcpu->run->exit_reason == KVM_EXIT_IO,
+			    "exit reason %u (%s)", vcpu->run->exit_reason,
+			    exit_reason_str(vcpu->run->exit_reason));
+		switch (get_ucall(vcpu, &uc)) {
+		case UCALL_ABORT:
+			REPORT_GUEST_ASSERT(uc);
+		case UCALL_SYNC:
+			guest_passes = uc.args[1];
+			break;
+		default:
+			TEST_FAIL("unknown ucall %lu", uc.cmd);
+		}
+	}
+	return NULL;
+}
+
+static void wait_for_pass(u64 pass)
+{
+	while (guest_passes < pass)
+		sched_yield();
+}
+
+static void run_failing_conversions(bool attributes2)
+{
+	u64 flags = GUEST_MEMFD_FLAG_MMAP;
+	struct kvm_vcpu *vcpu;
+	pthread_t thread;
+	struct kvm_vm *vm;
+	char cmd[64];
+	int cfd, i;
+
+	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
+	TEST_REQUIRE(kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) &
+		     GUEST_MEMFD_FLAG_CONVERTIBLE);
+	cfd = open(GMEM_TEST_CLIENT, O_RDWR | O_CLOEXEC);
+	__TEST_REQUIRE(cfd >= 0, "no " GMEM_TEST_CLIENT);
+
+	vm = __vm_create_with_vcpus((struct vm_shape){
+					    .mode = VM_MODE_DEFAULT,
+					    .type = KVM_X86_SW_PROTECTED_VM,
+				    }, 1, 0, guest_code_faults, &vcpu);
+	use_attributes2 = attributes2;
+	if (!attributes2 || !kvm_has_gmem_attributes)
+		flags |= GUEST_MEMFD_FLAG_CONVERTIBLE;
+	gmem_fd = vm_create_guest_memfd(vm, REGION_SIZE, flags);
+	gmem_mem = kvm_mmap(REGION_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+			    gmem_fd);
+	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
+				   REGION_SIZE, gmem_mem, gmem_fd, 0);
+	vcpu_args_set(vcpu, 1, DATA_GPA);
+	virt_map(vm, DATA_GPA, DATA_GPA, PAGES_PER_VCPU);
+
+	snprintf(cmd, sizeof(cmd), "attach %d", gmem_fd);
+	TEST_ASSERT(write(cfd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd),
+		    "attach the mock client");
+	TEST_ASSERT(write(cfd, "tap", 3) == 3, "tap the step");
+
+	guest_passes = 0;
+	stop_vcpu = false;
+	pthread_create(&thread, NULL, faulting_vcpu_thread, vcpu);
+	/* After the first pass, every page is allocated. */
+	wait_for_pass(1);
+
+	for (i = 0; i < FAILING_CONVERSIONS; i++) {
+		u64 fail = (i * 13) % PAGES_PER_VCPU * PAGE_SIZE;
+		u64 pass = guest_passes;
+		u64 error_offset = -1;
+		int r;
+
+		snprintf(cmd, sizeof(cmd), "fail %d %lu", EIO, fail);
+		TEST_ASSERT(write(cfd, cmd, strlen(cmd)) == (ssize_t)strlen(cmd),
+			    "arm the failure");
+		TEST_ASSERT(write(cfd, "clear", 5) == 5, "clear the log");
+		if (!attributes2) {
+			r = gmem_convert(gmem_fd, KVM_GMEM_CONVERT_SHARED, 0,
+					 REGION_SIZE, &error_offset);
+		} else {
+			loff_t eo = -1;
+
+			r = __gmem_set_memory_attributes(gmem_fd, 0, REGION_SIZE,
+							 0, &eo) ? -errno : 0;
+			error_offset = eo;
+		}
+		TEST_ASSERT(r == -EIO && error_offset == fail,
+			    "conversion %d: %d at 0x%lx, expected -EIO at 0x%lx",
+			    i, r, error_offset, fail);
+		expect_private(DATA_GPA + fail);
+		/* The guest faults its pages back in, data intact. */
+		wait_for_pass(pass + 2);
+	}
+	for (i = 0; i < PAGES_PER_VCPU; i++)
+		expect_private(DATA_GPA + i * PAGE_SIZE);
+
+	stop_vcpu = true;
+	pthread_join(thread, NULL);
+	close(cfd);
+	kvm_vm_free(vm);
+	munmap(gmem_mem, REGION_SIZE);
+	close(gmem_fd);
+}
+
 FIXTURE(inplace) {
 };
 
@@ -288,6 +428,11 @@ TEST_F(inplace, one_vcpu)
 TEST_F(inplace, four_vcpus)
 {
 	run_test(4, variant->attributes2);
+}
+
+TEST_F(inplace, failing_conversions_with_vcpu_faults)
+{
+	run_failing_conversions(variant->attributes2);
 }
 
 TEST_HARNESS_MAIN
