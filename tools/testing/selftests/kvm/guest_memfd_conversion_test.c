@@ -751,19 +751,23 @@ static int client_cmd(int cfd, const char *cmd)
 	return write(cfd, cmd, len) == len ? 0 : errno;
 }
 
-#define client_attach(fd, tap)						\
-	({								\
-		int __cfd = open(GMEM_TEST_CLIENT, O_RDWR | O_CLOEXEC);	\
-		char __cmd[32];						\
-									\
-		if (__cfd < 0)						\
-			SKIP(return, "no %s", GMEM_TEST_CLIENT);	\
-		snprintf(__cmd, sizeof(__cmd), "attach %d", (fd));	\
-		ASSERT_EQ(0, client_cmd(__cfd, __cmd));			\
-		if (tap)						\
-			ASSERT_EQ(0, client_cmd(__cfd, "tap"));		\
-		__cfd;							\
-	})
+static bool have_client(void)
+{
+	return !access(GMEM_TEST_CLIENT, F_OK);
+}
+
+/* A new client attached to @fd, tapping the conversion step if @tap. */
+static int client_attach(int fd, bool tap)
+{
+	int cfd = open(GMEM_TEST_CLIENT, O_RDWR | O_CLOEXEC);
+	char cmd[32];
+
+	TEST_ASSERT(cfd >= 0, "opening " GMEM_TEST_CLIENT);
+	snprintf(cmd, sizeof(cmd), "attach %d", fd);
+	TEST_ASSERT(!client_cmd(cfd, cmd), "attaching the client");
+	TEST_ASSERT(!tap || !client_cmd(cfd, "tap"), "tapping the step");
+	return cfd;
+}
 
 /* The client's log, which must not have lost lines. */
 static void client_log(int cfd, char *buf)
@@ -814,17 +818,19 @@ static void strip_retries(char *log)
 	}
 }
 
-#define expect_log(cfd, expected)					\
-	do {								\
-		char *__log = calloc(1, LOG_MAX);			\
-									\
-		ASSERT_NE(NULL, __log);					\
-		client_log(cfd, __log);					\
-		strip_retries(__log);					\
-		EXPECT_STREQ(expected, __log);				\
-		free(__log);						\
-		ASSERT_EQ(0, client_cmd(cfd, "clear"));			\
-	} while (0)
+/* The client's log is @expected, retries aside; then empty it. */
+static void expect_log(struct __test_metadata *_metadata, int cfd,
+		       const char *expected)
+{
+	char *log = calloc(1, LOG_MAX);
+
+	ASSERT_NE(NULL, log);
+	client_log(cfd, log);
+	strip_retries(log);
+	EXPECT_STREQ(expected, log);
+	free(log);
+	ASSERT_EQ(0, client_cmd(cfd, "clear"));
+}
 
 /*
  * The owner's step, made to fail at the first, a middle and the last page
@@ -843,6 +849,8 @@ TEST_F(conversion, step_fails_at_page)
 	int tapped, other, i, k;
 
 	ASSERT_NE(NULL, expected);
+	if (!have_client())
+		SKIP(return, "no %s", GMEM_TEST_CLIENT);
 	ASSERT_EQ(0, fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, self->size));
 	/* Before the clients attach: the faults that fill the pages notify. */
 	if (to_priv)
@@ -857,7 +865,7 @@ TEST_F(conversion, step_fails_at_page)
 		snprintf(cmd, sizeof(cmd), "fail %d %zu", EIO,
 			 fail_at[k] * self->page);
 		ASSERT_EQ(0, client_cmd(tapped, cmd));
-		/* check_states() filled the shared pages the last round. */
+		/* The previous check_states() filled the shared pages. */
 		ASSERT_EQ(0, client_cmd(tapped, "clear"));
 		ASSERT_EQ(0, client_cmd(other, "clear"));
 		error_offset = -1;
@@ -879,13 +887,13 @@ TEST_F(conversion, step_fails_at_page)
 		for (i = fail_at[k] - 1; i >= 0; i--)
 			log_line(expected, "undo", to_priv, i, i + 1, self->page);
 		log_line(expected, "end", to_priv, 0, NR_PAGES, self->page);
-		expect_log(tapped, expected);
+		expect_log(_metadata, tapped, expected);
 
 		expected[0] = 0;
 		log_line(expected, "prepare", to_priv, 0, NR_PAGES, self->page);
 		log_line(expected, "begin", to_priv, 0, NR_PAGES, self->page);
 		log_line(expected, "end", to_priv, 0, NR_PAGES, self->page);
-		expect_log(other, expected);
+		expect_log(_metadata, other, expected);
 
 		check_states();
 		if (to_priv)
@@ -902,7 +910,7 @@ TEST_F(conversion, step_fails_at_page)
 	for (i = 0; i < NR_PAGES; i++)
 		log_line(expected, "step", to_priv, i, i + 1, self->page);
 	log_line(expected, "end", to_priv, 0, NR_PAGES, self->page);
-	expect_log(tapped, expected);
+	expect_log(_metadata, tapped, expected);
 	set_states(0, NR_PAGES, !to_priv);
 	check_states();
 
@@ -922,6 +930,8 @@ TEST_F(conversion, step_only_changing_allocated_pages)
 	int tapped;
 
 	ASSERT_NE(NULL, expected);
+	if (!have_client())
+		SKIP(return, "no %s", GMEM_TEST_CLIENT);
 	ASSERT_EQ(0, fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 2 * self->page,
 			       4 * self->page));
 	ASSERT_EQ(0, fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 9 * self->page,
@@ -940,7 +950,7 @@ TEST_F(conversion, step_only_changing_allocated_pages)
 	log_line(expected, "step", to_priv, 5, 6, self->page);
 	log_line(expected, "step", to_priv, 9, 10, self->page);
 	log_line(expected, "end", to_priv, 0, NR_PAGES, self->page);
-	expect_log(tapped, expected);
+	expect_log(_metadata, tapped, expected);
 	set_states(0, NR_PAGES, !to_priv);
 	check_states();
 
@@ -962,6 +972,8 @@ TEST_F(conversion, step_once_per_page_bound_or_not)
 	int tapped, i;
 
 	ASSERT_NE(NULL, expected);
+	if (!have_client())
+		SKIP(return, "no %s", GMEM_TEST_CLIENT);
 	ASSERT_EQ(0, __vm_set_user_memory_region2(self->vm, 1, KVM_MEM_GUEST_MEMFD,
 						  gpa, 3 * self->page,
 						  self->mem + self->page,
@@ -981,7 +993,7 @@ TEST_F(conversion, step_once_per_page_bound_or_not)
 	for (i = 0; i < NR_PAGES; i++)
 		log_line(expected, "step", to_priv, i, i + 1, self->page);
 	log_line(expected, "end", to_priv, 0, NR_PAGES, self->page);
-	expect_log(tapped, expected);
+	expect_log(_metadata, tapped, expected);
 	set_states(0, NR_PAGES, !to_priv);
 	check_states();
 
@@ -998,7 +1010,7 @@ TEST_F(conversion, step_once_per_page_bound_or_not)
 	for (i = 1; i < 4; i++)
 		log_line(expected, "step", !to_priv, i, i + 1, self->page);
 	log_line(expected, "end", !to_priv, 1, 4, self->page);
-	expect_log(tapped, expected);
+	expect_log(_metadata, tapped, expected);
 	set_states(1, 3, to_priv);
 	check_states();
 
@@ -1023,6 +1035,8 @@ TEST(hwpoisoned_page_is_not_stepped)
 	ASSERT_NE(NULL, expected);
 	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
 		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or GUEST_MEMFD_FLAG_CONVERTIBLE");
+	if (!have_client())
+		SKIP(return, "no %s", GMEM_TEST_CLIENT);
 	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	fd = __vm_create_guest_memfd(vm, 4 * page, GUEST_MEMFD_FLAG_CONVERTIBLE |
 					 GUEST_MEMFD_FLAG_INIT_SHARED);
@@ -1053,7 +1067,7 @@ TEST(hwpoisoned_page_is_not_stepped)
 	ASSERT_EQ(2 * page, error_offset);
 	log_line(expected, "prepare", true, 0, 4, page);
 	log_line(expected, "abort", true, 0, 4, page);
-	expect_log(tapped, expected);
+	expect_log(_metadata, tapped, expected);
 
 	ASSERT_EQ(0, gmem_convert(fd, KVM_GMEM_CONVERT_PRIVATE, 0, 2 * page,
 				  NULL));
@@ -1070,7 +1084,7 @@ TEST(hwpoisoned_page_is_not_stepped)
 	log_line(expected, "step", false, 0, 1, page);
 	log_line(expected, "step", false, 1, 2, page);
 	log_line(expected, "end", false, 0, 2, page);
-	expect_log(tapped, expected);
+	expect_log(_metadata, tapped, expected);
 
 	close(tapped);
 	close(fd);
