@@ -7,10 +7,14 @@
 #
 # Usage: bench-report.py BENCH.json OUTDIR [--command CMD] [--name NAME]
 #                        [--merge OTHER.json]... [--device LABEL=OTHER.json]...
+#                        [--beside LABEL=OTHER.json]
 #   --name    base name of the files written (default bench)
 #   --merge   another run of the same kernel whose sizes are added
 #   --device  another run of the same kernel on another IOMMU (bench.sh
 #             --and-viommu): its groups are added as "GROUP (LABEL)"
+#   --beside  another kernel measured at the same time (its own guest, the
+#             same host load): each latency group gets a table of the worst
+#             latencies of both, side by side, with their ratio
 # Writes OUTDIR/NAME.md, OUTDIR/NAME.png (matplotlib: Debian's
 # python3-matplotlib, hence /usr/bin/python3; no plot for latency groups
 # such as stall, whose goals and tables are in the markdown) and the JSON
@@ -36,8 +40,10 @@ def size_label(pages):
 
 
 class Report:
-    def __init__(self, data):
+    def __init__(self, data, beside=()):
         self.d = data
+        # (label, JSON) of kernels measured at the same time (--beside).
+        self.beside = list(beside)
         self.icount = data["env"].get("icount") == "1"
         # Thousands of instructions, or microseconds of wall time.
         self.unit = "k-insn" if self.icount else "us"
@@ -276,6 +282,35 @@ class Report:
                        f"{'-' if got == 'not run' else 'met' if ok else 'MISSED'} |")
         return "\n".join(out) + "\n"
 
+    def beside_table(self, group, label, other):
+        """The worst latency of each measurement, the other kernel's (run at
+        the same time) against this one's, and other / this."""
+        o = Report(other)
+        if group not in other["groups"]:
+            return ""
+        g = self.d["groups"][group]
+        first, rows = g["phases"][0], g["phases"][1:]
+        out = [f"`{group}` beside {label} ({other['env'].get('source')}), measured at "
+               f"the same time: worst ms, {label} -> this kernel ({label} / this):", ""]
+        out.append("| size | operation | " + first + " (median) | " + " | ".join(rows) + " |")
+        out.append("|---" * (len(rows) + 3) + "|")
+        for p in self.pages(group):
+            for v in g["variants"]:
+                cells = []
+                for r in [first] + rows:
+                    key = "median" if r == first else "max"
+                    a = o.stat(group, v, p, r, key)
+                    b = self.stat(group, v, p, r, key)
+                    if a is None or b is None:
+                        cells.append("-")
+                        continue
+                    c = f"{a / 1e6:.1f} -> {b / 1e6:.1f}"
+                    if b:
+                        c += f" ({a / b:.0f}x)" if a / b >= 10 else f" ({a / b:.2f}x)"
+                    cells.append(c)
+                out.append(f"| {size_label(p)} | {v} | " + " | ".join(cells) + " |")
+        return "\n".join(out) + "\n"
+
     def markdown(self, command):
         env = self.d["env"]
         clock = ("QEMU -icount shift=0: guest instructions" if self.icount
@@ -312,6 +347,8 @@ class Report:
             if g.get("latency"):
                 out += [self.latency_table(group), "Goals (no operation "
                         "stalls the VM):", "", self.latency_goals(group)]
+                for label, other in self.beside:
+                    out.append(self.beside_table(group, label, other))
                 ft = self.facts_table(group)
                 if ft:
                     out.append(ft)
@@ -393,6 +430,9 @@ def main():
     ap.add_argument("--device", action="append", default=[],
                     metavar="LABEL=JSON",
                     help="the same kernel on another IOMMU: groups added as 'GROUP (LABEL)'")
+    ap.add_argument("--beside", action="append", default=[],
+                    metavar="LABEL=JSON",
+                    help="another kernel measured at the same time: worst latencies side by side")
     a = ap.parse_args()
     with open(a.json) as f:
         data = json.load(f)
@@ -428,7 +468,14 @@ def main():
         for gname, g in other["groups"].items():
             g = dict(g, title=f"{g['title']} ({other['env'].get('device')})")
             data["groups"][f"{gname} ({label})"] = g
-    r = Report(data)
+    beside = []
+    for spec in a.beside:
+        label, _, path = spec.partition("=")
+        if not path:
+            sys.exit(f"bench-report: --beside {spec}: want LABEL=FILE")
+        with open(path) as f:
+            beside.append((label, json.load(f)))
+    r = Report(data, beside)
     os.makedirs(a.outdir, exist_ok=True)
     out = os.path.join(a.outdir, a.name)
     if a.merge or a.device:

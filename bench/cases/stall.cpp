@@ -10,6 +10,11 @@
 //                   has two mock domains
 // to-shared         KVM_GMEM_CONVERT_SHARED of the S pages, mapped into an
 //                   IOAS with a mock domain
+//
+// With --device edu, the domain is the edu device's on the machine's
+// emulated IOMMU instead: attach and detach of the device, MAP_FILE into an
+// IOAS with the device's domain and one mock domain, to-shared of pages the
+// device's domain maps.
 // to-private-eagain KVM_GMEM_CONVERT_PRIVATE of the S pages refused with
 //                   EAGAIN: the first page is pinned by vmsplice()
 //
@@ -203,8 +208,6 @@ public:
 	      gm_(ConvertibleFile::bound(len_ + kExtraPages * kPage,
 					 GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED))
 	{
-		if (opts.edu)
-			throw Skip{ "mock domains only (two domains, attach in a loop)" };
 		const auto &f = gm_.gmem();
 		f.allocate(0, len_).value();
 		f.allocate(shared_off(), kPage).value();
@@ -275,6 +278,13 @@ private:
 		case Op::attach:
 			io_.emplace(IommuCtx::make(false));
 			io_->ioas.map_file(fd, 0, len_, kIova).value();
+			if (opts.edu) {
+				// The device, bound but on no IOAS yet.
+				auto edu = gmem::testing::Edu::open(io_->iommufd.fd());
+				if (!edu)
+					throw Skip{ edu.error().message() };
+				io_->edu.emplace(std::move(edu).value());
+			}
 			break;
 		case Op::map_file:
 			io_.emplace(IommuCtx::make(true));
@@ -310,7 +320,10 @@ private:
 		const auto &f = gm_.gmem();
 		switch (op_) {
 		case Op::attach:
-			attached_.emplace(MockDomain::attach(io_->ioas).value());
+			if (io_->edu)
+				edu_hwpt_ = io_->edu->vfio().attach(io_->ioas.id()).value();
+			else
+				attached_.emplace(MockDomain::attach(io_->ioas).value());
 			break;
 		case Op::map_file:
 			io_->ioas.map_file(f.fd(), 0, len_, kIova).value();
@@ -351,7 +364,10 @@ private:
 		const int fd = gm_.gmem().fd();
 		std::string why;
 		bool ok = false;
-		if (op_ == Op::attach) {
+		if (op_ == Op::attach && io_->edu) {
+			// A real domain tells its pages only through the mirror.
+			ok = edu_hwpt_ != 0 && io_->check_mirror(kIova, len_, fd, true, why);
+		} else if (op_ == Op::attach) {
 			auto r = gmem::testing::check_gmem(io_->iommufd.fd(), attached_->hwpt_id(),
 							   kIova, len_, fd, 0, false);
 			ok = r.has_value();
@@ -369,6 +385,8 @@ private:
 		check_done();
 		switch (op_) {
 		case Op::attach:
+			if (io_->edu)
+				io_->edu->vfio().detach().value();
 			attached_.reset();
 			break;
 		case Op::map_file:
@@ -525,6 +543,7 @@ private:
 	std::optional<IommuCtx> io_;
 	std::optional<MockDomain> second_;   // map-file: the IOAS's second domain
 	std::optional<MockDomain> attached_; // attach: the domain attached
+	uint32_t edu_hwpt_ = 0;		     // attach, edu: the device's HWPT
 	gmem::UniqueFd pipe_r_, pipe_w_;
 	unsigned vcpu_ = 0;
 	int pre_fault_err_ = 0;

@@ -39,7 +39,14 @@
 // --check-ms=N (GMEM_STRESS_CHECK_MS), --disable=kind,kind
 // (GMEM_STRESS_DISABLE): op kinds as printed at the end, plus "guest_fill"
 // (vCPUs avoid shared holes in mapped chunks) and "map_fill" (MAP_FILE
-// finds no hole: the chunk is fallocate()d first).
+// finds no hole: the chunk is fallocate()d first); with guest_read and
+// guest_write both disabled no vCPU runs. --vcpu-stuck-s=N
+// (GMEM_STRESS_VCPU_STUCK_S, default 30): a vCPU whose read or write has
+// not completed after N s of KVM_RUN fails the run, with its RIPs, KVM's
+// exits and the page's model. --max-vcpu-restarts=N
+// (GMEM_STRESS_MAX_VCPU_RESTARTS, default 0): how many vCPUs found with
+// their host's state (KERNEL-BUGS.md, 6) may be started over before the
+// run fails.
 #include <chrono>
 #include <cstdio>
 #include <exception>

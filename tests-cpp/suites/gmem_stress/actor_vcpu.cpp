@@ -10,12 +10,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <variant>
+
+#include "diagnostics.h"
 
 namespace gmem::stress {
 
@@ -108,16 +111,24 @@ bool Stress::op_guest(ThreadCtx &t, int v, bool write)
 }
 
 // KVM_RUN of vCPU @v until the guest is done with its command (@post, or
-// the one it has if null) or exits otherwise. Under QEMU's TCG the
-// nested vCPU's state is at times replaced by its host's (KERNEL-BUGS.md,
-// 6): the vCPU then loops in KVM_RUN on a #GP it cannot deliver, at the
-// host's RIP. A KVM_RUN that lasts 5 s is interrupted (SIGUSR1 makes it
-// return EINTR): a vCPU still in the guest's code goes on; one at the
-// host's VMRUN (that signature only) is started over, with the same
-// request, and counted; one anywhere else fails the run.
+// the one it has if null) or exits otherwise. Under QEMU's multi-threaded
+// TCG the nested vCPU's state is at times replaced by its host's
+// (KERNEL-BUGS.md, 6): the vCPU then loops in KVM_RUN on a #GP it cannot
+// deliver, at the host's RIP. A KVM_RUN that lasts 5 s is interrupted
+// (SIGUSR1 makes it return EINTR): a vCPU still in the guest's code goes
+// on, for --vcpu-stuck-s in all; one at the host's VMRUN (that signature
+// only) is started over, with the same request, and counted, up to
+// --max-vcpu-restarts (0 unless asked: single-threaded TCG has not shown
+// it). Anything else, a vCPU still in the guest's code after
+// --vcpu-stuck-s, or one more restart fails the run with where the vCPU
+// is and what KVM does with it.
 Result<VcpuExit> Stress::run_vcpu(ThreadCtx &t, int v, const MailboxCommand *post)
 {
 	const Vcpu &vcpu = guest_->vcpu(v);
+	const auto start = Clock::now();
+	// The guest RIPs seen at the interruptions, in order, without repeats.
+	std::string rips;
+	uint64_t last_rip = 0;
 	auto run = [&] {
 		auto r = post ? mailbox_post(*guest_, v, *post) : mailbox_resume(*guest_, v);
 		post = nullptr;
@@ -133,6 +144,27 @@ Result<VcpuExit> Stress::run_vcpu(ThreadCtx &t, int v, const MailboxCommand *pos
 			return run();
 		t.kick = id;
 	}
+	// The failure: where the vCPU was, and what KVM does with it over one
+	// more KVM_RUN of half a second.
+	auto stuck = [&](const std::string &why) {
+		const double s = std::chrono::duration<double>(Clock::now() - start).count();
+		std::string then;
+		const std::string trace = kvm_exit_summary(v, [&] {
+			itimerspec arm{};
+			arm.it_value.tv_nsec = 500000000;
+			::timer_settime(*t.kick, 0, &arm, nullptr);
+			auto r = run();
+			const itimerspec off{};
+			::timer_settime(*t.kick, 0, &off, nullptr);
+			then = r ? "exit " + ::gmem::describe(*r) : r.error().message();
+		});
+		char buf[64];
+		std::snprintf(buf, sizeof(buf), " after %.1f s in KVM_RUN", s);
+		return ::gmem::fail(EFAULT, "vCPU " + std::to_string(v) + " " + why + buf +
+						    " (RIPs at each 5 s interruption:" + rips +
+						    "); KVM over 0.5 s more: " + trace +
+						    " (that KVM_RUN ended with: " + then + ")");
+	};
 	for (;;) {
 		itimerspec arm{};
 		arm.it_value.tv_sec = 5;
@@ -145,16 +177,27 @@ Result<VcpuExit> Stress::run_vcpu(ThreadCtx &t, int v, const MailboxCommand *pos
 		auto regs = vcpu.get_regs();
 		if (!regs)
 			return unexpected(regs.error());
-		const uint64_t code_len = mailbox_guest_code().size();
-		if (regs->rip >= layout::kEntry && regs->rip < layout::kEntry + code_len)
-			continue;
-		// Only that signature is the emulator's; anything else fails.
-		if (regs->rip < vmrun_text_.first || regs->rip >= vmrun_text_.second) {
-			char buf[96];
-			std::snprintf(buf, sizeof(buf), "vCPU %d left its code for RIP 0x%llx", v,
-				      (unsigned long long)regs->rip);
-			return ::gmem::fail(EFAULT, buf);
+		if (regs->rip != last_rip || rips.empty()) {
+			char buf[32];
+			std::snprintf(buf, sizeof(buf), " 0x%llx", (unsigned long long)regs->rip);
+			rips += buf;
+			last_rip = regs->rip;
 		}
+		const uint64_t code_len = mailbox_guest_code().size();
+		if (regs->rip >= layout::kEntry && regs->rip < layout::kEntry + code_len) {
+			// A read or a write is a handful of instructions.
+			if (Clock::now() - start >=
+			    std::chrono::duration<double>(opt_.vcpu_stuck_s))
+				return stuck("stuck in the guest's code");
+			continue;
+		}
+		// Only that signature is the emulator's; anything else fails.
+		if (regs->rip < vmrun_text_.first || regs->rip >= vmrun_text_.second)
+			return stuck("left the guest's code");
+		if (vcpu_state_lost_.load() >= opt_.max_vcpu_restarts)
+			return stuck("has its host's state (at VMRUN; KERNEL-BUGS.md, 6) and "
+				     "restarts are used up (" +
+				     std::to_string(opt_.max_vcpu_restarts) + ")");
 		if (vcpu_state_lost_++ == 0)
 			std::printf("[ NOTE     ] vCPU %d left its code for RIP 0x%llx: its state "
 				    "was replaced (KERNEL-BUGS.md, 6); starting it over\n",

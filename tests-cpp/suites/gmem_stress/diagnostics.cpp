@@ -4,12 +4,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -72,6 +74,53 @@ void print_kvm_trace()
 			std::printf("[ TRACE    ] %s\n", line.c_str());
 			n++;
 		}
+}
+
+std::string kvm_exit_summary(int vcpu_id, const std::function<void()> &run)
+{
+	const std::string t = "/sys/kernel/tracing/";
+	auto put = [&](const std::string &file, const char *v) {
+		UniqueFd f(::open((t + file).c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+		return f.valid() && ::write(f.get(), v, std::strlen(v)) > 0;
+	};
+	if (UniqueFd clear(::open((t + "trace").c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+	    !clear.valid() || !put("events/kvm/kvm_exit/enable", "1"))
+		return "no KVM tracepoints in " + t;
+	put("events/kvm/kvm_inj_exception/enable", "1");
+	run();
+	put("events/kvm/kvm_exit/enable", "0");
+	put("events/kvm/kvm_inj_exception/enable", "0");
+	// "kvm_exit: vcpu 0 reason npf rip 0x... info1 ...": the event, the
+	// reason and the RIP; "kvm_inj_exception: #GP (0x0)": the event and
+	// the vector. Lines of other vCPUs are left out.
+	std::map<std::string, unsigned> seen;
+	std::ifstream f(t + "trace");
+	std::string line;
+	const std::string me = "vcpu " + std::to_string(vcpu_id) + " ";
+	while (std::getline(f, line)) {
+		if (line.empty() || line[0] == '#')
+			continue;
+		if (size_t e = line.find("kvm_exit: "); e != std::string::npos) {
+			if (line.find(me, e) == std::string::npos)
+				continue;
+			const size_t r = line.find("reason ", e);
+			const size_t i = line.find(" info1", e);
+			seen["exit " + line.substr(r, i == std::string::npos ? i : i - r)]++;
+		} else if (size_t x = line.find("kvm_inj_exception: "); x != std::string::npos) {
+			seen["injected " + line.substr(x + 19)]++;
+		}
+	}
+	if (seen.empty())
+		return "no exit of vCPU " + std::to_string(vcpu_id);
+	std::vector<std::pair<unsigned, std::string>> by_count;
+	for (const auto &[what, n] : seen)
+		by_count.emplace_back(n, what);
+	std::sort(by_count.rbegin(), by_count.rend());
+	std::string out;
+	for (size_t i = 0; i < by_count.size() && i < 4; i++)
+		out += (i ? "; " : "") + by_count[i].second + " (x" +
+		       std::to_string(by_count[i].first) + ")";
+	return out;
 }
 
 namespace {

@@ -58,6 +58,10 @@ std::string parse_options(Options &o)
 		o.max_ops = std::stoull(*v, nullptr, 0);
 	if (auto v = option(args, "check-ms", "GMEM_STRESS_CHECK_MS"))
 		o.check_ms = static_cast<unsigned>(std::stoul(*v));
+	if (auto v = option(args, "max-vcpu-restarts", "GMEM_STRESS_MAX_VCPU_RESTARTS"))
+		o.max_vcpu_restarts = std::stoull(*v, nullptr, 0);
+	if (auto v = option(args, "vcpu-stuck-s", "GMEM_STRESS_VCPU_STUCK_S"))
+		o.vcpu_stuck_s = std::stod(*v);
 	if (auto v = option(args, "disable", "GMEM_STRESS_DISABLE")) {
 		std::stringstream ss(*v);
 		std::string kind;

@@ -16,6 +16,11 @@ struct Options {
 	double seconds = 150;
 	uint64_t max_ops = 1000000;
 	unsigned check_ms = 1000;
+	// vCPU restarts (the host's state at VMRUN, see run_vcpu()) the run
+	// accepts before it fails; a vCPU whose command has not completed
+	// after vcpu_stuck_s seconds of KVM_RUN fails the run.
+	uint64_t max_vcpu_restarts = 0;
+	double vcpu_stuck_s = 30;
 	std::array<bool, kOpCount> disabled{};
 	bool guest_fill = true;
 	bool map_fill = true;

@@ -236,8 +236,11 @@ void Stress::run()
 	std::vector<std::thread> threads;
 	for (int i = 0; i < kHostThreads; i++)
 		threads.emplace_back([this, i] { host_thread(i); });
-	for (int v = 0; v < kVcpus; v++)
-		threads.emplace_back([this, v] { vcpu_thread(v); });
+	// --disable=guest_read,guest_write: the host's actors alone (the
+	// vCPUs are created, never run).
+	if (enabled(kGuestRead) || enabled(kGuestWrite))
+		for (int v = 0; v < kVcpus; v++)
+			threads.emplace_back([this, v] { vcpu_thread(v); });
 
 	// Quiesce every check_ms: close the gate, check everything, reopen.
 	while (!stopping() && Clock::now() < deadline_ && total_ops_ < opt_.max_ops) {
@@ -279,8 +282,9 @@ void Stress::print_summary(double seconds) const
 		    (unsigned long long)racing_conversions_.load(),
 		    (unsigned long long)memory_fault_retries_.load());
 	std::printf("[ STRESS   ] vCPU state replaced by the host's and started over "
-		    "(KERNEL-BUGS.md, 6): %llu\n",
-		    (unsigned long long)vcpu_state_lost_.load());
+		    "(KERNEL-BUGS.md, 6): %llu (at most %llu, --max-vcpu-restarts)\n",
+		    (unsigned long long)vcpu_state_lost_.load(),
+		    (unsigned long long)opt_.max_vcpu_restarts);
 	std::printf("[ STRESS   ] IOAS 1 left without a domain: %llu times; injected failures "
 		    "that failed an operation: %llu\n",
 		    (unsigned long long)domainless_.load(),
