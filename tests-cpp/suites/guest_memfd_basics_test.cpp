@@ -94,6 +94,28 @@ TEST_P(GuestMemfdBasicsTest, HolePunchZeroesSharedPages)
 	EXPECT_EQ(st.st_size, static_cast<off_t>(kSize));
 }
 
+// Every VM type with private memory converts in place: SW-protected VMs,
+// SEV-SNP and TDX offer GUEST_MEMFD_FLAG_CONVERTIBLE (INIT_SHARED with it)
+// and create such files; the default VM type offers neither flag. SEV-SNP
+// and TDX are skipped, with the reason, on a host whose KVM_CAP_VM_TYPES
+// lacks them.
+TEST_P(GuestMemfdBasicsTest, ConvertibleOnEveryPrivateMemoryType)
+{
+	const bool converts = GetParam() != KVM_X86_DEFAULT_VM;
+	const uint64_t flags = vm_->guest_memfd_flags();
+	const uint64_t convertible = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_CONVERTIBLE;
+
+	EXPECT_EQ((flags & GUEST_MEMFD_FLAG_CONVERTIBLE) != 0, converts);
+	if (!converts) {
+		EXPECT_THAT(vm_->create_guest_memfd(kSize, convertible), FailsWithErrno(EINVAL));
+		return;
+	}
+	EXPECT_NE(flags & GUEST_MEMFD_FLAG_INIT_SHARED, 0U);
+	EXPECT_THAT(vm_->create_guest_memfd(kSize, convertible), Succeeds());
+	EXPECT_THAT(vm_->create_guest_memfd(kSize, convertible | GUEST_MEMFD_FLAG_INIT_SHARED),
+		    Succeeds());
+}
+
 // Hole punching must be page aligned.
 TEST_P(GuestMemfdBasicsTest, UnalignedPunchIsRefused)
 {
