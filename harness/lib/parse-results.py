@@ -3,7 +3,9 @@
 """Turn one suite's run directory into per-case results.
 
 Reads output.log (TAP from kselftest/KTAP, or a GoogleTest XML report),
-exit_status and splats from the run directory; writes cases.tsv
+exit_status and splats from the run directory, and require_log if there is
+one (lines the guest's kernel log must contain, e.g. that a configuration
+the suite boots with took effect); writes cases.tsv
 (case, status, detail) and result.tsv (suite, passed, failed, skipped,
 splats) there. Exit status: 0 if the suite passed, 77 if every case was
 skipped, 1 otherwise.
@@ -174,6 +176,14 @@ def main():
                       'timed out' if rc == 124 else 'guest died before the program finished'))
     if splats:
         cases.append((f'{suite}: kernel log', 'failed', f'{len(splats)} splat line(s): {splats[0]}'))
+    # A configuration that did not take effect would pass as the plain run.
+    if (rundir / 'require_log').exists():
+        klog = ''.join((rundir / f).read_text(errors='replace')
+                       for f in ('dmesg.log', 'console.log') if (rundir / f).exists())
+        for want in (rundir / 'require_log').read_text().splitlines():
+            if want.strip() and want not in klog:
+                cases.append((f'{suite}: required kernel log line', 'failed',
+                              f'not in the kernel log: {want}'))
 
     n = {s: sum(1 for c in cases if c[1] == s) for s in ('passed', 'failed', 'skipped')}
     durs = dict(GTEST_TIMES) if xmls else case_durations(rundir / 'output.ts')

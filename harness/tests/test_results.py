@@ -120,6 +120,19 @@ class ParseResults(unittest.TestCase):
         self.assertEqual(n, {'passed': 2, 'failed': 1, 'skipped': 0, 'splats': 1})
         self.assertIn('gmem_notify', cases['s: kernel log'][1])
 
+    def test_required_log_line_present(self):
+        rc, n, _cases = run_parser('require_log')
+        self.assertEqual(rc, 0)
+        self.assertEqual(n, {'passed': 2, 'failed': 0, 'skipped': 0, 'splats': 0})
+
+    def test_required_log_line_missing_fails(self):
+        rc, n, cases = run_parser('require_log_missing')
+        self.assertEqual(rc, 1)
+        self.assertEqual(n, {'passed': 2, 'failed': 1, 'skipped': 0, 'splats': 0})
+        self.assertEqual(cases['s: required kernel log line'],
+                         ('failed', 'not in the kernel log: '
+                          'guest_memfd: software ownership model on'))
+
     def test_truncated_log(self):
         rc, n, cases = run_parser('truncated')
         self.assertEqual(rc, 1)

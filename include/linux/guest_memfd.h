@@ -15,6 +15,7 @@
 
 #include <linux/bits.h>
 #include <linux/err.h>
+#include <linux/jump_label.h>
 #include <linux/list.h>
 #include <linux/types.h>
 
@@ -309,6 +310,156 @@ struct guest_memfd_owner_ops {
 #define GUEST_MEMFD_ACCESS_PRIVATE	BIT(1)
 /* guest_memfd_get_pfn() allocates the page if it is missing. */
 #define GUEST_MEMFD_GET_ALLOC		BIT(2)
+
+/**
+ * enum guest_memfd_owner - who may access a page, in the ownership model
+ * @GUEST_MEMFD_OWNER_HOST: the host and devices (the page is shared)
+ * @GUEST_MEMFD_OWNER_GUEST: the guest alone (the page is private)
+ *
+ * See guest_memfd_model_assign() and guest_memfd_model_check().
+ */
+enum guest_memfd_owner {
+	GUEST_MEMFD_OWNER_HOST,
+	GUEST_MEMFD_OWNER_GUEST,
+};
+
+#ifdef CONFIG_GUEST_MEMFD_OWNERSHIP_MODEL
+DECLARE_STATIC_KEY_FALSE(guest_memfd_model_key);
+bool __guest_memfd_model_check(unsigned long pfn, unsigned long nr,
+			       enum guest_memfd_owner expected,
+			       const char *path);
+int __guest_memfd_model_assign(unsigned long pfn, unsigned long nr,
+			       enum guest_memfd_owner from,
+			       enum guest_memfd_owner to, const char *path);
+void __guest_memfd_model_map(unsigned long pfn, unsigned long nr,
+			     const char *path);
+void __guest_memfd_model_unmap(unsigned long pfn, unsigned long nr,
+			       const char *path);
+#endif
+
+/**
+ * guest_memfd_model_enabled() - Whether the software ownership model is on
+ *
+ * For a caller that has work to do only for the model, e.g. find the PFNs
+ * it is about to unmap for guest_memfd_model_unmap().
+ *
+ * Return: true if CONFIG_GUEST_MEMFD_OWNERSHIP_MODEL is built in and the
+ * kernel command line turned it on.
+ */
+static inline bool guest_memfd_model_enabled(void)
+{
+#ifdef CONFIG_GUEST_MEMFD_OWNERSHIP_MODEL
+	return static_branch_unlikely(&guest_memfd_model_key);
+#else
+	return false;
+#endif
+}
+
+/**
+ * guest_memfd_model_check() - Check an access to pages against the model
+ * @pfn: first PFN, of a guest_memfd page
+ * @nr: number of pages
+ * @expected: the owner that the access needs: %GUEST_MEMFD_OWNER_HOST for
+ *	an access by the host or a device (a user mapping, an IOMMU mapping,
+ *	a kernel copy), %GUEST_MEMFD_OWNER_GUEST for a private fault of the
+ *	guest
+ * @path: the access, named in the report
+ *
+ * With the software ownership model on (CONFIG_GUEST_MEMFD_OWNERSHIP_MODEL
+ * and guest_memfd.ownership_model=1 on the kernel command line), a page
+ * that is not a guest_memfd page or is owned by the other side is a
+ * violation: a WARN naming the PFN, the file index, the owner and @path,
+ * where the hardware of a confidential VM (SEV-SNP's RMP, TDX) would
+ * fault.  The access goes on regardless.  Without the model, a NOP.
+ *
+ * Context: Any context but interrupt or NMI.
+ * Return: true if every page is owned by @expected (or the model is off).
+ */
+static inline bool guest_memfd_model_check(unsigned long pfn, unsigned long nr,
+					   enum guest_memfd_owner expected,
+					   const char *path)
+{
+#ifdef CONFIG_GUEST_MEMFD_OWNERSHIP_MODEL
+	if (static_branch_unlikely(&guest_memfd_model_key))
+		return __guest_memfd_model_check(pfn, nr, expected, path);
+#endif
+	return true;
+}
+
+/**
+ * guest_memfd_model_assign() - Move pages between owners in the model
+ * @pfn: first PFN, of a guest_memfd page
+ * @nr: number of pages
+ * @from: the owner the pages have
+ * @to: the owner they get
+ * @path: the step, named in a report
+ *
+ * For the architecture step of a conversion (&struct guest_memfd_owner_ops)
+ * of a VM type that the model stands in for hardware, and for its undo.
+ * Like RMPUPDATE, a page that is not owned by @from is refused, and so is
+ * a page that would become the guest's while an IOMMU maps it (see
+ * guest_memfd_model_map()): a WARN as in guest_memfd_model_check(), and no
+ * page changes.  guest_memfd itself
+ * assigns each page when it allocates it, as the file's state says, and
+ * forgets it when the page leaves the file.  Without the model, a NOP.
+ *
+ * Context: May sleep.
+ * Return: 0; -EBUSY if a page is not owned by @from or is still mapped.
+ */
+static inline int guest_memfd_model_assign(unsigned long pfn, unsigned long nr,
+					   enum guest_memfd_owner from,
+					   enum guest_memfd_owner to,
+					   const char *path)
+{
+#ifdef CONFIG_GUEST_MEMFD_OWNERSHIP_MODEL
+	if (static_branch_unlikely(&guest_memfd_model_key))
+		return __guest_memfd_model_assign(pfn, nr, from, to, path);
+#endif
+	return 0;
+}
+
+/**
+ * guest_memfd_model_map() - Count IOMMU mappings of pages in the model
+ * @pfn: first PFN, of a guest_memfd page
+ * @nr: number of pages
+ * @path: the mapping, named in a report
+ *
+ * For a client that maps guest_memfd pages into an IOMMU (iommufd), after
+ * it mapped them: with the software ownership model on, a page that is not
+ * host-owned is a violation (a WARN, as in guest_memfd_model_check()), and
+ * so is, until guest_memfd_model_unmap(), a step that gives the page to the
+ * guest or the page leaving the file.  Without the model, a NOP.
+ *
+ * Context: May sleep.
+ */
+static inline void guest_memfd_model_map(unsigned long pfn, unsigned long nr,
+					 const char *path)
+{
+#ifdef CONFIG_GUEST_MEMFD_OWNERSHIP_MODEL
+	if (static_branch_unlikely(&guest_memfd_model_key))
+		__guest_memfd_model_map(pfn, nr, path);
+#endif
+}
+
+/**
+ * guest_memfd_model_unmap() - Undo guest_memfd_model_map()
+ * @pfn: first PFN
+ * @nr: number of pages
+ * @path: the unmapping, named in a report
+ *
+ * After the client removed the mappings (and flushed the IOTLB).  An unmap
+ * of a page that has no mapping left in the model is a violation.
+ *
+ * Context: May sleep.
+ */
+static inline void guest_memfd_model_unmap(unsigned long pfn, unsigned long nr,
+					   const char *path)
+{
+#ifdef CONFIG_GUEST_MEMFD_OWNERSHIP_MODEL
+	if (static_branch_unlikely(&guest_memfd_model_key))
+		__guest_memfd_model_unmap(pfn, nr, path);
+#endif
+}
 
 #ifdef CONFIG_GUEST_MEMFD
 bool is_guest_memfd(struct file *file);

@@ -148,11 +148,14 @@ static int iopt_gmem_map_run(struct iopt_pages *pages, struct iopt_area *area,
 			break;
 		cond_resched();
 	}
-	if (!rc)
+	if (!rc) {
 		pages->gmem.iopte_adds += npages;
-	else if (done)
+		/* A device may reach only pages the host owns. */
+		guest_memfd_model_map(pfn, npages, "iommufd mirror map");
+	} else if (done) {
 		WARN_ON_ONCE(iommu_unmap(domain, iova, done * PAGE_SIZE) !=
 			     done * PAGE_SIZE);
+	}
 	return rc;
 }
 
@@ -167,6 +170,16 @@ static void iopt_gmem_unmap_run(struct iopt_pages *pages,
 	WARN_ON_ONCE(iommu_unmap(domain, iopt_gmem_iova(area, index), len) !=
 		     len);
 	pages->gmem.iopte_removes += npages;
+
+	/* The PFNs are recorded in gmem.mapped until the run is forgotten. */
+	if (guest_memfd_model_enabled()) {
+		unsigned long i, pfn;
+
+		for (i = index; i < index + npages; i++) {
+			pfn = xa_to_value(xa_load(&pages->gmem.mapped, i));
+			guest_memfd_model_unmap(pfn, 1, "iommufd mirror unmap");
+		}
+	}
 }
 
 /* What to do with a run of consecutive mapped pages */
@@ -458,12 +471,13 @@ err_unmap:
 }
 
 /*
- * Record the pages of a run as mapped, taking the xarray lock once per
+ * Record the pages of a run as mapped, each with its PFN (for the ownership
+ * model's guest_memfd_model_unmap()), taking the xarray lock once per
  * XA_CHUNK_SIZE pages rather than once per page; all or, on failure, none
  * (-EBUSY if one is recorded already).
  */
 static int iopt_gmem_record(struct iopt_pages *pages, unsigned long index,
-			    unsigned long npages)
+			    unsigned long pfn, unsigned long npages)
 {
 	XA_STATE(xas, &pages->gmem.mapped, index);
 	unsigned long done = 0;
@@ -479,7 +493,7 @@ static int iopt_gmem_record(struct iopt_pages *pages, unsigned long index,
 				xas_set_err(&xas, -EBUSY);
 				break;
 			}
-			xas_store(&xas, xa_mk_value(0));
+			xas_store(&xas, xa_mk_value(pfn + done));
 			if (xas_error(&xas))
 				break;
 			done++;
@@ -505,7 +519,7 @@ static int iopt_gmem_map_all(struct iopt_pages *pages,
 	unsigned long i;
 	int rc;
 
-	rc = iopt_gmem_record(pages, run->index, run->npages);
+	rc = iopt_gmem_record(pages, run->index, run->pfn, run->npages);
 	if (rc)
 		return rc;
 
@@ -1165,6 +1179,8 @@ int iopt_gmem_rw_access(struct iopt_pages *pages, unsigned long start_byte,
 		if (rc)
 			break;
 
+		guest_memfd_model_check(pfn, 1, GUEST_MEMFD_OWNER_HOST,
+					"iommufd access_rw");
 		mem = kmap_local_pfn(pfn);
 		if (flags & IOMMUFD_ACCESS_RW_WRITE)
 			memcpy(mem + offset, data, chunk);

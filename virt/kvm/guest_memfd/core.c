@@ -97,6 +97,11 @@ static struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
 					 mapping_gfp_mask(inode->i_mapping), policy);
 	mpol_cond_put(policy);
 
+	/* A new folio: owned in the ownership model as the file says. */
+	if (!IS_ERR(folio))
+		gmem_model_allocated_hook(inode, folio,
+					  gmem_is_private(inode, index));
+
 	/*
 	 * Clients map folios without pinning them, so nothing may drop one
 	 * but a notified truncation: a clean, unmapped page cache folio is
@@ -599,6 +604,7 @@ static long gmem_punch_hole(struct inode *inode, loff_t offset, loff_t len)
 
 	gmem_notify_begin(GMEM_I(inode), &range);
 
+	gmem_model_forget_hook(inode->i_mapping, start, end);
 	truncate_inode_pages_range(inode->i_mapping, offset, offset + len - 1);
 
 	gmem_notify_end(GMEM_I(inode), &range);
@@ -801,9 +807,10 @@ static vm_fault_t gmem_fault_user_mapping(struct vm_fault *vmf)
 		folio_mark_uptodate(folio);
 		gmem_notify_fault_allocated(inode, folio);
 	}
-	filemap_invalidate_unlock_shared(inode->i_mapping);
-
 	vmf->page = folio_file_page(folio, vmf->pgoff);
+	guest_memfd_model_check(page_to_pfn(vmf->page), 1,
+				GUEST_MEMFD_OWNER_HOST, "mmap fault");
+	filemap_invalidate_unlock_shared(inode->i_mapping);
 
 out_folio:
 	if (ret != VM_FAULT_LOCKED) {
@@ -1699,6 +1706,14 @@ static void gmem_destroy_inode(struct inode *inode)
 	module_put(GMEM_I(inode)->owner_module);
 }
 
+/* The page cache goes: the ownership model forgets its pages first. */
+static void gmem_evict_inode(struct inode *inode)
+{
+	gmem_model_forget_hook(inode->i_mapping, 0, ULONG_MAX);
+	truncate_inode_pages_final(&inode->i_data);
+	clear_inode(inode);
+}
+
 static void gmem_free_inode(struct inode *inode)
 {
 	kmem_cache_free(gmem_inode_cachep, GMEM_I(inode));
@@ -1708,6 +1723,7 @@ static const struct super_operations gmem_super_operations = {
 	.statfs		= simple_statfs,
 	.alloc_inode	= gmem_alloc_inode,
 	.destroy_inode	= gmem_destroy_inode,
+	.evict_inode	= gmem_evict_inode,
 	.free_inode	= gmem_free_inode,
 };
 

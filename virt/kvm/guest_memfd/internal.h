@@ -105,4 +105,35 @@ void gmem_notify_begin(struct gmem_inode *gi,
 void gmem_notify_end(struct gmem_inode *gi,
 		     const struct guest_memfd_range *range);
 
+#ifdef CONFIG_GUEST_MEMFD_OWNERSHIP_MODEL
+void gmem_model_allocated(struct inode *inode, struct folio *folio,
+			  bool private);
+void gmem_model_forget(struct address_space *mapping, pgoff_t start,
+		       pgoff_t end);
+
+static inline void gmem_model_allocated_hook(struct inode *inode,
+					     struct folio *folio, bool private)
+{
+	if (static_branch_unlikely(&guest_memfd_model_key))
+		gmem_model_allocated(inode, folio, private);
+}
+
+static inline void gmem_model_forget_hook(struct address_space *mapping,
+					  pgoff_t start, pgoff_t end)
+{
+	if (static_branch_unlikely(&guest_memfd_model_key))
+		gmem_model_forget(mapping, start, end);
+}
+#else
+static inline void gmem_model_allocated_hook(struct inode *inode,
+					     struct folio *folio, bool private)
+{
+}
+
+static inline void gmem_model_forget_hook(struct address_space *mapping,
+					  pgoff_t start, pgoff_t end)
+{
+}
+#endif
+
 #endif /* __GUEST_MEMFD_INTERNAL_H */
