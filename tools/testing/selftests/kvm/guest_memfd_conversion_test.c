@@ -1189,7 +1189,7 @@ TEST(fallocate_not_interrupted_by_signals)
 	int round, fd;
 
 	if (!conversion_supported(KVM_X86_SW_PROTECTED_VM))
-		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or KVM_CAP_GUEST_MEMFD_CONVERT");
+		SKIP(return, "no KVM_X86_SW_PROTECTED_VM or GUEST_MEMFD_FLAG_CONVERTIBLE");
 	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	fd = __vm_create_guest_memfd(vm, size, GUEST_MEMFD_FLAG_CONVERTIBLE |
 					       GUEST_MEMFD_FLAG_INIT_SHARED);
