@@ -1684,6 +1684,9 @@ static struct inode *gmem_alloc_inode(struct super_block *sb)
 	gi->owner_ops = NULL;
 	gi->owner_module = NULL;
 	gi->owner_priv = NULL;
+#ifdef CONFIG_GUEST_MEMFD_TEST
+	gi->step_tap = NULL;
+#endif
 	return &gi->vfs_inode;
 }
 
