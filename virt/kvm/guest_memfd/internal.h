@@ -110,6 +110,8 @@ void gmem_model_allocated(struct inode *inode, struct folio *folio,
 			  bool private);
 void gmem_model_forget(struct address_space *mapping, pgoff_t start,
 		       pgoff_t end);
+bool gmem_model_peek(unsigned long pfn, enum guest_memfd_owner *owner,
+		     unsigned long *maps);
 
 static inline void gmem_model_allocated_hook(struct inode *inode,
 					     struct folio *folio, bool private)

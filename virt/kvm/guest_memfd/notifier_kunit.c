@@ -920,6 +920,50 @@ static void gmem_convert_owner_step_test(struct kunit *test)
 	__fput_sync(file);
 }
 
+#ifdef CONFIG_GUEST_MEMFD_OWNERSHIP_MODEL
+/*
+ * Ownership model: two tasks that miss the same hole in the page cache both
+ * get the folio that the first one added, and both record it.  The second
+ * record keeps what was counted since, here an IOMMU mapping of the page
+ * (otherwise its unmap is reported as one too many).
+ */
+static void gmem_model_record_twice_test(struct kunit *test)
+{
+	struct kt_log *log = kt_log_new(test);
+	enum guest_memfd_owner owner;
+	unsigned long pfn, maps;
+	struct folio *folio;
+	struct kt_client a;
+	struct file *file;
+
+	kt_client_init(&a, log, 1, &kt_ops_no_prepare);
+	file = kt_create(test, GUEST_MEMFD_F_INIT_SHARED);
+	KUNIT_ASSERT_EQ(test, guest_memfd_register_notifier(file, &a.n), 0);
+	KUNIT_ASSERT_EQ(test, kt_get_pfn_unlocked(&a.n, 2, GUEST_MEMFD_ACCESS_SHARED |
+						  GUEST_MEMFD_GET_ALLOC, &pfn), 0);
+	folio = filemap_get_folio(file->f_mapping, 2);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
+
+	/* The first task's record (a no-op if the model is on and did it) */
+	gmem_model_allocated(file_inode(file), folio, false);
+	__guest_memfd_model_map(pfn, 1, "KUnit map");
+	/* The second task's, which found the folio the first one added */
+	gmem_model_allocated(file_inode(file), folio, false);
+	KUNIT_EXPECT_TRUE(test, gmem_model_peek(pfn, &owner, &maps));
+	KUNIT_EXPECT_EQ(test, owner, GUEST_MEMFD_OWNER_HOST);
+	KUNIT_EXPECT_EQ(test, maps, 1UL);
+
+	if (maps == 1)
+		__guest_memfd_model_unmap(pfn, 1, "KUnit unmap");
+	folio_put(folio);
+	guest_memfd_unregister_notifier(&a.n);
+	/* With the model off, nothing else forgets the pages. */
+	gmem_model_forget(file->f_mapping, 0, KT_PAGES);
+	KUNIT_EXPECT_FALSE(test, gmem_model_peek(pfn, &owner, &maps));
+	__fput_sync(file);
+}
+#endif
+
 static struct kunit_case gmem_notifier_cases[] = {
 	KUNIT_CASE(gmem_register_test),
 	KUNIT_CASE(gmem_pairing_test),
@@ -930,6 +974,9 @@ static struct kunit_case gmem_notifier_cases[] = {
 	KUNIT_CASE(gmem_convert_test),
 	KUNIT_CASE(gmem_convert_owner_step_test),
 	KUNIT_CASE_SLOW(gmem_unregister_race_test),
+#ifdef CONFIG_GUEST_MEMFD_OWNERSHIP_MODEL
+	KUNIT_CASE(gmem_model_record_twice_test),
+#endif
 	{}
 };
 

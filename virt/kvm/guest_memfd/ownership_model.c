@@ -277,12 +277,15 @@ void __guest_memfd_model_unmap(unsigned long pfn, unsigned long nr,
 EXPORT_SYMBOL_NS_GPL(__guest_memfd_model_unmap, "GUEST_MEMFD");
 
 /*
- * guest_memfd allocated the folio @folio for @inode: its pages start out
- * owned as the file's state says, mapped nowhere.  Called with the
+ * gmem_get_folio() returned @folio for @inode after missing it in the page
+ * cache.  A new folio has no entry: its pages start out owned as the file's
+ * state says, mapped nowhere.  A folio that has entries is one that another
+ * task added to the page cache first, and it may be mapped by an IOMMU by
+ * now: its entries are kept, counts included, and must agree with the
+ * file.  (Every folio leaves the file through gmem_model_forget(), so an
+ * entry of a PFN in the file can only be its folio's.)  Called with the
  * invalidate lock held (for a file that converts) and the folio locked, so
- * the state cannot change meanwhile.  A PFN that still has an entry (a
- * folio that another task allocated first) is overwritten: the file's
- * state is what counts.
+ * the state cannot change meanwhile.
  */
 void gmem_model_allocated(struct inode *inode, struct folio *folio,
 			  bool private)
@@ -291,10 +294,18 @@ void gmem_model_allocated(struct inode *inode, struct folio *folio,
 						 GUEST_MEMFD_OWNER_HOST;
 	unsigned long i;
 
-	for (i = 0; i < folio_nr_pages(folio); i++)
-		xa_store(&gmem_model_table, folio_pfn(folio) + i,
-			 xa_mk_value(gmem_model_val(folio->index + i, owner)),
-			 GFP_KERNEL | __GFP_NOFAIL);
+	for (i = 0; i < folio_nr_pages(folio); i++) {
+		unsigned long pfn = folio_pfn(folio) + i;
+		unsigned long val = gmem_model_val(folio->index + i, owner);
+		void *old;
+
+		old = xa_cmpxchg(&gmem_model_table, pfn, NULL, xa_mk_value(val),
+				 GFP_KERNEL | __GFP_NOFAIL);
+		if (old && (xa_to_value(old) & ~GMEM_MODEL_MAPS) != val)
+			gmem_model_report(pfn, old, "allocation",
+					  private ? "expected this page, guest-owned" :
+						    "expected this page, host-owned");
+	}
 }
 
 /*
@@ -331,6 +342,22 @@ void gmem_model_forget(struct address_space *mapping, pgoff_t start,
 		folio_batch_release(&fbatch);
 		cond_resched();
 	}
+}
+
+/*
+ * For the KUnit tests: the owner of @pfn and its IOMMU mappings.  Returns
+ * false if @pfn has no entry.
+ */
+bool gmem_model_peek(unsigned long pfn, enum guest_memfd_owner *owner,
+		     unsigned long *maps)
+{
+	void *entry = xa_load(&gmem_model_table, pfn);
+
+	if (!entry)
+		return false;
+	*owner = gmem_model_owner(xa_to_value(entry));
+	*maps = gmem_model_maps(xa_to_value(entry));
+	return true;
 }
 
 static int __init gmem_model_init(void)
