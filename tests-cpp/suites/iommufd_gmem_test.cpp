@@ -13,13 +13,14 @@
 // The kselftest iommufd_guest_memfd owns the kernel's contract case by case
 // (mapping, each conversion, hole punch, unmap, pins, errors, accesses);
 // this suite keeps what it does not show: random and concurrent storms,
-// domains attached and detached while mapped, and a host fault filling a
-// hole.
+// domains attached and detached while mapped, and host faults filling
+// holes, one at a time and several threads at once.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <iostream>
 #include <random>
@@ -471,6 +472,60 @@ TEST_P(IommufdGmem, ConcurrentConversionStorm)
 	for (const auto &d : deltas)
 		Count(d);
 	ExpectMirror("after the threads");
+}
+
+// Threads fault the same holes in at once, each through its own mapping of
+// the file: for each page one of them allocates it and the others find it,
+// maybe while the first one's allocation is being mirrored; every read
+// sees a zeroed page and the domains map each page once. (With the
+// ownership model on, the next hole punch also checks that no domain's
+// mapping of a page went uncounted.)
+TEST_P(IommufdGmem, ConcurrentFirstTouchesOfHoles)
+{
+	constexpr int kRounds = 20;
+	constexpr int kThreads = 3;
+	ASSERT_NO_FATAL_FAILURE(AllShared());
+	for (int round = 0; round < kRounds; round++) {
+		ASSERT_NO_FATAL_FAILURE(Do(Op::kPunch, kFirst, kMapPages));
+		std::vector<std::string> errors(kThreads);
+		std::vector<std::thread> threads;
+		std::atomic<int> ready{ 0 };
+		for (int t = 0; t < kThreads; t++) {
+			threads.emplace_back([&, t] {
+				auto m = gmem_->map(kFirst * kPage, kMapLen);
+				ready++;
+				if (!m) {
+					errors[t] = "mmap: " + m.error().message();
+					return;
+				}
+				// Start together, so that the faults meet.
+				while (ready.load() < kThreads)
+					std::this_thread::yield();
+				const volatile uint8_t *p = m->data();
+				for (uint64_t i = 0; i < kMapPages; i++) {
+					if (p[i * kPage + static_cast<uint64_t>(t)] != 0) {
+						errors[t] = "file page " +
+							    std::to_string(kFirst + i) +
+							    " is not zeroed";
+						return;
+					}
+				}
+			});
+		}
+		for (auto &th : threads)
+			th.join();
+		for (const auto &e : errors)
+			ASSERT_TRUE(e.empty()) << "round " << round << ": " << e;
+		Delta d;
+		for (uint64_t p = kFirst; p < kFirst + kMapPages; p++) {
+			d.added += !Mirrored(p);
+			pages_[p].allocated = true;
+		}
+		Count(d);
+		ExpectMirror("after round " + std::to_string(round) + " of first touches");
+		if (HasFailure())
+			return;
+	}
 }
 
 // A domain attached to an IOAS with a mirrored area maps the same pages at
