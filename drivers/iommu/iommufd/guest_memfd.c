@@ -43,8 +43,8 @@
  * No high-order allocation either way.
  *
  * Lock order: iopt rwsems -> guest_memfd's invalidate lock -> pages->mutex
- * -> folio lock (guest_memfd's page lookups; memory failure drops the folio
- * lock before it notifies, see <linux/guest_memfd.h>).
+ * -> folio lock (guest_memfd's page lookups; memory failure notifies without
+ * a folio lock, see <linux/guest_memfd.h>).
  * Callbacks run under the invalidate lock and take only pages->mutex, never
  * the iopt rwsems: the (area, domain) pairs to unmap come from
  * pages->tracker. Paths that fill a domain take the invalidate lock for

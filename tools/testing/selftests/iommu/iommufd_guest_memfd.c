@@ -1505,11 +1505,13 @@ static void cpu0_attr(struct __test_metadata *_metadata, pthread_attr_t *attr,
  * Memory failure against a conversion to private of the same page: the
  * conversion holds the invalidate lock for writing (here parked in the mock
  * client's prepare) and will lock the page to check its references; memory
- * failure locks the page and then needs the invalidate lock to notify.
- * Memory failure must drop the page lock before it waits (it once held it,
- * and the two waited for each other for good): the conversion then finds
- * the page poisoned and fails with EHWPOISON at it, the notification
- * follows, and nothing else changes.
+ * failure locks the page, and its notification needs the invalidate lock.
+ * The notification must wait without the page lock, i.e. after memory
+ * failure is done with the page, before madvise() returns (memory failure
+ * once held the page lock while it waited, and the two waited for each
+ * other for good): the conversion then finds the page poisoned and fails
+ * with EHWPOISON at it, the notification follows, and nothing else
+ * changes.
  */
 TEST_F(iommufd_gmem, memory_failure_during_to_private)
 {
@@ -1532,8 +1534,7 @@ TEST_F(iommufd_gmem, memory_failure_during_to_private)
 	ASSERT_EQ(0, gmem_client_cmd(cfd, "delay 5000"));
 	converter_start(_metadata, &conv, &thread, "gmem_test_prepare");
 	poisoner_go(_metadata, &child);
-	ASSERT_TRUE(wait_sleeps_in(child.pid, child.pid, "gmem_error_folio",
-				   4000))
+	ASSERT_TRUE(wait_sleeps_in(child.pid, child.pid, "gmem_mf_", 4000))
 		TH_LOG("memory failure does not wait for the invalidate lock");
 	/* Both parked, in this order: nothing happened yet */
 	ASSERT_TRUE(task_sleeps_in(getpid(), conv.tid, "gmem_test_prepare"))
