@@ -48,21 +48,16 @@ struct module;
  *       folio lock
  *   and then, with the invalidate lock dropped, kvm->mmu_lock
  *
- *   mf_mutex (memory_failure())
- *     mapping->invalidate_lock, for reading
- *       guest_memfd_notifier callbacks
- *
- * Memory failure calls guest_memfd with mf_mutex held and a folio locked;
- * guest_memfd drops that folio lock before it takes the invalidate lock to
- * notify %GUEST_MEMFD_REASON_MEMORY_FAILURE and takes it back afterwards,
- * so no path holds a folio lock while it waits for the invalidate lock or a
+ * No path holds a folio lock while it waits for the invalidate lock or a
  * client lock.  lockdep does not track folio locks: keep it that way.
- * Nothing under the invalidate lock may take mf_mutex (i.e. call
- * memory_failure()).  KVM's fault path decides on a page's state and looks
- * its PFN up under the invalidate lock, then maps it under mmu_lock after
- * dropping it, relying on its invalidation sequence (bumped by
- * invalidate_begin under mmu_lock) to retry a fault that raced with a
- * change.
+ * Memory failure calls guest_memfd with mf_mutex held and a folio locked,
+ * so it takes neither the invalidate lock nor a client lock there: it
+ * queues its notification (%GUEST_MEMFD_REASON_MEMORY_FAILURE), which is
+ * sent once memory failure has dropped both.  KVM's fault path decides on
+ * a page's state and looks its PFN up under the invalidate lock, then maps
+ * it under mmu_lock after dropping it, relying on its invalidation
+ * sequence (bumped by invalidate_begin under mmu_lock) to retry a fault
+ * that raced with a change.
  *
  * The second order is the mmap fault handler's: it checks a page's state
  * and looks the page up under the invalidate lock held for reading, so that
@@ -137,9 +132,11 @@ struct module;
  *	guest_memfd_unregister_notifier().  No prepare step.
  * @GUEST_MEMFD_REASON_MEMORY_FAILURE: a page of the range has an
  *	uncorrectable memory error.  The page stays in the file; clients drop
- *	their mappings of it.  Sent with the invalidate lock held for reading:
- *	two of these may run concurrently, for different ranges.  No prepare
- *	step.
+ *	their mappings of it.  Sent once memory failure has handled the page
+ *	and dropped its locks: before the task that handled it returns to
+ *	userspace, or from a workqueue if a kernel thread did.  Sent with the
+ *	invalidate lock held for reading: two of these may run concurrently,
+ *	for different ranges.  No prepare step.
  * @GUEST_MEMFD_REASON_ALLOCATE: pages of the range were allocated
  *	(fallocate(); the range is the one requested, or the part of it done
  *	before an error, and may include pages that existed already).

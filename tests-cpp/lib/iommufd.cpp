@@ -159,8 +159,6 @@ Result<MirrorStatus> Ioas::mirror_status(uint64_t iova, bool retry) const
 	s.length = cmd.out_length;
 	s.mapped_pages = cmd.out_mapped_pages;
 	s.pending_pages = cmd.out_pending_pages;
-	s.iopte_adds = cmd.out_iopte_adds;
-	s.iopte_removes = cmd.out_iopte_removes;
 	s.error = cmd.out_error;
 	return s;
 }

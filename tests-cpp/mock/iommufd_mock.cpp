@@ -96,6 +96,20 @@ Result<void> check_gmem(int iommufd, uint32_t hwpt_id, uint64_t iova, uint64_t l
 					", offset " + std::to_string(offset) + ")");
 }
 
+Result<IopteCount> gmem_iopte_count(const Ioas &ioas, uint64_t iova)
+{
+	iommu_test_cmd cmd{};
+	cmd.id = ioas.id();
+	cmd.gmem_iopte_count.iova = iova;
+	if (auto r = iommufd_test_cmd(ioas.iommufd(), IOMMU_TEST_OP_GMEM_IOPTE_COUNT, cmd,
+				      "IOMMU_TEST_OP_GMEM_IOPTE_COUNT(iova " +
+					      std::to_string(iova) + ")");
+	    !r)
+		return unexpected(r.error());
+	return IopteCount{ .adds = cmd.gmem_iopte_count.out_adds,
+			   .removes = cmd.gmem_iopte_count.out_removes };
+}
+
 Result<void> check_refs(int iommufd, const void *uptr, uint64_t length, uint32_t refs)
 {
 	iommu_test_cmd cmd{};

@@ -80,6 +80,17 @@ private:
 Result<void> check_gmem(int iommufd, uint32_t hwpt_id, uint64_t iova, uint64_t length, int gmem_fd,
 			uint64_t offset, bool unmapped);
 
+// The IOPTE counters of a guest_memfd mapping (IOMMU_TEST_OP_GMEM_IOPTE_COUNT):
+// page IOPTEs installed / removed since it was made, counted once per domain.
+// Test telemetry, which IOMMU_IOAS_MIRROR_STATUS does not report.
+struct IopteCount {
+	uint64_t adds = 0;
+	uint64_t removes = 0;
+};
+
+// The IOPTE counters of the guest_memfd mapping at @iova of @ioas.
+Result<IopteCount> gmem_iopte_count(const Ioas &ioas, uint64_t iova);
+
 // IOMMU_TEST_OP_MD_CHECK_REFS: every page of the user range has @refs
 // long-term pins (it faults the pages in).
 Result<void> check_refs(int iommufd, const void *uptr, uint64_t length, uint32_t refs);

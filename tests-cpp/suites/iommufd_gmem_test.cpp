@@ -42,6 +42,7 @@ namespace {
 
 using ::gmem::testing::check_gmem;
 using ::gmem::testing::FailsWithErrno;
+using ::gmem::testing::gmem_iopte_count;
 using ::gmem::testing::have_iommufd_mock;
 using ::gmem::testing::MockDomain;
 using ::gmem::testing::Succeeds;
@@ -189,21 +190,23 @@ protected:
 	// mirrored pages; then the kernel's numbers are the new baseline.
 	void Rebaseline(bool attached)
 	{
-		auto st = ioas_->mirror_status(kIova);
-		ASSERT_THAT(st, Succeeds());
+		auto io = gmem_iopte_count(*ioas_, kIova);
+		ASSERT_THAT(io, Succeeds());
 		const uint64_t n = MirroredCount();
-		const uint64_t adds = st->iopte_adds - want_adds_;
-		const uint64_t removes = st->iopte_removes - want_removes_;
+		const uint64_t adds = io->adds - want_adds_;
+		const uint64_t removes = io->removes - want_removes_;
 		// MockDomain::attach() passes through the automatic domain before
 		// the device gets its own, so only the net change is exact.
 		if (attached)
 			EXPECT_EQ(adds - removes, n)
-				<< "attach: " << *st << ", " << n << " pages mirrored";
+				<< "attach: " << io->adds << " adds, " << io->removes
+				<< " removes, " << n << " pages mirrored";
 		else
 			EXPECT_EQ(removes - adds, n)
-				<< "detach: " << *st << ", " << n << " pages mirrored";
-		want_adds_ = st->iopte_adds;
-		want_removes_ = st->iopte_removes;
+				<< "detach: " << io->adds << " adds, " << io->removes
+				<< " removes, " << n << " pages mirrored";
+		want_adds_ = io->adds;
+		want_removes_ = io->removes;
 	}
 
 	void AttachDomain()
@@ -343,9 +346,10 @@ protected:
 		EXPECT_EQ(st->error, 0) << *st;
 		// Exact: an IOPTE removed and installed again for a page whose
 		// state did not change would be a window of DMA faults.
-		EXPECT_EQ(st->iopte_adds, want_adds_)
-			<< *st << " with " << domains_.size() << " domains";
-		EXPECT_EQ(st->iopte_removes, want_removes_)
+		auto io = gmem_iopte_count(*ioas_, kIova);
+		ASSERT_THAT(io, Succeeds());
+		EXPECT_EQ(io->adds, want_adds_) << *st << " with " << domains_.size() << " domains";
+		EXPECT_EQ(io->removes, want_removes_)
 			<< *st << " with " << domains_.size() << " domains";
 	}
 

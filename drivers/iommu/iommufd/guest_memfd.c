@@ -43,8 +43,8 @@
  * No high-order allocation either way.
  *
  * Lock order: iopt rwsems -> guest_memfd's invalidate lock -> pages->mutex
- * -> folio lock (guest_memfd's page lookups; memory failure drops the folio
- * lock before it notifies, see <linux/guest_memfd.h>).
+ * -> folio lock (guest_memfd's page lookups; memory failure notifies without
+ * a folio lock, see <linux/guest_memfd.h>).
  * Callbacks run under the invalidate lock and take only pages->mutex, never
  * the iopt rwsems: the (area, domain) pairs to unmap come from
  * pages->tracker. Paths that fill a domain take the invalidate lock for
@@ -1212,10 +1212,26 @@ void iopt_gmem_status(struct iopt_pages *pages, bool retry,
 		iopt_gmem_retry(pages);
 	status->out_mapped_pages = pages->gmem.nr_mapped;
 	status->out_pending_pages = pages->gmem.nr_pending;
-	status->out_iopte_adds = pages->gmem.iopte_adds;
-	status->out_iopte_removes = pages->gmem.iopte_removes;
 	status->out_error = pages->gmem.error;
 	mutex_unlock(&pages->mutex);
 	if (retry)
 		guest_memfd_unlock(&pages->gmem.notifier);
+}
+
+/**
+ * iopt_gmem_iopte_count() - The IOPTE counters of a guest_memfd area
+ * @pages: the area's pages
+ * @adds: output, page IOPTEs installed since the area was made, counted once
+ *	per domain
+ * @removes: output, page IOPTEs removed, counted the same way
+ *
+ * For the selftests (IOMMU_TEST_OP_GMEM_IOPTE_COUNT), which check that the
+ * mirror maps and unmaps each page exactly as often as it should.
+ */
+void iopt_gmem_iopte_count(struct iopt_pages *pages, u64 *adds, u64 *removes)
+{
+	mutex_lock(&pages->mutex);
+	*adds = pages->gmem.iopte_adds;
+	*removes = pages->gmem.iopte_removes;
+	mutex_unlock(&pages->mutex);
 }

@@ -66,10 +66,6 @@ struct MirrorStatus {
 	uint64_t mapped_pages = 0;
 	// Pages that should be mapped but are not: mapping them failed.
 	uint64_t pending_pages = 0;
-	// Page IOPTEs installed / removed since the mapping was made, counted
-	// once per domain.
-	uint64_t iopte_adds = 0;
-	uint64_t iopte_removes = 0;
 	// 0, or the negative errno of the last failure to map a page.
 	int error = 0;
 };
@@ -77,8 +73,7 @@ struct MirrorStatus {
 inline std::ostream &operator<<(std::ostream &os, const MirrorStatus &s)
 {
 	return os << "{iova " << s.iova << ", length " << s.length << ", mapped " << s.mapped_pages
-		  << ", pending " << s.pending_pages << ", adds " << s.iopte_adds << ", removes "
-		  << s.iopte_removes << ", error " << s.error << "}";
+		  << ", pending " << s.pending_pages << ", error " << s.error << "}";
 }
 
 // One IO address space of an iommufd context; destroyed with the object.

@@ -71,20 +71,26 @@ bool Stress::check_mirror_status(const std::string &what)
 				fail(what + ": " + st.error().message());
 				return false;
 			}
+			auto io = ::gmem::testing::gmem_iopte_count(ioas_[i], base);
+			if (!io.has_value()) {
+				fail(what + ": " + io.error().message());
+				return false;
+			}
 			uint64_t want = 0;
 			for (uint64_t p = c * kChunkPages; p < (c + 1) * kChunkPages; p++)
 				want += model_.mirrored(p);
 			const uint64_t ioptes = want * domains_[i].size();
 			const bool ok = st->iova == base && st->length == kChunkSize &&
 					st->mapped_pages == want && st->pending_pages == 0 &&
-					st->error == 0 &&
-					st->iopte_adds - st->iopte_removes == ioptes;
+					st->error == 0 && io->adds - io->removes == ioptes;
 			if (!ok) {
 				std::ostringstream s;
 				s << what << ": IOMMU_IOAS_MIRROR_STATUS of IOAS " << i << " chunk "
 				  << c << " (file pages [" << c * kChunkPages << ", "
-				  << (c + 1) * kChunkPages << ")): " << *st << "; the model has "
-				  << want << " mapped pages, 0 pending, " << ioptes
+				  << (c + 1) * kChunkPages << ")): " << *st << ", IOPTEs "
+				  << io->adds << " added, " << io->removes
+				  << " removed; the model has " << want
+				  << " mapped pages, 0 pending, " << ioptes
 				  << " IOPTEs (adds - removes) in " << domains_[i].size()
 				  << " domains";
 				fail(s.str());

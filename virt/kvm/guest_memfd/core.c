@@ -15,6 +15,7 @@
 #include <linux/fs.h>
 #include <linux/guest_memfd.h>
 #include <linux/init.h>
+#include <linux/llist.h>
 #include <linux/magic.h>
 #include <linux/maple_tree.h>
 #include <linux/mempolicy.h>
@@ -24,9 +25,12 @@
 #include <linux/pagemap.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
+#include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/swap.h>
+#include <linux/task_work.h>
 #include <linux/uaccess.h>
+#include <linux/workqueue.h>
 
 #include "internal.h"
 
@@ -1384,37 +1388,29 @@ static int gmem_migrate_folio(struct address_space *mapping,
 }
 
 /*
- * Memory failure calls this with the folio locked.  The callbacks must not
- * run under the folio lock: a conversion to private holds the invalidate
- * lock for writing and locks folios (gmem_check_refs()), the mmap fault
- * handler and guest_memfd_walk_shared() lock folios under the invalidate
- * lock, and clients lock folios under their own locks, all of which a
- * memory-failure callback takes.  So unlock the folio for the notification.
- * PG_hwpoison, set before this is called, already keeps every lookup from
- * handing the page out, and memory failure holds a reference on it; if a
- * hole punch frees the page meanwhile, the notification finds nothing left
- * to drop, which is what it asks for anyway.
- * The inode reference keeps the file's notifiers and state alive while
- * the folio lock does not; it is dropped before the folio lock is taken
- * back, because dropping the last one truncates the file, which locks the
- * file's folios.
+ * A memory failure's notification, sent once ->error_remove_folio() has
+ * returned: see gmem_error_folio().
  */
-static int gmem_error_folio(struct address_space *mapping, struct folio *folio)
+struct gmem_mf_event {
+	union {
+		struct callback_head twork;
+		struct llist_node node;
+	};
+	struct inode *inode;
+	pgoff_t start;
+	pgoff_t end;
+};
+
+static void gmem_mf_notify(struct gmem_mf_event *ev)
 {
-	struct inode *inode = mapping->host;
+	struct inode *inode = ev->inode;
 	struct gmem_inode *gi = GMEM_I(inode);
 	struct guest_memfd_range range;
 
-	guest_memfd_range_init(&range, folio->index,
-			       folio->index + folio_nr_pages(folio),
+	guest_memfd_range_init(&range, ev->start, ev->end,
 			       GUEST_MEMFD_REASON_MEMORY_FAILURE);
 
-	/* Being evicted: nobody is subscribed any more. */
-	if (!igrab(inode))
-		return MF_DELAYED;
-
-	folio_unlock(folio);
-	filemap_invalidate_lock_shared(mapping);
+	filemap_invalidate_lock_shared(inode->i_mapping);
 
 	/*
 	 * After RELEASE, clients have dropped everything already.
@@ -1431,9 +1427,96 @@ static int gmem_error_folio(struct address_space *mapping, struct folio *folio)
 		gmem_notify_end(gi, &range);
 	}
 
-	filemap_invalidate_unlock_shared(mapping);
+	filemap_invalidate_unlock_shared(inode->i_mapping);
+
+	/* Maybe the last reference: evicts the inode, puts the owner's module. */
 	iput(inode);
-	folio_lock(folio);
+	kfree(ev);
+}
+
+static void gmem_mf_task_work(struct callback_head *twork)
+{
+	gmem_mf_notify(container_of(twork, struct gmem_mf_event, twork));
+}
+
+static LLIST_HEAD(gmem_mf_list);
+
+static void gmem_mf_work_fn(struct work_struct *work)
+{
+	struct llist_node *list = llist_reverse_order(llist_del_all(&gmem_mf_list));
+	struct gmem_mf_event *ev, *next;
+
+	llist_for_each_entry_safe(ev, next, list, node)
+		gmem_mf_notify(ev);
+}
+
+static DECLARE_WORK(gmem_mf_work, gmem_mf_work_fn);
+
+/*
+ * Waits until the memory-failure notifications that kernel threads queued
+ * have been sent (for tests, which run in kernel threads).
+ */
+void gmem_flush_memory_failures(void)
+{
+	flush_work(&gmem_mf_work);
+}
+
+/*
+ * Memory failure calls this with mf_mutex held and the folio locked, and
+ * expects both to stay held until it returns: the folio lock is the
+ * caller's, and so is the inode, which the folio being in the page cache
+ * keeps alive.  The notification cannot run here:
+ *
+ * - not under the folio lock: the invalidate lock ranks above folio locks
+ *   (truncation, and every path that looks pages up under it, locks folios
+ *   with it held for writing or reading), and so do client locks, which the
+ *   callbacks take.  Waiting for either with the folio locked can deadlock
+ *   against a hole punch that holds the invalidate lock and waits for this
+ *   folio.
+ * - not with the folio unlocked for the while: the lock is memory
+ *   failure's, which goes on with the folio and its mapping afterwards.  A
+ *   hole punch could take the folio out of the file meanwhile, and the
+ *   inode reference that the notification needs could then be the last
+ *   one: dropping it here would evict the inode (and put the owner's
+ *   module) inside ->error_remove_folio().
+ *
+ * So take an inode reference and send the notification after memory
+ * failure is done, as fput() defers its work: a user task (MADV_HWPOISON,
+ * the machine check handler's task work) runs it before it returns to
+ * userspace, so that the mappings of the page are gone by then; a kernel
+ * thread (the memory-failure work queue, a test) queues it for a worker.
+ * The notification takes the invalidate lock for reading and no folio
+ * lock, and holds no page reference: PG_hwpoison, set before this is
+ * called, already keeps every lookup from handing the page out; if a hole
+ * punch frees the page meanwhile, the notification finds nothing left to
+ * drop, which is what it asks for anyway.
+ */
+static int gmem_error_folio(struct address_space *mapping, struct folio *folio)
+{
+	struct inode *inode = mapping->host;
+	struct gmem_mf_event *ev;
+
+	/* Being evicted: nobody is subscribed any more. */
+	if (!igrab(inode))
+		return MF_DELAYED;
+
+	/*
+	 * Small, and a memory failure cannot be refused: a lost notification
+	 * would leave a client's mapping of the bad page in place.
+	 */
+	ev = kmalloc_obj(*ev, GFP_KERNEL | __GFP_NOFAIL);
+	ev->inode = inode;
+	ev->start = folio->index;
+	ev->end = folio->index + folio_nr_pages(folio);
+
+	if (!(current->flags & PF_KTHREAD)) {
+		init_task_work(&ev->twork, gmem_mf_task_work);
+		if (!task_work_add(current, &ev->twork, TWA_RESUME))
+			return MF_DELAYED;
+	}
+
+	if (llist_add(&ev->node, &gmem_mf_list))
+		schedule_work(&gmem_mf_work);
 
 	return MF_DELAYED;
 }

@@ -105,6 +105,9 @@ void gmem_notify_begin(struct gmem_inode *gi,
 void gmem_notify_end(struct gmem_inode *gi,
 		     const struct guest_memfd_range *range);
 
+/* Sends the memory-failure notifications that kernel threads queued. */
+void gmem_flush_memory_failures(void);
+
 #ifdef CONFIG_GUEST_MEMFD_OWNERSHIP_MODEL
 void gmem_model_allocated(struct inode *inode, struct folio *folio,
 			  bool private);

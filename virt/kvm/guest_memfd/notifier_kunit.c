@@ -9,6 +9,7 @@
  */
 #include <kunit/test.h>
 #include <linux/anon_inodes.h>
+#include <linux/completion.h>
 #include <linux/delay.h>
 #include <linux/falloc.h>
 #include <linux/file.h>
@@ -295,10 +296,12 @@ static int __kt_memory_failure(struct address_space *mapping, pgoff_t index)
 	return ret;
 }
 
+/* The same, and wait until it has been notified. */
 static void kt_memory_failure(struct kunit *test, struct address_space *mapping,
 			      pgoff_t index)
 {
 	KUNIT_EXPECT_EQ(test, __kt_memory_failure(mapping, index), MF_DELAYED);
+	gmem_flush_memory_failures();
 }
 
 static void kt_expect_event(struct kunit *test, const struct kt_log *log,
@@ -570,6 +573,98 @@ static void gmem_release_test(struct kunit *test)
 	guest_memfd_unregister_notifier(&a.n);
 }
 
+struct kt_mf {
+	struct address_space *mapping;
+	struct folio *folio;
+	struct completion locked;
+	struct completion done;
+	int ret;
+	/* Whether the folio was still in the file when the callback returned. */
+	bool in_file;
+};
+
+/* What memory_failure() does around ->error_remove_folio(). */
+static int kt_mf_thread(void *data)
+{
+	struct kt_mf *mf = data;
+
+	folio_lock(mf->folio);
+	complete(&mf->locked);
+	mf->ret = mf->mapping->a_ops->error_remove_folio(mf->mapping, mf->folio);
+	mf->in_file = mf->folio->mapping == mf->mapping;
+	folio_unlock(mf->folio);
+	complete(&mf->done);
+	return 0;
+}
+
+/*
+ * Memory failure on a file whose last reference is a client's (the file is
+ * closed, an IOMMU mapping still holds the inode): the folio stays locked
+ * across ->error_remove_folio() and in the file, and the inode is not
+ * evicted inside it, even when the client lets go of the inode while a
+ * hole punch or conversion holds the invalidate lock.  The inode goes once
+ * the notification is done.
+ */
+static void gmem_memory_failure_keeps_lock_test(struct kunit *test)
+{
+	struct address_space *mapping;
+	struct task_struct *thread;
+	bool unlocked = false;
+	struct inode *inode;
+	struct file *file;
+	struct kt_mf mf;
+	unsigned int i;
+
+	file = kt_create(test, 0);
+	KUNIT_ASSERT_EQ(test, kt_allocate(file, 0, 1), 0);
+	mapping = file->f_mapping;
+	inode = file_inode(file);
+	memset(&mf, 0, sizeof(mf));
+	mf.mapping = mapping;
+	mf.folio = filemap_get_folio(mapping, 0);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(mf.folio));
+	init_completion(&mf.locked);
+	init_completion(&mf.done);
+
+	/* The client's reference, then the file's last one goes. */
+	ihold(inode);
+	__fput_sync(file);
+
+	filemap_invalidate_lock(mapping);
+	thread = kthread_run(kt_mf_thread, &mf, "gmem-kunit-mf");
+	if (IS_ERR(thread)) {
+		filemap_invalidate_unlock(mapping);
+		iput(inode);
+		folio_put(mf.folio);
+		KUNIT_FAIL(test, "kthread_run: %ld", PTR_ERR(thread));
+		return;
+	}
+	wait_for_completion(&mf.locked);
+	/* Until the callback returns, or lets go of the folio lock. */
+	for (i = 0; i < 2000 && !completion_done(&mf.done); i++) {
+		if (!folio_test_locked(mf.folio)) {
+			unlocked = true;
+			break;
+		}
+		usleep_range(500, 1000);
+	}
+	/* The client lets go; the callback's own reference may be the last. */
+	iput(inode);
+	filemap_invalidate_unlock(mapping);
+	wait_for_completion(&mf.done);
+
+	KUNIT_EXPECT_EQ(test, mf.ret, MF_DELAYED);
+	KUNIT_EXPECT_FALSE_MSG(test, unlocked,
+			       "folio unlocked inside ->error_remove_folio()");
+	KUNIT_EXPECT_TRUE_MSG(test, mf.in_file,
+			      "inode evicted inside ->error_remove_folio()");
+
+	/* Once notified, nothing holds the inode: eviction truncated it. */
+	gmem_flush_memory_failures();
+	KUNIT_EXPECT_NULL(test, mf.folio->mapping);
+	folio_put(mf.folio);
+}
+
 /* PFN lookup: access checked against the page's state, no reference kept. */
 static void gmem_get_pfn_test(struct kunit *test)
 {
@@ -705,6 +800,7 @@ static void gmem_unregister_race_test(struct kunit *test)
 
 	for (t = 0; t < ARRAY_SIZE(threads); t++)
 		kthread_stop(threads[t]);
+	gmem_flush_memory_failures();
 
 	/* The notifications really happened. */
 	KUNIT_EXPECT_GT(test, atomic_read(&y.begins), 0);
@@ -970,6 +1066,7 @@ static struct kunit_case gmem_notifier_cases[] = {
 	KUNIT_CASE(gmem_order_test),
 	KUNIT_CASE(gmem_refuse_test),
 	KUNIT_CASE(gmem_release_test),
+	KUNIT_CASE(gmem_memory_failure_keeps_lock_test),
 	KUNIT_CASE(gmem_get_pfn_test),
 	KUNIT_CASE(gmem_convert_test),
 	KUNIT_CASE(gmem_convert_owner_step_test),

@@ -236,6 +236,35 @@ static inline int _test_ioctl_mirror_status(int fd, __u32 ioas_id, __u64 iova,
 						       0, &__st));           \
 	})
 
+/* IOMMU_TEST_OP_GMEM_IOPTE_COUNT: a guest_memfd mapping's IOPTE counters */
+struct gmem_iopte_count {
+	__u64 adds;
+	__u64 removes;
+};
+
+static inline int _test_cmd_gmem_iopte_count(int fd, __u32 ioas_id, __u64 iova,
+					     struct gmem_iopte_count *count)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_GMEM_IOPTE_COUNT,
+		.id = ioas_id,
+		.gmem_iopte_count = { .iova = iova },
+	};
+	int ret;
+
+	ret = ioctl(fd, IOMMU_TEST_CMD, &cmd);
+	if (ret)
+		return ret;
+	count->adds = cmd.gmem_iopte_count.out_adds;
+	count->removes = cmd.gmem_iopte_count.out_removes;
+	return 0;
+}
+
+#define test_cmd_gmem_iopte_count(iova, count)                             \
+	ASSERT_EQ(0, _test_cmd_gmem_iopte_count(self->fd, self->ioas_id, iova, \
+						count))
+
 /*
  * The debugfs mock client of CONFIG_GUEST_MEMFD_TEST
  * (virt/kvm/guest_memfd/test_client.c). Each open() is one client.

@@ -217,12 +217,19 @@ static void check_allocation(struct __test_metadata *_metadata,
 	close(cfd);
 }
 
+/* The area's mirror status and, unless @io is NULL, its IOPTE counters */
 static void get_status(struct __test_metadata *_metadata,
 		       FIXTURE_DATA(iommufd_gmem) *self, unsigned int area,
-		       struct iommu_ioas_mirror_status *st)
+		       struct iommu_ioas_mirror_status *st,
+		       struct gmem_iopte_count *io)
 {
 	ASSERT_EQ(0, _test_ioctl_mirror_status(self->fd, self->ioas_id,
 					       self->areas[area].iova, 0, st));
+	if (io)
+		ASSERT_EQ(0, _test_cmd_gmem_iopte_count(self->fd,
+							self->ioas_id,
+							self->areas[area].iova,
+							io));
 }
 
 static unsigned int area_expected(FIXTURE_DATA(iommufd_gmem) *self,
@@ -240,6 +247,7 @@ static void check_area(struct __test_metadata *_metadata,
 		       const struct gmem_area *a)
 {
 	struct iommu_ioas_mirror_status st;
+	struct gmem_iopte_count st_io;
 	unsigned int i, d, mapped = area_expected(self, a);
 
 	for (i = 0; i != a->npages; i++) {
@@ -271,16 +279,18 @@ static void check_area(struct __test_metadata *_metadata,
 	ASSERT_EQ(0, _test_ioctl_mirror_status(self->fd, self->ioas_id,
 					       a->iova + page_off(a->npages) - 1,
 					       0, &st));
+	ASSERT_EQ(0, _test_cmd_gmem_iopte_count(self->fd, self->ioas_id,
+						a->iova, &st_io));
 	ASSERT_EQ(a->iova, st.out_iova);
 	ASSERT_EQ(page_off(a->npages), st.out_length);
 	ASSERT_EQ(mapped, st.out_mapped_pages);
 	ASSERT_EQ(0, st.out_pending_pages);
 	ASSERT_EQ(0, st.out_error);
 	ASSERT_EQ((__u64)mapped * self->ndomains,
-		  st.out_iopte_adds - st.out_iopte_removes);
+		  st_io.adds - st_io.removes);
 	if (!self->ndomains) {
-		ASSERT_EQ(0, st.out_iopte_adds);
-		ASSERT_EQ(0, st.out_iopte_removes);
+		ASSERT_EQ(0, st_io.adds);
+		ASSERT_EQ(0, st_io.removes);
 	}
 }
 
@@ -418,6 +428,7 @@ static int access_rw(int fd, __u32 access_id, __u64 iova, void *buf,
 TEST_F(iommufd_gmem, map_mixed)
 {
 	struct iommu_ioas_mirror_status st;
+	struct gmem_iopte_count st_io;
 	unsigned int d;
 
 	set_layout(MIXED);
@@ -425,10 +436,10 @@ TEST_F(iommufd_gmem, map_mixed)
 	map_area(0, NR_PAGES, AREA_IOVA(0));
 	check_mirror();
 
-	get_status(_metadata, self, 0, &st);
+	get_status(_metadata, self, 0, &st, &st_io);
 	ASSERT_EQ((__u64)area_expected(self, &self->areas[0]) * self->ndomains,
-		  st.out_iopte_adds);
-	ASSERT_EQ(0, st.out_iopte_removes);
+		  st_io.adds);
+	ASSERT_EQ(0, st_io.removes);
 	/* Runs of shared and of private pages also check in one call */
 	for (d = 0; d != self->ndomains; d++) {
 		test_cmd_md_check_gmem(self->hwpt_ids[d],
@@ -456,6 +467,7 @@ TEST_F(iommufd_gmem, map_mixed)
 TEST_F(iommufd_gmem, map_subrange_and_overlap)
 {
 	struct iommu_ioas_mirror_status st0, st1, st;
+	struct gmem_iopte_count st_io, st0_io, st1_io;
 
 	set_layout("SSSSSSPPSSSSPPSS");
 	map_area(4, 8, AREA_IOVA(0));
@@ -469,17 +481,17 @@ TEST_F(iommufd_gmem, map_subrange_and_overlap)
 	check_mirror();
 
 	/* Pages outside every area: nothing changes in the mirror */
-	get_status(_metadata, self, 0, &st0);
-	get_status(_metadata, self, 1, &st1);
+	get_status(_metadata, self, 0, &st0, &st0_io);
+	get_status(_metadata, self, 1, &st1, &st1_io);
 	to_private(0, 4);
 	to_shared(0, 2);
 	check_mirror();
-	get_status(_metadata, self, 0, &st);
-	ASSERT_EQ(st0.out_iopte_adds, st.out_iopte_adds);
-	ASSERT_EQ(st0.out_iopte_removes, st.out_iopte_removes);
-	get_status(_metadata, self, 1, &st);
-	ASSERT_EQ(st1.out_iopte_adds, st.out_iopte_adds);
-	ASSERT_EQ(st1.out_iopte_removes, st.out_iopte_removes);
+	get_status(_metadata, self, 0, &st, &st_io);
+	ASSERT_EQ(st0_io.adds, st_io.adds);
+	ASSERT_EQ(st0_io.removes, st_io.removes);
+	get_status(_metadata, self, 1, &st, &st_io);
+	ASSERT_EQ(st1_io.adds, st_io.adds);
+	ASSERT_EQ(st1_io.removes, st_io.removes);
 
 	unmap_area(0);
 	check_mirror();
@@ -492,34 +504,35 @@ TEST_F(iommufd_gmem, map_subrange_and_overlap)
 TEST_F(iommufd_gmem, to_private)
 {
 	struct iommu_ioas_mirror_status before, after;
+	struct gmem_iopte_count after_io, before_io;
 	unsigned int i, lost = 0;
 
 	set_layout(MIXED);
 	map_area(0, NR_PAGES, AREA_IOVA(0));
 	check_mirror();
 
-	get_status(_metadata, self, 0, &before);
+	get_status(_metadata, self, 0, &before, &before_io);
 	for (i = 2; i != 10; i++)
 		lost += expect_mapped(self, i);
 	to_private(2, 8);
 	check_mirror();
-	get_status(_metadata, self, 0, &after);
-	ASSERT_EQ(before.out_iopte_adds, after.out_iopte_adds);
-	ASSERT_EQ(before.out_iopte_removes + (__u64)lost * self->ndomains,
-		  after.out_iopte_removes);
+	get_status(_metadata, self, 0, &after, &after_io);
+	ASSERT_EQ(before_io.adds, after_io.adds);
+	ASSERT_EQ(before_io.removes + (__u64)lost * self->ndomains,
+		  after_io.removes);
 	ASSERT_EQ(before.out_mapped_pages - lost, after.out_mapped_pages);
 
 	/* Converting pages already private changes nothing */
 	to_private(2, 8);
 	check_mirror();
-	get_status(_metadata, self, 0, &before);
-	ASSERT_EQ(after.out_iopte_adds, before.out_iopte_adds);
-	ASSERT_EQ(after.out_iopte_removes, before.out_iopte_removes);
+	get_status(_metadata, self, 0, &before, &before_io);
+	ASSERT_EQ(after_io.adds, before_io.adds);
+	ASSERT_EQ(after_io.removes, before_io.removes);
 
 	/* Everything private: nothing left mapped */
 	to_private(0, NR_PAGES);
 	check_mirror();
-	get_status(_metadata, self, 0, &after);
+	get_status(_metadata, self, 0, &after, &after_io);
 	ASSERT_EQ(0, after.out_mapped_pages);
 }
 
@@ -530,6 +543,7 @@ TEST_F(iommufd_gmem, to_private)
 TEST_F(iommufd_gmem, to_shared)
 {
 	struct iommu_ioas_mirror_status before, after;
+	struct gmem_iopte_count after_io, before_io;
 	__u8 *page = malloc(PAGE_SIZE);
 	unsigned int i;
 
@@ -542,13 +556,12 @@ TEST_F(iommufd_gmem, to_shared)
 
 	to_private(0, 8);
 	check_mirror();
-	get_status(_metadata, self, 0, &before);
+	get_status(_metadata, self, 0, &before, &before_io);
 	to_shared(0, 8);
 	check_mirror();
-	get_status(_metadata, self, 0, &after);
-	ASSERT_EQ(before.out_iopte_adds + 8ULL * self->ndomains,
-		  after.out_iopte_adds);
-	ASSERT_EQ(before.out_iopte_removes, after.out_iopte_removes);
+	get_status(_metadata, self, 0, &after, &after_io);
+	ASSERT_EQ(before_io.adds + 8ULL * self->ndomains, after_io.adds);
+	ASSERT_EQ(before_io.removes, after_io.removes);
 	for (i = 0; i != 8; i++) {
 		memset(page, 0x40 + i, PAGE_SIZE);
 		ASSERT_EQ(0, memcmp(page, self->mem + page_off(i), PAGE_SIZE));
@@ -557,15 +570,15 @@ TEST_F(iommufd_gmem, to_shared)
 	/* Private pages never allocated: to-shared allocates and maps them */
 	to_shared(10, 4);
 	check_mirror();
-	get_status(_metadata, self, 0, &before);
+	get_status(_metadata, self, 0, &before, &before_io);
 	ASSERT_EQ(12, before.out_mapped_pages);
 
 	/* Converting pages already shared changes nothing */
 	to_shared(0, 8);
 	check_mirror();
-	get_status(_metadata, self, 0, &after);
-	ASSERT_EQ(before.out_iopte_adds, after.out_iopte_adds);
-	ASSERT_EQ(before.out_iopte_removes, after.out_iopte_removes);
+	get_status(_metadata, self, 0, &after, &after_io);
+	ASSERT_EQ(before_io.adds, after_io.adds);
+	ASSERT_EQ(before_io.removes, after_io.removes);
 
 	/* Round trips, page by page */
 	for (i = 0; i < NR_PAGES; i += 3) {
@@ -669,6 +682,7 @@ TEST_F(iommufd_gmem, unmap_then_convert)
 TEST_F(iommufd_gmem, close_gmem_while_mapped)
 {
 	struct iommu_ioas_mirror_status before, after;
+	struct gmem_iopte_count after_io, before_io;
 	bool have_vm_dir;
 	char vm_dir[64];
 	__u8 data[64];
@@ -700,7 +714,7 @@ TEST_F(iommufd_gmem, close_gmem_while_mapped)
 	if (!have_vm_dir)
 		TH_LOG("no %s: the VM's freeing not checked", vm_dir);
 
-	get_status(_metadata, self, 0, &before);
+	get_status(_metadata, self, 0, &before, &before_io);
 	ASSERT_EQ(8, before.out_mapped_pages);
 	ASSERT_EQ(0, close(self->gmem_fd));
 	self->gmem_fd = -1;
@@ -712,7 +726,7 @@ TEST_F(iommufd_gmem, close_gmem_while_mapped)
 	 * up to 30 s, which a slow TCG host needs far less than.
 	 */
 	for (i = 0; i != 3000; i++) {
-		get_status(_metadata, self, 0, &after);
+		get_status(_metadata, self, 0, &after, &after_io);
 		if (!after.out_mapped_pages &&
 		    (!have_vm_dir || access(vm_dir, F_OK)))
 			break;
@@ -721,9 +735,8 @@ TEST_F(iommufd_gmem, close_gmem_while_mapped)
 	ASSERT_EQ(0, after.out_mapped_pages);
 	ASSERT_EQ(0, after.out_pending_pages);
 	ASSERT_EQ(0, after.out_error);
-	ASSERT_EQ(before.out_iopte_adds, after.out_iopte_adds);
-	ASSERT_EQ(before.out_iopte_removes + 8 * self->ndomains,
-		  after.out_iopte_removes);
+	ASSERT_EQ(before_io.adds, after_io.adds);
+	ASSERT_EQ(before_io.removes + 8 * self->ndomains, after_io.removes);
 	if (have_vm_dir) {
 		ASSERT_NE(0, access(vm_dir, F_OK)) TH_LOG("the VM was not freed");
 	}
@@ -749,6 +762,7 @@ TEST_F(iommufd_gmem, close_gmem_while_mapped)
 TEST_F(iommufd_gmem, no_pins)
 {
 	struct iommu_ioas_mirror_status before, after;
+	struct gmem_iopte_count after_io, before_io;
 
 	set_layout("SSSSSSSSSSSSSSSS");
 	map_area(0, NR_PAGES, AREA_IOVA(0));
@@ -756,13 +770,13 @@ TEST_F(iommufd_gmem, no_pins)
 	memset(self->mem, 0x11, self->size);
 	check_refs(self->mem, self->size, 0);
 
-	get_status(_metadata, self, 0, &before);
+	get_status(_metadata, self, 0, &before, &before_io);
 	to_private(0, NR_PAGES);
 	check_mirror();
-	get_status(_metadata, self, 0, &after);
+	get_status(_metadata, self, 0, &after, &after_io);
 	ASSERT_EQ(0, after.out_mapped_pages);
-	ASSERT_EQ(before.out_iopte_removes + (__u64)NR_PAGES * self->ndomains,
-		  after.out_iopte_removes);
+	ASSERT_EQ(before_io.removes + (__u64)NR_PAGES * self->ndomains,
+		  after_io.removes);
 
 	to_shared(0, NR_PAGES);
 	check_mirror();
@@ -777,21 +791,21 @@ TEST_F(iommufd_gmem, no_pins)
 TEST_F(iommufd_gmem, domain_attached_after_map)
 {
 	struct iommu_ioas_mirror_status before, after;
+	struct gmem_iopte_count after_io, before_io;
 	unsigned int n = self->ndomains;
 
 	set_layout(MIXED);
 	map_area(0, NR_PAGES, AREA_IOVA(0));
 	check_mirror();
 
-	get_status(_metadata, self, 0, &before);
+	get_status(_metadata, self, 0, &before, &before_io);
 	add_domain(_metadata, self);
 	ASSERT_EQ(n + 1, self->ndomains);
 	check_mirror();
-	get_status(_metadata, self, 0, &after);
+	get_status(_metadata, self, 0, &after, &after_io);
 	ASSERT_EQ(before.out_mapped_pages, after.out_mapped_pages);
-	ASSERT_EQ(before.out_iopte_adds + before.out_mapped_pages,
-		  after.out_iopte_adds);
-	ASSERT_EQ(before.out_iopte_removes, after.out_iopte_removes);
+	ASSERT_EQ(before_io.adds + before.out_mapped_pages, after_io.adds);
+	ASSERT_EQ(before_io.removes, after_io.removes);
 
 	to_private(0, 6);
 	check_mirror();
@@ -875,6 +889,7 @@ TEST_F(iommufd_gmem, map_file_errors)
 TEST_F(iommufd_gmem, mirror_status_errors)
 {
 	struct iommu_ioas_mirror_status st, retry;
+	struct gmem_iopte_count retry_io, st_io;
 	unsigned int bit;
 	__u64 iova;
 
@@ -893,12 +908,14 @@ TEST_F(iommufd_gmem, mirror_status_errors)
 	test_err_mirror_status(ENOENT, AREA_IOVA(0) - 1);
 
 	/* RETRY with nothing pending changes nothing */
+	test_cmd_gmem_iopte_count(AREA_IOVA(0), &st_io);
 	test_ioctl_mirror_status(AREA_IOVA(0), IOMMU_MIRROR_STATUS_RETRY,
 				 &retry);
+	test_cmd_gmem_iopte_count(AREA_IOVA(0), &retry_io);
 	ASSERT_EQ(st.out_mapped_pages, retry.out_mapped_pages);
 	ASSERT_EQ(0, retry.out_pending_pages);
-	ASSERT_EQ(st.out_iopte_adds, retry.out_iopte_adds);
-	ASSERT_EQ(st.out_iopte_removes, retry.out_iopte_removes);
+	ASSERT_EQ(st_io.adds, retry_io.adds);
+	ASSERT_EQ(st_io.removes, retry_io.removes);
 
 	/* Every unknown flag, non-zero reserved words, another IOAS id */
 	for (bit = 1; bit != 32; bit++)
@@ -1505,11 +1522,13 @@ static void cpu0_attr(struct __test_metadata *_metadata, pthread_attr_t *attr,
  * Memory failure against a conversion to private of the same page: the
  * conversion holds the invalidate lock for writing (here parked in the mock
  * client's prepare) and will lock the page to check its references; memory
- * failure locks the page and then needs the invalidate lock to notify.
- * Memory failure must drop the page lock before it waits (it once held it,
- * and the two waited for each other for good): the conversion then finds
- * the page poisoned and fails with EHWPOISON at it, the notification
- * follows, and nothing else changes.
+ * failure locks the page, and its notification needs the invalidate lock.
+ * The notification must wait without the page lock, i.e. after memory
+ * failure is done with the page, before madvise() returns (memory failure
+ * once held the page lock while it waited, and the two waited for each
+ * other for good): the conversion then finds the page poisoned and fails
+ * with EHWPOISON at it, the notification follows, and nothing else
+ * changes.
  */
 TEST_F(iommufd_gmem, memory_failure_during_to_private)
 {
@@ -1532,8 +1551,7 @@ TEST_F(iommufd_gmem, memory_failure_during_to_private)
 	ASSERT_EQ(0, gmem_client_cmd(cfd, "delay 5000"));
 	converter_start(_metadata, &conv, &thread, "gmem_test_prepare");
 	poisoner_go(_metadata, &child);
-	ASSERT_TRUE(wait_sleeps_in(child.pid, child.pid, "gmem_error_folio",
-				   4000))
+	ASSERT_TRUE(wait_sleeps_in(child.pid, child.pid, "gmem_mf_", 4000))
 		TH_LOG("memory failure does not wait for the invalidate lock");
 	/* Both parked, in this order: nothing happened yet */
 	ASSERT_TRUE(task_sleeps_in(getpid(), conv.tid, "gmem_test_prepare"))
@@ -1602,6 +1620,7 @@ static bool attach_round(struct __test_metadata *_metadata, unsigned int npages)
 	/* The last mapped page, met last by the attach */
 	const unsigned int bad = npages - 1;
 	struct iommu_ioas_mirror_status st0, st;
+	struct gmem_iopte_count st_io, st0_io;
 	struct attacher att = {};
 	__u32 stdev_id, hwpt_id;
 	struct poisoner child;
@@ -1641,6 +1660,8 @@ static bool attach_round(struct __test_metadata *_metadata, unsigned int npages)
 	att.done = false;
 	ASSERT_EQ(0, _test_ioctl_mirror_status(att.fd, att.ioas_id, iova, 0,
 					       &st0));
+	ASSERT_EQ(0, _test_cmd_gmem_iopte_count(att.fd, att.ioas_id, iova,
+						&st0_io));
 
 	poisoner_start(_metadata, &child, mem + page_off(bad));
 	ASSERT_EQ(0, pthread_create(&thread, NULL, attacher_thread, &att));
@@ -1676,12 +1697,14 @@ static bool attach_round(struct __test_metadata *_metadata, unsigned int npages)
 					     MOCK_CHECK_GMEM_UNMAPPED));
 	ASSERT_EQ(0, _test_ioctl_mirror_status(att.fd, att.ioas_id, iova, 0,
 					       &st));
+	ASSERT_EQ(0, _test_cmd_gmem_iopte_count(att.fd, att.ioas_id, iova,
+						&st_io));
 	ASSERT_EQ(npages - 1, st.out_mapped_pages);
 	ASSERT_EQ(0, st.out_pending_pages);
 	ASSERT_EQ((__u64)(npages - 1) * 2,
-		  st.out_iopte_adds - st.out_iopte_removes);
+		  st_io.adds - st_io.removes);
 	/* One removal: the new domain never mapped the page */
-	if (lined_up && st.out_iopte_removes - st0.out_iopte_removes != 1) {
+	if (lined_up && st_io.removes - st0_io.removes != 1) {
 		why = "the new domain mapped the page before it was poisoned";
 		lined_up = false;
 	}
@@ -2160,6 +2183,7 @@ TEST_F(iommufd_gmem_huge, map_whole_file)
 TEST_F(iommufd_gmem, drop_caches)
 {
 	struct iommu_ioas_mirror_status before, after;
+	struct gmem_iopte_count after_io, before_io;
 	int fd;
 
 	fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
@@ -2168,15 +2192,15 @@ TEST_F(iommufd_gmem, drop_caches)
 	set_layout(MIXED);
 	map_area(0, NR_PAGES, AREA_IOVA(0));
 	check_mirror();
-	get_status(_metadata, self, 0, &before);
+	get_status(_metadata, self, 0, &before, &before_io);
 
 	ASSERT_EQ(1, write(fd, "3", 1));
 	close(fd);
 
 	check_mirror();
-	get_status(_metadata, self, 0, &after);
-	ASSERT_EQ(before.out_iopte_adds, after.out_iopte_adds);
-	ASSERT_EQ(before.out_iopte_removes, after.out_iopte_removes);
+	get_status(_metadata, self, 0, &after, &after_io);
+	ASSERT_EQ(before_io.adds, after_io.adds);
+	ASSERT_EQ(before_io.removes, after_io.removes);
 }
 
 /*
@@ -2362,6 +2386,7 @@ TEST(mirror_work_stalls_no_fault)
 		.iova = MOCK_APERTURE_START,
 	};
 	struct iommu_ioas_mirror_status st;
+	struct gmem_iopte_count st_io;
 	struct hole_loop h = { 0 };
 	__u32 stdev_id, hwpt_id[2], idev_id;
 	const char *skip = NULL;
@@ -2425,11 +2450,13 @@ TEST(mirror_work_stalls_no_fault)
 	ASSERT_EQ(0, _test_ioctl_mirror_status(fd, map.ioas_id,
 					       MOCK_APERTURE_START, 0,
 					       &st));
+	ASSERT_EQ(0, _test_cmd_gmem_iopte_count(fd, map.ioas_id,
+						MOCK_APERTURE_START, &st_io));
 	ASSERT_EQ(STALL_SIZE / PAGE_SIZE - 1, st.out_mapped_pages);
 	ASSERT_EQ(0, st.out_pending_pages);
 	ASSERT_EQ(0, st.out_error);
 	ASSERT_EQ(2 * st.out_mapped_pages,
-		  st.out_iopte_adds - st.out_iopte_removes);
+		  st_io.adds - st_io.removes);
 
 	munmap(mem, STALL_SIZE);
 	close(fd);
