@@ -1368,7 +1368,8 @@ out_unlock:
  * held for writing.  That allocation can fail (-ENOMEM, -EINTR) before any
  * state changed; what it allocated stays allocated.
  *
- * Context: May sleep.  Takes the invalidate lock for writing, killably.
+ * Context: May sleep.  Takes the invalidate lock for reading (a conversion
+ * to shared, in batches), then for writing, killably.
  * Return: 0; -ENOMEM; -EAGAIN if a page going private has references beyond
  * the file's; -EHWPOISON if a page going private has a memory error; -EINTR
  * on a fatal signal; or the errno with which a client's prepare or the
@@ -1413,10 +1414,12 @@ int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
  * For the owner's conversion ioctls (KVM_GMEM_CONVERT_SHARED and
  * KVM_GMEM_CONVERT_PRIVATE): all or nothing, with the notifications that
  * %GUEST_MEMFD_REASON_CONVERT_SHARED and %GUEST_MEMFD_REASON_CONVERT_PRIVATE
- * describe.  The errors are those of the ioctls, see
- * Documentation/virt/kvm/api.rst.
+ * describe.  A conversion to shared first allocates the pages it converts
+ * in the clients' mirror ranges, in batches.  The errors are those of the
+ * ioctls, see Documentation/virt/kvm/api.rst.
  *
- * Context: May sleep.  Takes the invalidate lock for writing.
+ * Context: May sleep.  Takes the invalidate lock for reading (a conversion
+ * to shared, in batches), then for writing.
  * Return: 0; -EOPNOTSUPP if @file is not a convertible guest_memfd; -EINVAL
  * (*@error_index is @start) if the range is empty or extends beyond the end
  * of the file; or the errno of the conversion.
