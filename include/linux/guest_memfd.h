@@ -243,14 +243,25 @@ struct guest_memfd_notifier_ops {
 /**
  * struct guest_memfd_notifier - a subscription to a guest_memfd's changes
  * @ops: the client's callbacks, set before registration
+ * @mirror_start: optional, set before registration: first page index of the
+ *	range whose shared pages the client maps (an IOMMU mirror)
+ * @mirror_end: page index after the last page of that range; both zero
+ *	(an empty range) for a client that maps no shared page
  * @entry: private to guest_memfd: link in the file's list of notifiers
  * @inode: private to guest_memfd: the file's inode, NULL when unregistered
  *
  * Embed it in the client's own structure and use container_of() in the
- * callbacks.
+ * callbacks.  A conversion to shared allocates the private holes it
+ * converts inside [@mirror_start, @mirror_end) before it takes the
+ * invalidate lock for writing, in batches under the lock held for reading
+ * (see guest_memfd_convert()), so that such a client finds the pages it
+ * maps at invalidate_end allocated, without allocating them itself under
+ * the lock held for writing.
  */
 struct guest_memfd_notifier {
 	const struct guest_memfd_notifier_ops *ops;
+	pgoff_t mirror_start;
+	pgoff_t mirror_end;
 	struct list_head entry;
 	struct inode *inode;
 };
@@ -473,7 +484,8 @@ int guest_memfd_walk_shared(struct guest_memfd_notifier *n, pgoff_t start,
 				      unsigned long pfn),
 			    void *data);
 int guest_memfd_allocate(struct guest_memfd_notifier *n, pgoff_t start,
-			 pgoff_t end, unsigned int access, pgoff_t *error_index);
+			 pgoff_t end, unsigned long max_pages, pgoff_t *next,
+			 pgoff_t *error_index);
 void guest_memfd_notify_allocated(struct file *file, pgoff_t index);
 
 struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
@@ -528,7 +540,7 @@ static inline int guest_memfd_walk_shared(struct guest_memfd_notifier *n,
 
 static inline int guest_memfd_allocate(struct guest_memfd_notifier *n,
 				       pgoff_t start, pgoff_t end,
-				       unsigned int access,
+				       unsigned long max_pages, pgoff_t *next,
 				       pgoff_t *error_index)
 {
 	return -EINVAL;

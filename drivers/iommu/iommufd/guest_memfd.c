@@ -15,11 +15,12 @@
  *    invalidate_begin, before the pages change (an IOMMU access to a
  *    private page can be fatal on some hardware); memory failure unmaps the
  *    pages of its range that have the error;
- *  - conversion to shared allocates the pages it converts in prepare,
- *    before the point of no return, and maps them once they are shared, in
- *    invalidate_end or, for more than a batch of pages, in batches before
- *    the converting task returns to user space (a page that already was
- *    shared, even a hole, is not converted and stays as it is);
+ *  - conversion to shared maps the pages it converts once they are shared,
+ *    in invalidate_end or, for more than a batch of pages, in batches before
+ *    the converting task returns to user space; guest_memfd allocates them
+ *    first, in batches before it takes the invalidate lock for writing,
+ *    since the notifier's mirror range is the area's (a page that already
+ *    was shared, even a hole, is not converted and stays as it is);
  *  - fallocate(), a fault on a user mapping or of KVM that fills a hole,
  *    and another client's allocation (another IOAS mapping the range) map
  *    the new pages in invalidate_end (GUEST_MEMFD_REASON_ALLOCATE);
@@ -47,13 +48,16 @@
  * a folio lock, see <linux/guest_memfd.h>).
  * Callbacks run under the invalidate lock and take only pages->mutex, never
  * the iopt rwsems: the (area, domain) pairs to unmap come from
- * pages->tracker. Paths that fill a domain take the invalidate lock for
+ * pages->tracker. Paths that fill a domain, and IOMMU_IOAS_MAP_FILE's
+ * allocation of its range's shared holes, take the invalidate lock for
  * reading (guest_memfd_lock()) before pages->mutex, so that the state they
  * read cannot change under them, and hold both for one batch of
- * IOPT_GMEM_BATCH pages at a time: between two batches they drop both, so
- * that no conversion, fault or memory failure (nor, through rwsem
- * fairness, any fault queued behind a conversion) waits for a whole fill,
- * and a fatal signal ends the fill with EINTR and the domain as it was.
+ * IOPT_GMEM_BATCH pages at a time (the allocation: shared pages of the
+ * range, private stretches costing a step each): between two batches they
+ * drop both, so that no conversion, fault or memory failure (nor, through
+ * rwsem fairness, any fault queued behind a conversion) waits for a whole
+ * fill, and a fatal signal ends the fill with EINTR and the domain as it
+ * was.
  * Until its fill is done, a domain's track is marked filling and maps the
  * mirrored pages below the fill's progress, and only those: notifications
  * in between map and unmap exactly that part of it, the fill resumes from
@@ -746,27 +750,6 @@ static bool iopt_gmem_clamp(struct iopt_pages *pages,
 	return true;
 }
 
-static int iopt_gmem_prepare(struct guest_memfd_notifier *n,
-			     const struct guest_memfd_range *range,
-			     pgoff_t *error_index)
-{
-	struct iopt_pages *pages = iopt_gmem_pages(n);
-	unsigned long start, end;
-
-	if (range->reason != GUEST_MEMFD_REASON_CONVERT_SHARED ||
-	    !iopt_gmem_clamp(pages, range, &start, &end))
-		return 0;
-
-	/*
-	 * Allocate now what invalidate_end maps: it cannot fail. Only the
-	 * private pages are converted; a shared page in the span (even a
-	 * hole) is left as it is.
-	 */
-	return guest_memfd_allocate(n, pages->gmem.start + start,
-				    pages->gmem.start + end,
-				    GUEST_MEMFD_ACCESS_PRIVATE, error_index);
-}
-
 static void iopt_gmem_invalidate_begin(struct guest_memfd_notifier *n,
 				       const struct guest_memfd_range *range)
 {
@@ -921,10 +904,51 @@ static void iopt_gmem_invalidate_end(struct guest_memfd_notifier *n,
 }
 
 static const struct guest_memfd_notifier_ops iopt_gmem_notifier_ops = {
-	.prepare = iopt_gmem_prepare,
 	.invalidate_begin = iopt_gmem_invalidate_begin,
 	.invalidate_end = iopt_gmem_invalidate_end,
 };
+
+/*
+ * Allocate the shared holes of a new mapping's range (every client, this one
+ * included, is told: a page that another client or the owner allocated is
+ * mapped the same way) and record its shared, allocated pages as the pages
+ * to map, IOPT_GMEM_BATCH shared pages of the range per hold of
+ * guest_memfd's invalidate lock (for reading) and pages->mutex; private
+ * stretches cost a step each.  Between two batches both locks are dropped,
+ * so that a conversion queued meanwhile, and every fault queued behind it,
+ * waits for one batch at most.  The pages are registered but in no domain
+ * yet, so what changes in between needs no revalidation: the notifications
+ * keep the record of the whole range exact, and each batch looks at the
+ * file anew.  A fatal signal ends it with -EINTR; what was allocated stays
+ * allocated.
+ */
+static int iopt_gmem_populate(struct iopt_pages *pages)
+{
+	struct guest_memfd_notifier *n = &pages->gmem.notifier;
+	pgoff_t first = pages->gmem.start;
+	unsigned long next = 0;
+	pgoff_t error_index, stop;
+	int rc = 0;
+
+	while (!rc && next < pages->npages) {
+		if (fatal_signal_pending(current))
+			return -EINTR;
+		guest_memfd_lock(n);
+		rc = guest_memfd_allocate(n, first + next,
+					  first + pages->npages,
+					  IOPT_GMEM_BATCH, &stop, &error_index);
+		if (!rc) {
+			mutex_lock(&pages->mutex);
+			iopt_gmem_sync(pages, next, stop - first);
+			rc = pages->gmem.error;
+			mutex_unlock(&pages->mutex);
+		}
+		guest_memfd_unlock(n);
+		cond_resched();
+		next = stop - first;
+	}
+	return rc;
+}
 
 /**
  * iopt_alloc_gmem_pages() - iopt_pages for a range of a guest_memfd
@@ -934,13 +958,16 @@ static const struct guest_memfd_notifier_ops iopt_gmem_notifier_ops = {
  * @writable: whether domains may map it writable
  *
  * Subscribes to the file's notifier, allocates the range's shared pages and
- * records them as the pages to map.  The pages hold no reference on @file,
+ * records them as the pages to map, in batches (iopt_gmem_populate()): no
+ * conversion or fault waits for the whole range.  The pages hold no
+ * reference on @file,
  * only the notifier's on its inode (the memory): closing the file (and
  * with it the VM that created it) releases it, and the mirror then maps
  * nothing (%GUEST_MEMFD_REASON_RELEASE).
  *
  * Return: the pages, or ERR_PTR() with -EOPNOTSUPP if @file is not
- * convertible, -EINVAL for a misaligned or out-of-file range, -ENOMEM.
+ * convertible, -EINVAL for a misaligned or out-of-file range, -ENOMEM,
+ * -EINTR on a fatal signal.
  */
 struct iopt_pages *iopt_alloc_gmem_pages(struct file *file,
 					 unsigned long start,
@@ -948,7 +975,6 @@ struct iopt_pages *iopt_alloc_gmem_pages(struct file *file,
 {
 	struct guest_memfd_notifier *n;
 	struct iopt_pages *pages;
-	pgoff_t error_index;
 	unsigned long end;
 	int rc;
 
@@ -974,27 +1000,14 @@ struct iopt_pages *iopt_alloc_gmem_pages(struct file *file,
 
 	n = &pages->gmem.notifier;
 	n->ops = &iopt_gmem_notifier_ops;
+	/* A conversion to shared allocates what invalidate_end maps */
+	n->mirror_start = pages->gmem.start;
+	n->mirror_end = pages->gmem.start + pages->npages;
 	rc = guest_memfd_register_notifier(file, n);
 	if (rc)
 		goto err_put;
 
-	/*
-	 * Allocate the range's shared pages (every client, this one included,
-	 * is told: a page that another client or the owner allocated is
-	 * mapped the same way), then record those not recorded yet by a
-	 * notification since the registration.
-	 */
-	guest_memfd_lock(n);
-	rc = guest_memfd_allocate(n, pages->gmem.start,
-				  pages->gmem.start + pages->npages,
-				  GUEST_MEMFD_ACCESS_SHARED, &error_index);
-	if (!rc) {
-		mutex_lock(&pages->mutex);
-		iopt_gmem_sync(pages, 0, pages->npages);
-		rc = pages->gmem.error;
-		mutex_unlock(&pages->mutex);
-	}
-	guest_memfd_unlock(n);
+	rc = iopt_gmem_populate(pages);
 	if (rc)
 		goto err_put;
 

@@ -483,18 +483,29 @@ static int gmem_allocate_range(struct inode *inode, pgoff_t index,
 
 /*
  * Allocate the missing pages among the pages of [@start, @end) that are in
- * the given state.  [*@new_first, *@new_last) spans the pages allocated
- * (empty if none).
+ * the given state, looking at @max_pages of them at most: *@next is where it
+ * stopped, @end if it got there.  Pages in the other state are skipped a
+ * range at a time, so the cost follows @max_pages and the number of ranges.
+ * [*@new_first, *@new_last) spans the pages allocated (empty if none).
  */
 static int gmem_allocate_state(struct inode *inode, pgoff_t start, pgoff_t end,
-			       bool shared, pgoff_t *error_index,
+			       bool shared, unsigned long max_pages,
+			       pgoff_t *next, pgoff_t *error_index,
 			       pgoff_t *new_first, pgoff_t *new_last)
 {
 	pgoff_t first, last;
 	int ret;
 
 	*new_first = *new_last = start;
+	*next = end;
 	while (gmem_next_range(inode, start, end, shared, &first, &last)) {
+		if (!max_pages) {
+			*next = first;
+			break;
+		}
+		if (last - first > max_pages)
+			last = first + max_pages;
+		max_pages -= last - first;
 		ret = gmem_allocate_range(inode, first, last, error_index,
 					  new_first, new_last);
 		if (ret)
@@ -504,51 +515,117 @@ static int gmem_allocate_state(struct inode *inode, pgoff_t start, pgoff_t end,
 	return 0;
 }
 
+/* Private pages a conversion to shared allocates per lock hold, at most */
+#define GMEM_ALLOC_BATCH	256
+
+/*
+ * Before a conversion to shared: allocate the private holes of [@start,
+ * @end) that lie in a client's mirror range (&struct guest_memfd_notifier),
+ * i.e. the pages that the client maps once they are shared, so that no
+ * client allocates them under the invalidate lock held for writing.  At most
+ * GMEM_ALLOC_BATCH private pages per hold of the lock for reading, dropped
+ * between two batches: no fault, and no conversion queued meanwhile, waits
+ * for the whole allocation.  Shared ranges and the gaps between mirror
+ * ranges are skipped a range at a time.  The pages stay private until the
+ * conversion, so nothing is notified.  *@gen is the file's notifier
+ * generation at the start: the conversion compares it under the lock held
+ * for writing and starts over if a client registered meanwhile.  Pages
+ * punched in between are converted as holes, as if the hole punch came
+ * after the conversion.
+ *
+ * Returns 0, -EINTR on a fatal signal or -ENOMEM, with *@error_index the
+ * page that failed; what was allocated stays allocated.
+ */
+static int gmem_allocate_converted(struct inode *inode, pgoff_t start,
+				   pgoff_t end, unsigned long *gen,
+				   pgoff_t *error_index)
+{
+	struct address_space *mapping = inode->i_mapping;
+	struct gmem_inode *gi = GMEM_I(inode);
+	pgoff_t index = start;
+	bool first = true;
+	int r = 0;
+
+	while (!r && index < end) {
+		struct guest_memfd_notifier *n, *mirror = NULL;
+		pgoff_t lo = end, new_first, new_last;
+
+		if (fatal_signal_pending(current) ||
+		    down_read_killable(&mapping->invalidate_lock)) {
+			*error_index = index;
+			return -EINTR;
+		}
+		if (first)
+			*gen = gi->notifier_gen;
+		first = false;
+
+		/* The mirror range that holds the next page of the range */
+		list_for_each_entry(n, &gi->notifiers, entry) {
+			if (n->mirror_end <= index || n->mirror_start >= end ||
+			    max(index, n->mirror_start) >= lo)
+				continue;
+			lo = max(index, n->mirror_start);
+			mirror = n;
+		}
+		if (!mirror || gi->released) {
+			index = end;
+		} else {
+			r = gmem_allocate_state(inode, lo,
+						min(end, mirror->mirror_end),
+						false, GMEM_ALLOC_BATCH, &index,
+						error_index, &new_first,
+						&new_last);
+		}
+		filemap_invalidate_unlock_shared(mapping);
+		cond_resched();
+	}
+	return r;
+}
+
 /**
- * guest_memfd_allocate() - Allocate the missing pages of a range for a client
+ * guest_memfd_allocate() - Allocate the missing shared pages of a range
  * @n: a registered notifier
  * @start: first page index
  * @end: page index after the last page
- * @access: %GUEST_MEMFD_ACCESS_SHARED or %GUEST_MEMFD_ACCESS_PRIVATE: which
- *	pages of the range to allocate, the shared or the private ones
+ * @max_pages: how many shared pages of the range to look at, at most
+ * @next: output: where to go on, @end once the range is done
  * @error_index: output, on failure: the page that failed
  *
- * The pages are zeroed.  Shared pages: the caller holds the invalidate lock
- * for reading (guest_memfd_lock()) and none of the locks its own callbacks
- * take, because every client, the caller included, is told about the new
- * pages with %GUEST_MEMFD_REASON_ALLOCATE.  Private pages: for a client's
- * prepare callback of %GUEST_MEMFD_REASON_CONVERT_SHARED, which allocates
- * the pages it will map once they are shared; nothing is notified (the
- * conversion is).  What was allocated before an error stays allocated, as
- * after a failed fallocate().
+ * For a client that starts to map the shared pages of a range (an IOMMU
+ * mapping of the file).  The pages are zeroed.  The caller holds the invalidate lock for
+ * reading (guest_memfd_lock()) and none of the locks its own callbacks take,
+ * because every client, the caller included, is told about the new pages
+ * with %GUEST_MEMFD_REASON_ALLOCATE.  The private pages of the range are
+ * left alone: a conversion to shared allocates those in the client's mirror
+ * range itself (&struct guest_memfd_notifier).  What was allocated before
+ * an error stays allocated, as after a failed fallocate().  The cost
+ * follows @max_pages and the number of shared ranges, never the size of the
+ * range: a client allocates a large range in batches, dropping the lock in
+ * between and resuming at *@next.
  *
  * Context: May sleep.
- * Return: 0, -EINTR on a fatal signal, -ENOMEM, -EINVAL for bad @access.
+ * Return: 0, -EINTR on a fatal signal, -ENOMEM, -ENODEV if the file was
+ * released.
  */
 int guest_memfd_allocate(struct guest_memfd_notifier *n, pgoff_t start,
-			 pgoff_t end, unsigned int access, pgoff_t *error_index)
+			 pgoff_t end, unsigned long max_pages, pgoff_t *next,
+			 pgoff_t *error_index)
 {
 	struct inode *inode = n->inode;
-	bool shared = access == GUEST_MEMFD_ACCESS_SHARED;
 	struct guest_memfd_range range;
 	pgoff_t first, last;
 	int ret;
 
-	if (access != GUEST_MEMFD_ACCESS_SHARED &&
-	    access != GUEST_MEMFD_ACCESS_PRIVATE)
-		return -EINVAL;
-	if (shared)
-		lockdep_assert_held_read(&inode->i_mapping->invalidate_lock);
-	else
-		lockdep_assert_held_write(&inode->i_mapping->invalidate_lock);
+	lockdep_assert_held_read(&inode->i_mapping->invalidate_lock);
 
+	*next = end;
 	if (GMEM_I(inode)->released)
 		return -ENODEV;
 
 	end = min_t(pgoff_t, end, i_size_read(inode) >> PAGE_SHIFT);
-	ret = gmem_allocate_state(inode, start, end, shared, error_index,
-				  &first, &last);
-	if (shared && first != last) {
+	ret = gmem_allocate_state(inode, start, end, true, max_pages, next,
+				  error_index, &first, &last);
+	if (first != last) {
 		guest_memfd_range_init(&range, first, last,
 				       GUEST_MEMFD_REASON_ALLOCATE);
 		gmem_notify_begin(GMEM_I(inode), &range);
@@ -1169,10 +1246,13 @@ static int gmem_step_range(struct gmem_inode *gi, pgoff_t start,
 /*
  * One attempt of gmem_convert(), under the invalidate lock.  *@busy is set
  * when a page reference refused it: the caller may wait and try again.
+ * *@stale is set, and nothing done, when a client registered since the
+ * conversion to shared allocated the pages of the mirror ranges (notifier
+ * generation @gen): the caller allocates again, for the new client too.
  */
 static int gmem_convert_once(struct inode *inode, pgoff_t start, pgoff_t end,
-			     bool to_private, pgoff_t *error_index,
-			     bool *busy)
+			     bool to_private, unsigned long gen,
+			     pgoff_t *error_index, bool *busy, bool *stale)
 {
 	MA_STATE(mas, &GMEM_I(inode)->shareability, 0, 0);
 	enum guest_memfd_reason reason = to_private ?
@@ -1189,6 +1269,12 @@ static int gmem_convert_once(struct inode *inode, pgoff_t start, pgoff_t end,
 
 	if (down_write_killable(&mapping->invalidate_lock))
 		return -EINTR;
+
+	/* A client came in after gmem_allocate_converted(): again. */
+	if (!to_private && gi->notifier_gen != gen) {
+		*stale = true;
+		goto out_unlock;
+	}
 
 	if (!gmem_changed_span(gi, start, end, to_private, &first, &last))
 		goto out_unlock;
@@ -1279,7 +1365,15 @@ out_unlock:
  * long-term reference stalls no fault on the file; every attempt looks at
  * the file's state anew.
  *
- * Context: May sleep.  Takes the invalidate lock for writing, killably.
+ * A conversion to shared first allocates the private holes it converts in
+ * the clients' mirror ranges (&struct guest_memfd_notifier), in batches
+ * under the invalidate lock held for reading, so that the pages those
+ * clients map at invalidate_end exist without an allocation under the lock
+ * held for writing.  That allocation can fail (-ENOMEM, -EINTR) before any
+ * state changed; what it allocated stays allocated.
+ *
+ * Context: May sleep.  Takes the invalidate lock for reading (a conversion
+ * to shared, in batches), then for writing, killably.
  * Return: 0; -ENOMEM; -EAGAIN if a page going private has references beyond
  * the file's; -EHWPOISON if a page going private has a memory error; -EINTR
  * on a fatal signal; or the errno with which a client's prepare or the
@@ -1288,18 +1382,27 @@ out_unlock:
 int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 		 bool to_private, pgoff_t *error_index)
 {
-	unsigned int tries;
+	unsigned int tries = 0;
+	unsigned long gen = 0;
 	int r;
 
-	for (tries = 0; ; tries++) {
-		bool busy = false;
+	for (;;) {
+		bool busy = false, stale = false;
 
-		r = gmem_convert_once(inode, start, end, to_private,
-				      error_index, &busy);
+		if (!to_private) {
+			r = gmem_allocate_converted(inode, start, end, &gen,
+						    error_index);
+			if (r)
+				return r;
+		}
+		r = gmem_convert_once(inode, start, end, to_private, gen,
+				      error_index, &busy, &stale);
+		if (stale)
+			continue;
 		if (!busy || tries == GMEM_CONVERT_REF_TRIES)
 			return r;
 
-		if (gmem_wait_for_refs(tries))
+		if (gmem_wait_for_refs(tries++))
 			return -EINTR;
 	}
 }
@@ -1315,10 +1418,12 @@ int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
  * For the owner's conversion ioctls (KVM_GMEM_CONVERT_SHARED and
  * KVM_GMEM_CONVERT_PRIVATE): all or nothing, with the notifications that
  * %GUEST_MEMFD_REASON_CONVERT_SHARED and %GUEST_MEMFD_REASON_CONVERT_PRIVATE
- * describe.  The errors are those of the ioctls, see
- * Documentation/virt/kvm/api.rst.
+ * describe.  A conversion to shared first allocates the pages it converts
+ * in the clients' mirror ranges, in batches.  The errors are those of the
+ * ioctls, see Documentation/virt/kvm/api.rst.
  *
- * Context: May sleep.  Takes the invalidate lock for writing.
+ * Context: May sleep.  Takes the invalidate lock for reading (a conversion
+ * to shared, in batches), then for writing.
  * Return: 0; -EOPNOTSUPP if @file is not a convertible guest_memfd; -EINVAL
  * (*@error_index is @start) if the range is empty or extends beyond the end
  * of the file; or the errno of the conversion.

@@ -22,6 +22,13 @@ struct gmem_inode {
 	 * only by memory-failure handling).
 	 */
 	struct list_head notifiers;
+	/*
+	 * Bumped by every registration, under the invalidate lock held for
+	 * writing: a conversion to shared that allocated the pages of every
+	 * client's mirror range before taking the lock for writing finds out
+	 * whether a client came in meanwhile.
+	 */
+	unsigned long notifier_gen;
 	/* Set, under the invalidate lock, once RELEASE has been notified. */
 	bool released;
 

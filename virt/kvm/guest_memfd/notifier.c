@@ -56,6 +56,7 @@ static bool gmem_reason_shared_lock(enum guest_memfd_reason reason)
 void gmem_notifier_init_inode(struct gmem_inode *gi)
 {
 	INIT_LIST_HEAD(&gi->notifiers);
+	gi->notifier_gen = 0;
 	gi->released = false;
 }
 
@@ -199,6 +200,7 @@ int guest_memfd_register_notifier(struct file *file,
 	gmem_notifier_map_release();
 	n->inode = inode;
 	list_add_tail(&n->entry, &GMEM_I(inode)->notifiers);
+	GMEM_I(inode)->notifier_gen++;
 	filemap_invalidate_unlock(inode->i_mapping);
 
 	return 0;

@@ -1896,6 +1896,120 @@ TEST_F(iommufd_gmem, notification_before_map_file_population)
 }
 
 /*
+ * A conversion to shared allocates the private holes it converts inside a
+ * mapped range before it takes the invalidate lock for writing, a batch at
+ * a time under the lock held for reading, not in a client's prepare step
+ * under the lock held for writing: a client attached before the IOAS that
+ * refuses the conversion in its prepare step finds them allocated already.
+ * They stay allocated and private, nothing else changed, and the pages of
+ * the conversion outside the mapped range stay holes.
+ */
+TEST_F(iommufd_gmem, to_shared_allocates_before_converting)
+{
+	__u64 error_offset = 0;
+	unsigned int i;
+	int cfd;
+
+	cfd = gmem_client_open();
+	if (cfd < 0)
+		SKIP(return, "no guest_memfd mock client (CONFIG_GUEST_MEMFD_TEST)");
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", self->gmem_fd));
+	set_layout("PPPPPPPPPPPPPPPP");
+	map_area(4, 8, AREA_IOVA(0));
+	check_mirror();
+
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "refuse %d %llu", EBUSY,
+				     page_off(6)));
+	ASSERT_EQ(-EBUSY, gmem_convert(self->gmem_fd, KVM_GMEM_CONVERT_SHARED,
+				       0, page_off(NR_PAGES), &error_offset));
+	ASSERT_EQ(page_off(6), error_offset);
+	ASSERT_EQ(1, gmem_client_count(cfd, "refuse", "convert_shared", 0,
+				       page_off(NR_PAGES)));
+	ASSERT_EQ(0, gmem_client_count(cfd, "begin", "convert_shared", 0,
+				       page_off(NR_PAGES)));
+	for (i = 4; i != 12; i++)
+		self->allocated[i] = true;
+	check_mirror();
+
+	/* Then converted: the allocated pages are mapped, no others */
+	to_shared(0, NR_PAGES);
+	check_mirror();
+	close(cfd);
+}
+
+/*
+ * IOMMU_IOAS_MAP_FILE allocates the shared holes of its range a batch at a
+ * time, each batch under one hold of the invalidate lock (and notified with
+ * GUEST_MEMFD_REASON_ALLOCATE, the range of that batch), so that a
+ * conversion or fault that comes meanwhile waits for one batch, not for the
+ * whole range. The batches cover the range once, in order.
+ */
+#define BATCH_MAP_SIZE	(8ULL << 20)
+
+TEST(map_file_allocates_in_batches)
+{
+	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+	struct iommu_ioas_map_file map = {
+		.size = sizeof(map),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE,
+		.length = BATCH_MAP_SIZE,
+		.iova = MOCK_APERTURE_START,
+	};
+	const size_t len = 512 * 1024;
+	unsigned long long s, e, next = 0;
+	unsigned int batches = 0;
+	int fd, vm_fd, gmem_fd, cfd, r;
+	char *buf, *line, *save;
+	const char *skip = NULL;
+	ssize_t n;
+
+	r = gmem_vm_create(BATCH_MAP_SIZE, GUEST_MEMFD_FLAG_INIT_SHARED,
+			   &vm_fd, &gmem_fd, &skip);
+	if (r == 1)
+		SKIP(return, "%s", skip);
+	ASSERT_EQ(0, r);
+	cfd = gmem_client_open();
+	if (cfd < 0) {
+		close(gmem_fd);
+		close(vm_fd);
+		SKIP(return, "no guest_memfd mock client (CONFIG_GUEST_MEMFD_TEST)");
+	}
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "attach %d", gmem_fd));
+	fd = open("/dev/iommu", O_RDWR);
+	ASSERT_NE(-1, fd);
+	ASSERT_EQ(0, ioctl(fd, IOMMU_IOAS_ALLOC, &alloc));
+	map.ioas_id = alloc.out_ioas_id;
+	map.fd = gmem_fd;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_IOAS_MAP_FILE, &map));
+
+	buf = malloc(len + 1);
+	ASSERT_NE(NULL, buf);
+	n = pread(cfd, buf, len, 0);
+	ASSERT_LT(0, n);
+	buf[n] = 0;
+	for (line = strtok_r(buf, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		ASSERT_NE(0, strncmp(line, "lost", 4));
+		if (sscanf(line, "begin allocate %llu %llu", &s, &e) != 2)
+			continue;
+		ASSERT_EQ(next, s);
+		ASSERT_LT(s, e);
+		ASSERT_GE(BATCH_MAP_SIZE / 8, e - s)
+			TH_LOG("one hold allocated [%llu, %llu)", s, e);
+		next = e;
+		batches++;
+	}
+	free(buf);
+	ASSERT_EQ(BATCH_MAP_SIZE, next);
+	ASSERT_LE(8, batches);
+
+	close(cfd);
+	close(fd);
+	close(gmem_fd);
+	close(vm_fd);
+}
+
+/*
  * Conversion to private of a span with a poisoned page fails with
  * EHWPOISON at that page (memory failure keeps its reference for good: no
  * retry can succeed), and changes nothing.
@@ -2331,14 +2445,16 @@ TEST(gmem_convert_killable)
 /*
  * The mirror's long work stalls nothing on the file: while a domain is
  * attached to an IOAS mapping STALL_SIZE of shared pages (one iommu_map()
- * per page), then a second one, then while the whole range is converted
- * back to shared (mapped into both domains), another thread punches and
- * touches again, over and over, a page outside the mapped range. The
- * punch takes the invalidate lock for writing, the touch allocates the
- * page and notifies every client, this IOAS included. Both keep completing
- * during each operation; were the work done under one hold of the
- * invalidate lock (and, for a fill, pages->mutex), each would wait for the
- * whole operation and at most the one or two at its edges could count.
+ * per page), then a second one, while the range is mapped into a second
+ * IOAS (its shared pages looked up and recorded), then while the whole
+ * range, punched, is converted back to shared (every page allocated, then
+ * mapped into both domains), another thread punches and touches again, over
+ * and over, a page outside the mapped range. The punch takes the invalidate
+ * lock for writing, the touch allocates the page and notifies every client,
+ * this IOAS included. Both keep completing during each operation; were the
+ * work done under one hold of the invalidate lock (and, for a fill,
+ * pages->mutex), each would wait for the whole operation and at most the
+ * one or two at its edges could count.
  */
 #define STALL_SIZE	(32ULL << 20)
 
@@ -2385,6 +2501,7 @@ TEST(mirror_work_stalls_no_fault)
 		.length = STALL_SIZE - PAGE_SIZE,
 		.iova = MOCK_APERTURE_START,
 	};
+	struct iommu_ioas_map_file second;
 	struct iommu_ioas_mirror_status st;
 	struct gmem_iopte_count st_io;
 	struct hole_loop h = { 0 };
@@ -2430,9 +2547,30 @@ TEST(mirror_work_stalls_no_fault)
 		       h.inside);
 	ASSERT_LE(8, h.inside);
 
-	/* Private (unmapped everywhere), then shared again: mapped again */
+	/* The same range into a second IOAS */
+	second = map;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_IOAS_ALLOC, &alloc));
+	second.ioas_id = alloc.out_ioas_id;
+	h.inside = 0;
+	__atomic_add_fetch(&h.phase, 1, __ATOMIC_RELEASE);
+	r = ioctl(fd, IOMMU_IOAS_MAP_FILE, &second);
+	__atomic_add_fetch(&h.phase, 1, __ATOMIC_RELEASE);
+	ASSERT_EQ(0, r);
+	ksft_print_msg("punches and faults completed during the MAP_FILE: %lu\n",
+		       h.inside);
+	ASSERT_LE(8, h.inside);
+	ASSERT_EQ(0, _test_ioctl_ioas_unmap(fd, second.ioas_id, second.iova,
+					    second.length, NULL));
+
+	/*
+	 * Private (unmapped everywhere) and punched, then shared again:
+	 * allocated and mapped again
+	 */
 	ASSERT_EQ(0, gmem_convert(gmem_fd, KVM_GMEM_CONVERT_PRIVATE, 0,
 				  map.length, NULL));
+	ASSERT_EQ(0, fallocate(gmem_fd,
+			       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+			       map.length));
 	h.inside = 0;
 	__atomic_add_fetch(&h.phase, 1, __ATOMIC_RELEASE);
 	r = gmem_convert(gmem_fd, KVM_GMEM_CONVERT_SHARED, 0, map.length, NULL);
