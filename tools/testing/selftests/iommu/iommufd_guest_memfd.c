@@ -2098,6 +2098,132 @@ TEST_F(iommufd_gmem, to_private_hwpoison)
 	check_mirror();
 }
 
+/* Make unmaps in the mock domain @hwpt_id leave [iova, iova + length) */
+static int md_unmap_short(int fd, __u32 hwpt_id, __u64 iova, __u64 length)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_MD_UNMAP_SHORT,
+		.id = hwpt_id,
+		.unmap_short = { .iova = iova, .length = length },
+	};
+
+	return ioctl(fd, _IOMMU_TEST_CMD(IOMMU_TEST_OP_MD_UNMAP_SHORT), &cmd);
+}
+
+/*
+ * A domain whose unmap comes back short keeps the IOPTE, and the mirror
+ * never forgets it. A conversion to private of a range with that page is
+ * refused (EAGAIN, the page named), and the other pages of the range are
+ * mapped again; the page is mapped in no other domain and reported pending
+ * with EIO. The mirror's reference keeps the page: a conversion to private
+ * of it is refused by guest_memfd, and a hole punch by the mirror (EBUSY),
+ * so that no device reaches a page that is private or left the file. Once
+ * the domain unmaps again, a retry removes the IOPTE and maps the page, and
+ * the page converts and punches as any other.
+ */
+TEST_F(iommufd_gmem, unmap_short_keeps_page)
+{
+	struct iommu_ioas_mirror_status st;
+	__u64 error_offset = 0;
+	unsigned int d, i;
+
+	if (!self->ndomains)
+		add_domain(_metadata, self);
+	set_layout("SSSSSSSSPPPPPPPP");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+
+	ASSERT_EQ(0, md_unmap_short(self->fd, self->hwpt_ids[0],
+				    AREA_IOVA(0) + page_off(3), PAGE_SIZE));
+	ASSERT_EQ(-EAGAIN, gmem_convert(self->gmem_fd, KVM_GMEM_CONVERT_PRIVATE,
+					page_off(2), page_off(4),
+					&error_offset));
+	ASSERT_EQ(page_off(3), error_offset);
+	ASSERT_TRUE(gmem_host_can_read(self->mem + page_off(3)));
+
+	/* Domain 0 still maps page 3, the others do not; 2, 4, 5 are mapped */
+	test_cmd_md_check_gmem(self->hwpt_ids[0], AREA_IOVA(0) + page_off(3),
+			       PAGE_SIZE, self->gmem_fd, page_off(3));
+	for (d = 1; d < self->ndomains; d++)
+		test_cmd_md_check_gmem_unmapped(self->hwpt_ids[d],
+						AREA_IOVA(0) + page_off(3),
+						PAGE_SIZE, self->gmem_fd,
+						page_off(3));
+	for (d = 0; d != self->ndomains; d++)
+		for (i = 2; i != 6; i++)
+			if (i != 3)
+				test_cmd_md_check_gmem(self->hwpt_ids[d],
+						       AREA_IOVA(0) + page_off(i),
+						       PAGE_SIZE, self->gmem_fd,
+						       page_off(i));
+	test_ioctl_mirror_status(AREA_IOVA(0), 0, &st);
+	ASSERT_EQ(7, st.out_mapped_pages);
+	ASSERT_EQ(1, st.out_pending_pages);
+	ASSERT_EQ(-EIO, st.out_error);
+
+	/* Neither a conversion nor a hole punch lets the page go */
+	error_offset = 0;
+	ASSERT_EQ(-EAGAIN, gmem_convert(self->gmem_fd, KVM_GMEM_CONVERT_PRIVATE,
+					page_off(3), page_off(1),
+					&error_offset));
+	ASSERT_EQ(page_off(3), error_offset);
+	ASSERT_EQ(-1, fallocate(self->gmem_fd,
+				FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				page_off(3), page_off(1)));
+	ASSERT_EQ(EBUSY, errno);
+	ASSERT_TRUE(gmem_host_can_read(self->mem + page_off(3)));
+	test_cmd_md_check_gmem(self->hwpt_ids[0], AREA_IOVA(0) + page_off(3),
+			       PAGE_SIZE, self->gmem_fd, page_off(3));
+	test_ioctl_mirror_status(AREA_IOVA(0), 0, &st);
+	ASSERT_EQ(1, st.out_pending_pages);
+	ASSERT_EQ(-EIO, st.out_error);
+
+	/* The domain unmaps again: the retry removes the IOPTE, maps the page */
+	ASSERT_EQ(0, md_unmap_short(self->fd, self->hwpt_ids[0], 0, 0));
+	test_ioctl_mirror_status(AREA_IOVA(0), IOMMU_MIRROR_STATUS_RETRY, &st);
+	ASSERT_EQ(8, st.out_mapped_pages);
+	ASSERT_EQ(0, st.out_pending_pages);
+	ASSERT_EQ(0, st.out_error);
+	check_mirror();
+	to_private(2, 4);
+	check_mirror();
+	punch(3, 1);
+	check_mirror();
+}
+
+/*
+ * A VMM learns from IOMMU_OPTION_GUEST_MEMFD that IOMMU_IOAS_MAP_FILE
+ * mirrors convertible guest_memfds: this kernel does. The option is read
+ * only and global.
+ */
+TEST(guest_memfd_option)
+{
+	struct iommu_option cmd = {
+		.size = sizeof(cmd),
+		.option_id = IOMMU_OPTION_GUEST_MEMFD,
+		.op = IOMMU_OPTION_OP_GET,
+		.val64 = 7,
+	};
+	int fd;
+
+	fd = open("/dev/iommu", O_RDWR);
+	ASSERT_NE(-1, fd);
+	ASSERT_EQ(0, ioctl(fd, IOMMU_OPTION, &cmd));
+	ASSERT_EQ(1, cmd.val64);
+
+	cmd.op = IOMMU_OPTION_OP_SET;
+	cmd.val64 = 0;
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(fd, IOMMU_OPTION, &cmd));
+	cmd.op = IOMMU_OPTION_OP_GET;
+	cmd.object_id = 1;
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(fd, IOMMU_OPTION, &cmd));
+	cmd.object_id = 0;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_OPTION, &cmd));
+	ASSERT_EQ(1, cmd.val64);
+	close(fd);
+}
+
 /*
  * A second IOAS mapping the same range allocates its shared holes: the
  * first IOAS maps them too (they are allocated shared pages now).
