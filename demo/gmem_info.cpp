@@ -4,13 +4,13 @@
 // iommufd and the KVM VM types it supports, and whether it can run a
 // ConvertibleGuest (what gmem-demo needs). Run inside the guest by
 // harness/demo.sh before the demo.
-#include <fcntl.h>
 
 #include <cstdio>
 #include <string>
 
 #include "gmem/fd.h"
 #include "gmem/guest.h"
+#include "gmem/iommufd.h"
 #include "gmem/kvm.h"
 
 namespace {
@@ -67,8 +67,15 @@ int main()
 	const std::string &why = gmem::ConvertibleGuest::unsupported();
 	std::printf("  in-place conversion (ConvertibleGuest): %s\n",
 		    why.empty() ? "supported" : why.c_str());
-	gmem::UniqueFd iommu(open("/dev/iommu", O_RDWR | O_CLOEXEC));
+	auto iommufd = gmem::Iommufd::open();
 	std::printf("  /dev/iommu (iommufd): %s\n",
-		    iommu.valid() ? "present" : gmem::last_error("open").message().c_str());
+		    iommufd ? "present" : iommufd.error().message().c_str());
+	if (iommufd) {
+		auto mirrors = iommufd->mirrors_guest_memfd();
+		std::printf("  IOMMU_IOAS_MAP_FILE of a convertible guest_memfd: %s\n",
+			    !mirrors   ? mirrors.error().message().c_str()
+			    : *mirrors ? "mirrored, no pins"
+				       : "refused (no CONFIG_IOMMUFD_GUEST_MEMFD)");
+	}
 	return 0;
 }

@@ -119,8 +119,8 @@ struct module;
  * @GUEST_MEMFD_REASON_CONVERT_PRIVATE: the range becomes private to the
  *	guest.  Clients drop their mappings of its shared pages.  Notified
  *	like @GUEST_MEMFD_REASON_CONVERT_SHARED.  Has a prepare step; the core
- *	unmaps host page tables and checks page references after the prepare
- *	step and before invalidate_begin.
+ *	unmaps host page tables and checks page references before it, so a
+ *	conversion that a page reference refuses is not notified at all.
  * @GUEST_MEMFD_REASON_TRUNCATE: the pages of the range are freed (hole
  *	punch).  The range is the punched one, allocated pages or not.  Has a
  *	prepare step: a refusal fails the hole punch and leaves the file as it
@@ -197,17 +197,18 @@ struct guest_memfd_notifier;
  *	refuse it and set *@error_index to the first page of the range that
  *	the client cannot let go (the core uses @range->start if it is left
  *	unchanged or outside the range).  Called, in registration order, for
- *	every client that has a prepare callback, before any invalidate_begin
- *	and before the core's own checks; if one refuses, later clients are
+ *	every client that has a prepare callback, after the core's own checks
+ *	and before any invalidate_begin; if one refuses, later clients are
  *	not asked and earlier ones get @abort.  Only for reasons that say
  *	"has a prepare step".  May sleep; runs with the invalidate lock held
  *	for writing, so never concurrently with another callback of the same
  *	file.
- * @abort: optional.  Undoes a successful @prepare when a later client or
- *	the core refuses the change: called, in reverse registration order,
- *	for every client whose @prepare returned 0 for @range.  No
+ * @abort: optional.  Undoes a successful @prepare when the @prepare of a
+ *	later client refuses the change: called, in reverse registration
+ *	order, for every client whose @prepare returned 0 for @range.  No
  *	invalidate_begin follows.  Cannot fail; may sleep; same locking as
- *	@prepare.
+ *	@prepare.  A client that refuses in its own @prepare undoes what that
+ *	@prepare did itself: it gets no @abort.
  * @invalidate_begin: required.  The pages of @range are about to change (see
  *	@range->reason): drop every mapping of them that the change makes
  *	invalid, and install none until the matching @invalidate_end.  Always
@@ -222,11 +223,13 @@ struct guest_memfd_notifier;
  *	client, in registration order, after the change.  Cannot fail; may
  *	sleep; same locking as @invalidate_begin.
  *
- * The sequence for one change is: @prepare on every client (conversion and
- * truncation only), the core's own checks, @invalidate_begin on every
- * client, the change, @invalidate_end on every client.  If a @prepare or
- * the core's checks refuse, the sequence stops there, @abort runs where
- * @prepare succeeded, and nothing changes.
+ * The sequence for one change is: the core's own checks, @prepare on every
+ * client (conversion and truncation only), @invalidate_begin on every
+ * client, the change, @invalidate_end on every client.  If the core's
+ * checks refuse, no callback runs; if a @prepare refuses, the sequence
+ * stops there, @abort runs where @prepare succeeded, and nothing changes.
+ * What a client does in @prepare is therefore undone only for a refusal by
+ * a client, never for one by the core.
  */
 struct guest_memfd_notifier_ops {
 	int (*prepare)(struct guest_memfd_notifier *n,

@@ -84,6 +84,17 @@ Result<void> Iommufd::change_process() const
 			  "IOMMU_IOAS_CHANGE_PROCESS");
 }
 
+Result<bool> Iommufd::mirrors_guest_memfd() const
+{
+	iommu_option cmd{};
+	cmd.size = sizeof(cmd);
+	cmd.option_id = IOMMU_OPTION_GUEST_MEMFD;
+	cmd.op = IOMMU_OPTION_OP_GET;
+	if (::ioctl(fd_.get(), IOMMU_OPTION, &cmd) < 0)
+		return fail("IOMMU_OPTION(IOMMU_OPTION_GUEST_MEMFD)");
+	return cmd.val64 != 0;
+}
+
 Result<uint64_t> Ioas::map_file(int fd, uint64_t start, uint64_t length,
 				std::optional<uint64_t> iova, uint32_t flags) const
 {

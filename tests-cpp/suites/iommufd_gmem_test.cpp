@@ -370,6 +370,16 @@ protected:
 	uint64_t want_removes_ = 0;
 };
 
+// A VMM asks IOMMU_OPTION_GUEST_MEMFD whether MAP_FILE mirrors a
+// guest_memfd rather than trying one: this kernel (it has
+// IOMMU_IOAS_MIRROR_STATUS, SetUp() checked) says it does.
+TEST_P(IommufdGmem, OptionSaysMapFileMirrors)
+{
+	auto mirrors = iommufd_->mirrors_guest_memfd();
+	ASSERT_THAT(mirrors, Succeeds());
+	EXPECT_TRUE(*mirrors);
+}
+
 // A punched page maps nothing until the host faults it in through a
 // mapping of the file: the fault fills the hole, which guest_memfd notifies
 // as an allocation, and the mirror maps the page (the kselftests cover

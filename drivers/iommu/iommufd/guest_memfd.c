@@ -34,6 +34,30 @@
  * IOMMU_MIRROR_STATUS_RETRY, which look each one up again: the cost follows
  * the number of pending pages, never the range.
  *
+ * An IOPTE that a domain fails to remove (iommu_unmap() comes back short)
+ * is never forgotten: the page is recorded as stale for that domain, with
+ * a page reference, so that its memory is neither freed nor reused while
+ * the device may reach it, and the mapping reports EIO. A stale page is
+ * mapped in no other domain (it is pending), and its removal is tried
+ * again by every retry and by the next hole punch or conversion to private
+ * of its range (guest_memfd itself refuses to make the page private while
+ * the reference is held); when the domain leaves the area a last try is
+ * made, and a page whose IOPTE still stays then keeps its reference for
+ * good. Since a failure cannot be foreseen, a conversion to private and a
+ * hole punch remove their IOPTEs in prepare, where they can still be
+ * refused: while a domain keeps the IOPTE of a page of the range, the
+ * change is refused (EAGAIN for a conversion, as a device's page reference
+ * would; EBUSY for a hole punch), what prepare removed is mapped again,
+ * and the page stays shared and in the file: no device reaches a page
+ * that is private or that left the file. abort maps the range again
+ * likewise when a client registered later refuses. guest_memfd checks
+ * page references before it asks any client, so a conversion that a pin
+ * refuses leaves every IOPTE in place; only one that is refused after this
+ * prepare (by a later client, e.g. another IOAS mapping the range) makes a
+ * device that reaches one of the range's pages meanwhile fault, although
+ * the page stays shared. Release and memory failure cannot be refused: the
+ * reference keeps the memory of a stale page until its IOPTE goes.
+ *
  * State, in iopt_pages_gmem and under pages->mutex: an xarray of the pages
  * mapped in every tracked domain (with no domain: of the pages that would
  * be), and one of the pages pending. Unmapping only ever walks the first,
@@ -125,12 +149,184 @@ static unsigned long iopt_gmem_track_span(const struct iopt_pages_track *track,
 }
 
 /*
+ * A page whose IOPTE a domain failed to remove: the domain may still reach
+ * it.  Holds a reference on the page, if the domain could tell which page
+ * the IOPTE points to, so that its memory is neither freed nor reused.
+ */
+struct iopt_gmem_stale {
+	struct list_head elm;
+	struct iopt_area *area;
+	struct iommu_domain *domain;
+	unsigned long index;
+	struct page *page;
+	/* The PFN recorded in gmem.mapped, for guest_memfd_model_unmap() */
+	unsigned long pfn;
+};
+
+static void iopt_gmem_add_stale(struct iopt_pages *pages,
+				struct iopt_area *area,
+				struct iommu_domain *domain, unsigned long index)
+{
+	unsigned long iova = iopt_gmem_iova(area, index);
+	struct iopt_gmem_stale *stale;
+	phys_addr_t phys;
+
+	/* Rare, and nothing may fail here: the mapping is changing already */
+	stale = kzalloc_obj(*stale, GFP_KERNEL_ACCOUNT | __GFP_NOFAIL);
+	stale->area = area;
+	stale->domain = domain;
+	stale->index = index;
+	stale->pfn = xa_to_value(xa_load(&pages->gmem.mapped, index));
+	phys = iommu_iova_to_phys(domain, iova);
+	if (phys && pfn_valid(PHYS_PFN(phys))) {
+		stale->page = pfn_to_page(PHYS_PFN(phys));
+		get_page(stale->page);
+	}
+	list_add_tail(&stale->elm, &pages->gmem.stale);
+	pages->gmem.nr_stale++;
+	pages->gmem.error = -EIO;
+	pr_warn_ratelimited("iommufd: IOVA 0x%lx stays mapped after a failed unmap, its page is kept\n",
+			    iova);
+}
+
+static void iopt_gmem_free_stale(struct iopt_pages *pages,
+				 struct iopt_gmem_stale *stale)
+{
+	list_del(&stale->elm);
+	pages->gmem.nr_stale--;
+	kfree(stale);
+}
+
+/* Try again to remove a stale IOPTE; once it is gone, forget the page */
+static bool iopt_gmem_unmap_stale(struct iopt_pages *pages,
+				  struct iopt_gmem_stale *stale)
+{
+	unsigned long iova = iopt_gmem_iova(stale->area, stale->index);
+
+	if (iommu_unmap(stale->domain, iova, PAGE_SIZE) != PAGE_SIZE)
+		return false;
+	pages->gmem.iopte_removes++;
+	guest_memfd_model_unmap(stale->pfn, 1, "iommufd mirror unmap");
+	if (stale->page)
+		put_page(stale->page);
+	iopt_gmem_free_stale(pages, stale);
+	return true;
+}
+
+/* Try again to remove the stale IOPTEs of the pages [start, end) */
+static void iopt_gmem_retry_stale(struct iopt_pages *pages,
+				  unsigned long start, unsigned long end)
+{
+	struct iopt_gmem_stale *stale, *next;
+
+	lockdep_assert_held(&pages->mutex);
+
+	list_for_each_entry_safe(stale, next, &pages->gmem.stale, elm) {
+		if (stale->index >= start && stale->index < end)
+			iopt_gmem_unmap_stale(pages, stale);
+	}
+}
+
+/* The first page of [start, end) that a domain still maps stale, or @end */
+static unsigned long iopt_gmem_first_stale(struct iopt_pages *pages,
+					   unsigned long start,
+					   unsigned long end)
+{
+	struct iopt_gmem_stale *stale;
+	unsigned long first = end;
+
+	list_for_each_entry(stale, &pages->gmem.stale, elm) {
+		if (stale->index >= start && stale->index < first)
+			first = stale->index;
+	}
+	return first;
+}
+
+static bool iopt_gmem_is_stale(struct iopt_pages *pages, unsigned long index)
+{
+	return pages->gmem.nr_stale &&
+	       iopt_gmem_first_stale(pages, index, index + 1) == index;
+}
+
+/*
+ * @domain (with NULL: every domain) no longer tracks @area: a last try to
+ * remove their stale IOPTEs.  A page whose IOPTE still stays keeps its
+ * reference for good, since nothing tracks that IOPTE any more.
+ */
+static void iopt_gmem_forget_stale(struct iopt_pages *pages,
+				   struct iopt_area *area,
+				   struct iommu_domain *domain)
+{
+	struct iopt_gmem_stale *stale, *next;
+
+	lockdep_assert_held(&pages->mutex);
+
+	list_for_each_entry_safe(stale, next, &pages->gmem.stale, elm) {
+		if (stale->area != area || (domain && stale->domain != domain))
+			continue;
+		if (iopt_gmem_unmap_stale(pages, stale))
+			continue;
+		pr_warn_ratelimited("iommufd: IOVA 0x%lx stays mapped in a domain that leaves it, its page is never freed\n",
+				    iopt_gmem_iova(area, stale->index));
+		iopt_gmem_free_stale(pages, stale);
+	}
+}
+
+/* The ownership model: the IOPTEs of @npages pages from @index are gone */
+static void iopt_gmem_model_unmap(struct iopt_pages *pages,
+				  unsigned long index, unsigned long npages)
+{
+	unsigned long i, pfn;
+
+	/* The PFNs are recorded in gmem.mapped until the run is forgotten. */
+	if (!guest_memfd_model_enabled())
+		return;
+	for (i = index; i < index + npages; i++) {
+		pfn = xa_to_value(xa_load(&pages->gmem.mapped, i));
+		guest_memfd_model_unmap(pfn, 1, "iommufd mirror unmap");
+	}
+}
+
+/*
+ * Unmap a run of mapped pages from one domain, each page with its own
+ * PAGE_SIZE IOPTE.  iommu_unmap() stops at the first IOPTE it fails to
+ * remove: the rest of the run is tried page by page, and a page whose
+ * IOPTE stays is recorded as stale, never forgotten (and still counted as
+ * mapped in the ownership model).
+ */
+static void iopt_gmem_unmap_run(struct iopt_pages *pages,
+				struct iopt_area *area,
+				struct iommu_domain *domain,
+				unsigned long index, unsigned long npages)
+{
+	unsigned long iova = iopt_gmem_iova(area, index);
+	unsigned long done, i;
+
+	lockdep_assert_held(&pages->mutex);
+
+	done = iommu_unmap(domain, iova, npages * PAGE_SIZE) / PAGE_SIZE;
+	if (WARN_ON_ONCE(done > npages))
+		done = npages;
+	pages->gmem.iopte_removes += done;
+	iopt_gmem_model_unmap(pages, index, done);
+	for (i = done; i < npages; i++) {
+		if (iommu_unmap(domain, iova + i * PAGE_SIZE, PAGE_SIZE) ==
+		    PAGE_SIZE) {
+			pages->gmem.iopte_removes++;
+			iopt_gmem_model_unmap(pages, index + i, 1);
+		} else {
+			iopt_gmem_add_stale(pages, area, domain, index + i);
+		}
+	}
+}
+
+/*
  * Map @npages pages, consecutive in the area and in physical memory from
  * @pfn, into one domain, with one iommu_map() call per page: the mirror
  * unmaps single pages, and the IOMMU API only promises to unmap what one
  * call mapped (virtio-iommu never splits a mapping; generic_pt drivers
  * would use larger IOPTEs for a longer call).  On failure the domain is
- * left as it was.
+ * left as it was, but for an IOPTE it failed to remove again (stale).
  */
 static int iopt_gmem_map_run(struct iopt_pages *pages, struct iopt_area *area,
 			     struct iommu_domain *domain, unsigned long index,
@@ -157,33 +353,12 @@ static int iopt_gmem_map_run(struct iopt_pages *pages, struct iopt_area *area,
 		/* A device may reach only pages the host owns. */
 		guest_memfd_model_map(pfn, npages, "iommufd mirror map");
 	} else if (done) {
-		WARN_ON_ONCE(iommu_unmap(domain, iova, done * PAGE_SIZE) !=
-			     done * PAGE_SIZE);
+		pages->gmem.iopte_adds += done;
+		/* Counted as mapped, to be uncounted as they are unmapped */
+		guest_memfd_model_map(pfn, done, "iommufd mirror map");
+		iopt_gmem_unmap_run(pages, area, domain, index, done);
 	}
 	return rc;
-}
-
-static void iopt_gmem_unmap_run(struct iopt_pages *pages,
-				struct iopt_area *area,
-				struct iommu_domain *domain,
-				unsigned long index, unsigned long npages)
-{
-	size_t len = npages * PAGE_SIZE;
-
-	/* Every page of the run is mapped with its own PAGE_SIZE IOPTE */
-	WARN_ON_ONCE(iommu_unmap(domain, iopt_gmem_iova(area, index), len) !=
-		     len);
-	pages->gmem.iopte_removes += npages;
-
-	/* The PFNs are recorded in gmem.mapped until the run is forgotten. */
-	if (guest_memfd_model_enabled()) {
-		unsigned long i, pfn;
-
-		for (i = index; i < index + npages; i++) {
-			pfn = xa_to_value(xa_load(&pages->gmem.mapped, i));
-			guest_memfd_model_unmap(pfn, 1, "iommufd mirror unmap");
-		}
-	}
 }
 
 /* What to do with a run of consecutive mapped pages */
@@ -643,8 +818,16 @@ static int iopt_gmem_sync_page(void *data, pgoff_t file_index,
 		sync->budget--;
 		sync->next = index + 1;
 	}
-	if (iopt_gmem_is_mapped(pages, index) ||
-	    iopt_gmem_run_add(&sync->run, index, pfn))
+	if (iopt_gmem_is_mapped(pages, index))
+		return 0;
+	/* A domain still maps an old IOPTE there: not until it is gone */
+	if (iopt_gmem_is_stale(pages, index)) {
+		iopt_gmem_sync_run(pages, &sync->run);
+		sync->run.npages = 0;
+		iopt_gmem_set_pending(pages, index, -EIO);
+		return 0;
+	}
+	if (iopt_gmem_run_add(&sync->run, index, pfn))
 		return 0;
 	iopt_gmem_sync_run(pages, &sync->run);
 	iopt_gmem_run_start(&sync->run, index, pfn);
@@ -666,7 +849,8 @@ static void iopt_gmem_sync(struct iopt_pages *pages, unsigned long start,
 					iopt_gmem_sync_page, &sync);
 		iopt_gmem_sync_run(pages, &sync.run);
 	}
-	if (!pages->gmem.nr_pending && !pages->gmem.resync)
+	if (!pages->gmem.nr_pending && !pages->gmem.resync &&
+	    !pages->gmem.nr_stale)
 		pages->gmem.error = 0;
 }
 
@@ -682,6 +866,7 @@ static void iopt_gmem_retry(struct iopt_pages *pages)
 
 	lockdep_assert_held(&pages->mutex);
 
+	iopt_gmem_retry_stale(pages, 0, pages->npages);
 	if (pages->gmem.resync) {
 		pages->gmem.resync = false;
 		iopt_gmem_sync(pages, 0, pages->npages);
@@ -695,6 +880,10 @@ static void iopt_gmem_retry(struct iopt_pages *pages)
 			iopt_gmem_clear_pending(pages, index);
 			continue;
 		}
+		if (iopt_gmem_is_stale(pages, index)) {
+			pages->gmem.error = -EIO;
+			continue;
+		}
 		rc = iopt_gmem_map_all(pages, &run);
 		if (rc)
 			pages->gmem.error = rc;
@@ -702,7 +891,8 @@ static void iopt_gmem_retry(struct iopt_pages *pages)
 			iopt_gmem_clear_pending(pages, index);
 		cond_resched();
 	}
-	if (!pages->gmem.nr_pending && !pages->gmem.resync)
+	if (!pages->gmem.nr_pending && !pages->gmem.resync &&
+	    !pages->gmem.nr_stale)
 		pages->gmem.error = 0;
 }
 
@@ -748,6 +938,57 @@ static bool iopt_gmem_clamp(struct iopt_pages *pages,
 	*start = max(range->start, first) - first;
 	*end = min(range->end, last) - first;
 	return true;
+}
+
+/*
+ * A conversion to private or a hole punch: remove the range's IOPTEs now,
+ * while the change can still be refused, and refuse it if a domain keeps
+ * the IOPTE of a page of the range, mapping again what was removed.
+ */
+static int iopt_gmem_prepare(struct guest_memfd_notifier *n,
+			     const struct guest_memfd_range *range,
+			     pgoff_t *error_index)
+{
+	struct iopt_pages *pages = iopt_gmem_pages(n);
+	unsigned long start, end, stale;
+	int rc = 0;
+
+	if ((range->reason != GUEST_MEMFD_REASON_CONVERT_PRIVATE &&
+	     range->reason != GUEST_MEMFD_REASON_TRUNCATE) ||
+	    !iopt_gmem_clamp(pages, range, &start, &end))
+		return 0;
+
+	mutex_lock(&pages->mutex);
+	iopt_gmem_unmap_range(pages, start, end);
+	if (pages->gmem.nr_stale) {
+		iopt_gmem_retry_stale(pages, start, end);
+		stale = iopt_gmem_first_stale(pages, start, end);
+		if (stale != end) {
+			*error_index = pages->gmem.start + stale;
+			rc = range->reason == GUEST_MEMFD_REASON_TRUNCATE ?
+				-EBUSY : -EAGAIN;
+			iopt_gmem_sync(pages, start, end);
+		}
+	}
+	mutex_unlock(&pages->mutex);
+	return rc;
+}
+
+/* A change that prepare unmapped for does not happen: map the range again */
+static void iopt_gmem_abort(struct guest_memfd_notifier *n,
+			    const struct guest_memfd_range *range)
+{
+	struct iopt_pages *pages = iopt_gmem_pages(n);
+	unsigned long start, end;
+
+	if ((range->reason != GUEST_MEMFD_REASON_CONVERT_PRIVATE &&
+	     range->reason != GUEST_MEMFD_REASON_TRUNCATE) ||
+	    !iopt_gmem_clamp(pages, range, &start, &end))
+		return;
+
+	mutex_lock(&pages->mutex);
+	iopt_gmem_sync(pages, start, end);
+	mutex_unlock(&pages->mutex);
 }
 
 static void iopt_gmem_invalidate_begin(struct guest_memfd_notifier *n,
@@ -904,6 +1145,8 @@ static void iopt_gmem_invalidate_end(struct guest_memfd_notifier *n,
 }
 
 static const struct guest_memfd_notifier_ops iopt_gmem_notifier_ops = {
+	.prepare = iopt_gmem_prepare,
+	.abort = iopt_gmem_abort,
 	.invalidate_begin = iopt_gmem_invalidate_begin,
 	.invalidate_end = iopt_gmem_invalidate_end,
 };
@@ -997,6 +1240,7 @@ struct iopt_pages *iopt_alloc_gmem_pages(struct file *file,
 
 	xa_init(&pages->gmem.mapped);
 	xa_init(&pages->gmem.pending);
+	INIT_LIST_HEAD(&pages->gmem.stale);
 
 	n = &pages->gmem.notifier;
 	n->ops = &iopt_gmem_notifier_ops;
@@ -1021,6 +1265,13 @@ err_put:
 /* Called by iopt_release_pages() */
 void iopt_gmem_release(struct iopt_pages *pages)
 {
+	struct iopt_gmem_stale *stale, *next;
+
+	/* Each area forgot its stale IOPTEs when it left its domains */
+	list_for_each_entry_safe(stale, next, &pages->gmem.stale, elm) {
+		WARN_ON_ONCE(1);
+		iopt_gmem_free_stale(pages, stale);
+	}
 	if (pages->gmem.notifier.inode)
 		guest_memfd_unregister_notifier(&pages->gmem.notifier);
 	xa_destroy(&pages->gmem.mapped);
@@ -1073,6 +1324,7 @@ err_unmap:
 			iopt_gmem_unmap_below(pages, area, done->domain,
 					      pages->npages);
 	}
+	iopt_gmem_forget_stale(pages, area, NULL);
 	iopt_untrack_all_domains(area, pages);
 out_unlock:
 	mutex_unlock(&pages->mutex);
@@ -1098,6 +1350,7 @@ void iopt_gmem_unfill_domains(struct iopt_area *area, struct iopt_pages *pages)
 				iopt_gmem_unmap_below(pages, area,
 						      track->domain,
 						      pages->npages);
+		iopt_gmem_forget_stale(pages, area, NULL);
 		iopt_untrack_all_domains(area, pages);
 		interval_tree_remove(&area->pages_node, &pages->domains_itree);
 		area->storage_domain = NULL;
@@ -1131,6 +1384,7 @@ int iopt_gmem_fill_domain(struct iopt_area *area, struct iopt_pages *pages,
 	iopt_gmem_fill_start(track);
 	rc = iopt_gmem_fill_track(pages, track);
 	if (rc) {
+		iopt_gmem_forget_stale(pages, area, domain);
 		iopt_untrack_domain(pages, area, domain);
 		goto out_unlock;
 	}
@@ -1154,6 +1408,7 @@ out_unlock:
  * @domain: the domain, still tracked; the caller untracks it
  *
  * Unmaps only the pages that are mapped: an unmap must not meet a hole.
+ * Tries the IOPTEs that @domain failed to remove before a last time.
  */
 void iopt_gmem_unmap_domain(struct iopt_area *area, struct iopt_pages *pages,
 			    struct iommu_domain *domain)
@@ -1161,6 +1416,7 @@ void iopt_gmem_unmap_domain(struct iopt_area *area, struct iopt_pages *pages,
 	lockdep_assert_held(&pages->mutex);
 
 	iopt_gmem_unmap_below(pages, area, domain, pages->npages);
+	iopt_gmem_forget_stale(pages, area, domain);
 }
 
 /**

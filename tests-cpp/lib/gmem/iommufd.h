@@ -51,6 +51,10 @@ public:
 	// mapping to the calling process (EINVAL while a guest_memfd mapping
 	// exists: it pins nothing to account).
 	Result<void> change_process() const;
+	// IOMMU_OPTION_GUEST_MEMFD: whether Ioas::map_file() of a convertible
+	// guest_memfd mirrors it without pinning (false: it fails with
+	// EOPNOTSUPP). Fails with EOPNOTSUPP on a kernel without the option.
+	Result<bool> mirrors_guest_memfd() const;
 
 private:
 	explicit Iommufd(UniqueFd fd) : fd_(std::move(fd)) {}

@@ -1303,21 +1303,33 @@ static int gmem_convert_once(struct inode *inode, pgoff_t start, pgoff_t end,
 	if (r)
 		goto out_unlock;
 
-	guest_memfd_range_init(&range, first, last, reason);
-	r = gmem_notify_prepare(gi, &range, error_index);
-	if (r)
-		goto out_free;
-
+	/*
+	 * The core's checks come before any client hears of the conversion: a
+	 * client may act in prepare (iommufd removes its IOMMU mappings there,
+	 * since a removal can fail and must then refuse), and a refusal by a
+	 * page reference, which a VMM may retry for as long as a pin lasts,
+	 * must not make a device lose pages that stay shared, attempt after
+	 * attempt.  What the checks find holds until the change: with the
+	 * invalidate lock held for writing no fault maps a page again (one
+	 * that looked the state up before holds the folio lock until its PTE
+	 * is in place, and gmem_check_refs() waits for that lock and unmaps
+	 * the PTE), so GUP finds nothing to take a new reference on, and
+	 * neither a client nor the owner can look a page up until the change.
+	 */
 	if (to_private) {
 		/* Every process's mappings, not only the caller's. */
 		unmap_mapping_pages(mapping, first, last - first, false);
 		r = gmem_check_refs(inode, first, last, error_index);
 		if (r) {
 			*busy = r == -EAGAIN;
-			gmem_notify_abort(gi, &range);
 			goto out_free;
 		}
 	}
+
+	guest_memfd_range_init(&range, first, last, reason);
+	r = gmem_notify_prepare(gi, &range, error_index);
+	if (r)
+		goto out_free;
 
 	gmem_notify_begin(gi, &range);
 	/* The owner's step, e.g. the hardware's own state of the pages. */
@@ -1350,20 +1362,20 @@ out_unlock:
  * @error_index: output, on failure: the first page that failed
  *
  * All or nothing.  Only the span of pages whose state changes is notified
- * (nothing if no page changes): prepare, the core's checks (to private:
+ * (nothing if no page changes).  The steps: the core's checks (to private:
  * unmap from every host page table, then no unexpected page reference,
- * counting only the pages that change), invalidate_begin, the owner's
- * convert_folio step for each allocated folio whose pages change, the
- * change, invalidate_end.  If the owner's step fails for a folio, the
+ * counting only the pages that change), prepare, invalidate_begin, the
+ * owner's convert_folio step for each allocated folio whose pages change,
+ * the change, invalidate_end.  If the owner's step fails for a folio, the
  * folios stepped before it are undone in reverse order, invalidate_end
  * still follows and nothing changes.
  *
- * A page reference refuses an attempt after prepare (abort follows), and
- * the attempt is made again from the start up to %GMEM_CONVERT_REF_TRIES
- * times, after waiting for transient references to go away.  The wait
- * happens without the invalidate lock, so that a conversion refused by a
- * long-term reference stalls no fault on the file; every attempt looks at
- * the file's state anew.
+ * A page reference refuses an attempt before any client hears of it (no
+ * prepare, no abort), and the attempt is made again from the start up to
+ * %GMEM_CONVERT_REF_TRIES times, after waiting for transient references to
+ * go away.  The wait happens without the invalidate lock, so that a
+ * conversion refused by a long-term reference stalls no fault on the file;
+ * every attempt looks at the file's state anew.
  *
  * A conversion to shared first allocates the private holes it converts in
  * the clients' mirror ranges (&struct guest_memfd_notifier), in batches

@@ -105,8 +105,6 @@ void gmem_notifier_init_inode(struct gmem_inode *gi);
 int gmem_notify_prepare(struct gmem_inode *gi,
 			const struct guest_memfd_range *range,
 			pgoff_t *error_index);
-void gmem_notify_abort(struct gmem_inode *gi,
-		       const struct guest_memfd_range *range);
 void gmem_notify_begin(struct gmem_inode *gi,
 		       const struct guest_memfd_range *range);
 void gmem_notify_end(struct gmem_inode *gi,

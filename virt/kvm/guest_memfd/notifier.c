@@ -64,8 +64,9 @@ void gmem_notifier_init_inode(struct gmem_inode *gi)
  * Ask every client with a prepare callback whether the change described by
  * @range may happen.  On refusal, the clients asked before the refusing one
  * get abort (in reverse order), *@error_index is the refused page, and the
- * refusal's errno is returned.  On success the caller must either go on to
- * gmem_notify_begin() or call gmem_notify_abort().
+ * refusal's errno is returned.  On success the caller must go on to
+ * gmem_notify_begin(): whatever the core itself may refuse the change for
+ * is checked before the clients are asked.
  */
 int gmem_notify_prepare(struct gmem_inode *gi,
 			const struct guest_memfd_range *range,
@@ -106,25 +107,6 @@ int gmem_notify_prepare(struct gmem_inode *gi,
 	gmem_notifier_map_release();
 
 	return ret;
-}
-
-/* Undo a successful gmem_notify_prepare(): the core itself refuses. */
-void gmem_notify_abort(struct gmem_inode *gi,
-		       const struct guest_memfd_range *range)
-{
-	struct guest_memfd_notifier *n;
-
-	gmem_assert_held(gi, true);
-
-	if (list_empty(&gi->notifiers))
-		return;
-
-	gmem_notifier_map_acquire();
-	list_for_each_entry_reverse(n, &gi->notifiers, entry) {
-		if (n->ops->prepare && n->ops->abort)
-			n->ops->abort(n, range);
-	}
-	gmem_notifier_map_release();
 }
 
 void gmem_notify_begin(struct gmem_inode *gi,

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -1210,6 +1211,52 @@ TEST_F(iommufd_gmem, to_private_checks_changing_pages)
 }
 
 /*
+ * A conversion to private that a page reference refuses (a pipe holds one
+ * page through vmsplice(), as a VMM's I/O might for as long as it likes)
+ * leaves every domain alone, not only in the end: guest_memfd checks
+ * references before it asks any client, so the mirror never removes an
+ * IOPTE for it to install again. The IOPTE counters show that not one was
+ * removed even for a moment. Once the pipe is closed, the conversion goes
+ * through.
+ */
+TEST_F(iommufd_gmem, pinned_to_private_keeps_ioptes)
+{
+	struct gmem_iopte_count before_io, after_io;
+	struct iommu_ioas_mirror_status st;
+	__u64 error_offset = 0;
+	struct iovec iov;
+	int pipefd[2];
+
+	if (!self->ndomains)
+		add_domain(_metadata, self);
+	set_layout("SSSSSSSSPPPPPPPP");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+	get_status(_metadata, self, 0, &st, &before_io);
+
+	ASSERT_EQ(0, pipe(pipefd));
+	iov.iov_base = self->mem + page_off(5);
+	iov.iov_len = PAGE_SIZE;
+	ASSERT_EQ((ssize_t)PAGE_SIZE, vmsplice(pipefd[1], &iov, 1, 0));
+
+	ASSERT_EQ(-EAGAIN, gmem_convert(self->gmem_fd, KVM_GMEM_CONVERT_PRIVATE,
+					page_off(2), page_off(6),
+					&error_offset));
+	ASSERT_EQ(page_off(5), error_offset);
+	get_status(_metadata, self, 0, &st, &after_io);
+	ASSERT_EQ(before_io.removes, after_io.removes);
+	ASSERT_EQ(before_io.adds, after_io.adds);
+	check_mirror();
+
+	ASSERT_EQ(0, close(pipefd[0]));
+	ASSERT_EQ(0, close(pipefd[1]));
+	to_private(2, 6);
+	check_mirror();
+	get_status(_metadata, self, 0, &st, &after_io);
+	ASSERT_EQ(before_io.removes + 6 * self->ndomains, after_io.removes);
+}
+
+/*
  * Memory failure of a shared page: that page's IOVA maps nothing
  * afterwards, the others stay.
  */
@@ -1520,48 +1567,65 @@ static void cpu0_attr(struct __test_metadata *_metadata, pthread_attr_t *attr,
 
 /*
  * Memory failure against a conversion to private of the same page: the
- * conversion holds the invalidate lock for writing (here parked in the mock
- * client's prepare) and will lock the page to check its references; memory
- * failure locks the page, and its notification needs the invalidate lock.
- * The notification must wait without the page lock, i.e. after memory
- * failure is done with the page, before madvise() returns (memory failure
- * once held the page lock while it waited, and the two waited for each
- * other for good): the conversion then finds the page poisoned and fails
- * with EHWPOISON at it, the notification follows, and nothing else
- * changes.
+ * conversion takes the invalidate lock for writing and then locks the page
+ * to check its references; memory failure locks the page, and its
+ * notification needs the invalidate lock. Lined up so that the conversion
+ * has the lock coming while memory failure runs: a first conversion (of
+ * another page) holds the lock, parked in the mock client's prepare (which
+ * comes after the reference check), the conversion of the page queues for
+ * the lock behind it, then memory failure comes and its notification
+ * queues behind both. The notification must wait without the page lock,
+ * i.e. after memory failure is done with the page, before madvise()
+ * returns (memory failure once held the page lock while it waited, and the
+ * two waited for each other for good): the conversion then finds the page
+ * poisoned and fails with EHWPOISON at it, the notification follows, and
+ * nothing else changes.
  */
 TEST_F(iommufd_gmem, memory_failure_during_to_private)
 {
-	const unsigned int bad = 6;
+	const unsigned int bad = 6, other = 12;
+	struct converter first = {
+		.gmem_fd = self->gmem_fd,
+		.cmd = KVM_GMEM_CONVERT_PRIVATE,
+		.offset = page_off(other),
+		.size = page_off(1),
+	};
 	struct converter conv = {
 		.gmem_fd = self->gmem_fd,
 		.cmd = KVM_GMEM_CONVERT_PRIVATE,
 		.offset = page_off(4),
 		.size = page_off(4),
 	};
+	pthread_t first_thread, thread;
 	struct poisoner child;
 	const char *skip;
-	pthread_t thread;
 	int cfd;
 
 	cfd = lineup_start(_metadata, self, bad, &child, &skip);
 	if (cfd < 0)
 		SKIP(return, "%s", skip);
 
-	ASSERT_EQ(0, gmem_client_cmd(cfd, "delay 5000"));
-	converter_start(_metadata, &conv, &thread, "gmem_test_prepare");
+	ASSERT_EQ(0, gmem_client_cmd(cfd, "delay 8000"));
+	converter_start(_metadata, &first, &first_thread, "gmem_test_prepare");
+	/* /proc/PID/stack leaves out the rwsem's own (__sched) frames */
+	converter_start(_metadata, &conv, &thread, "gmem_convert");
 	poisoner_go(_metadata, &child);
 	ASSERT_TRUE(wait_sleeps_in(child.pid, child.pid, "gmem_mf_", 4000))
 		TH_LOG("memory failure does not wait for the invalidate lock");
-	/* Both parked, in this order: nothing happened yet */
-	ASSERT_TRUE(task_sleeps_in(getpid(), conv.tid, "gmem_test_prepare"))
+	/* All three parked, in this order: nothing happened yet */
+	ASSERT_TRUE(task_sleeps_in(getpid(), first.tid, "gmem_test_prepare"))
+		TH_LOG("the first conversion went on before memory failure came");
+	ASSERT_TRUE(task_sleeps_in(getpid(), conv.tid, "gmem_convert"))
 		TH_LOG("the conversion went on before memory failure came");
 
+	ASSERT_TRUE(join_within(first_thread, 60));
+	ASSERT_EQ(0, first.rc);
 	ASSERT_TRUE(join_within(thread, 60))
 		TH_LOG("deadlock: the conversion waits for the page memory failure keeps locked");
 	poisoner_wait(_metadata, &child);
 	ASSERT_EQ(-EHWPOISON, conv.rc);
 	ASSERT_EQ(page_off(bad), conv.error_offset);
+	self->shared[other] = false;
 	self->poisoned[bad] = true;
 	self->allocated[bad] = true;
 	check_mirror();
@@ -2032,6 +2096,132 @@ TEST_F(iommufd_gmem, to_private_hwpoison)
 	to_private(2, 4);
 	to_private(7, 3);
 	check_mirror();
+}
+
+/* Make unmaps in the mock domain @hwpt_id leave [iova, iova + length) */
+static int md_unmap_short(int fd, __u32 hwpt_id, __u64 iova, __u64 length)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_MD_UNMAP_SHORT,
+		.id = hwpt_id,
+		.unmap_short = { .iova = iova, .length = length },
+	};
+
+	return ioctl(fd, _IOMMU_TEST_CMD(IOMMU_TEST_OP_MD_UNMAP_SHORT), &cmd);
+}
+
+/*
+ * A domain whose unmap comes back short keeps the IOPTE, and the mirror
+ * never forgets it. A conversion to private of a range with that page is
+ * refused (EAGAIN, the page named), and the other pages of the range are
+ * mapped again; the page is mapped in no other domain and reported pending
+ * with EIO. The mirror's reference keeps the page: a conversion to private
+ * of it is refused by guest_memfd, and a hole punch by the mirror (EBUSY),
+ * so that no device reaches a page that is private or left the file. Once
+ * the domain unmaps again, a retry removes the IOPTE and maps the page, and
+ * the page converts and punches as any other.
+ */
+TEST_F(iommufd_gmem, unmap_short_keeps_page)
+{
+	struct iommu_ioas_mirror_status st;
+	__u64 error_offset = 0;
+	unsigned int d, i;
+
+	if (!self->ndomains)
+		add_domain(_metadata, self);
+	set_layout("SSSSSSSSPPPPPPPP");
+	map_area(0, NR_PAGES, AREA_IOVA(0));
+	check_mirror();
+
+	ASSERT_EQ(0, md_unmap_short(self->fd, self->hwpt_ids[0],
+				    AREA_IOVA(0) + page_off(3), PAGE_SIZE));
+	ASSERT_EQ(-EAGAIN, gmem_convert(self->gmem_fd, KVM_GMEM_CONVERT_PRIVATE,
+					page_off(2), page_off(4),
+					&error_offset));
+	ASSERT_EQ(page_off(3), error_offset);
+	ASSERT_TRUE(gmem_host_can_read(self->mem + page_off(3)));
+
+	/* Domain 0 still maps page 3, the others do not; 2, 4, 5 are mapped */
+	test_cmd_md_check_gmem(self->hwpt_ids[0], AREA_IOVA(0) + page_off(3),
+			       PAGE_SIZE, self->gmem_fd, page_off(3));
+	for (d = 1; d < self->ndomains; d++)
+		test_cmd_md_check_gmem_unmapped(self->hwpt_ids[d],
+						AREA_IOVA(0) + page_off(3),
+						PAGE_SIZE, self->gmem_fd,
+						page_off(3));
+	for (d = 0; d != self->ndomains; d++)
+		for (i = 2; i != 6; i++)
+			if (i != 3)
+				test_cmd_md_check_gmem(self->hwpt_ids[d],
+						       AREA_IOVA(0) + page_off(i),
+						       PAGE_SIZE, self->gmem_fd,
+						       page_off(i));
+	test_ioctl_mirror_status(AREA_IOVA(0), 0, &st);
+	ASSERT_EQ(7, st.out_mapped_pages);
+	ASSERT_EQ(1, st.out_pending_pages);
+	ASSERT_EQ(-EIO, st.out_error);
+
+	/* Neither a conversion nor a hole punch lets the page go */
+	error_offset = 0;
+	ASSERT_EQ(-EAGAIN, gmem_convert(self->gmem_fd, KVM_GMEM_CONVERT_PRIVATE,
+					page_off(3), page_off(1),
+					&error_offset));
+	ASSERT_EQ(page_off(3), error_offset);
+	ASSERT_EQ(-1, fallocate(self->gmem_fd,
+				FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				page_off(3), page_off(1)));
+	ASSERT_EQ(EBUSY, errno);
+	ASSERT_TRUE(gmem_host_can_read(self->mem + page_off(3)));
+	test_cmd_md_check_gmem(self->hwpt_ids[0], AREA_IOVA(0) + page_off(3),
+			       PAGE_SIZE, self->gmem_fd, page_off(3));
+	test_ioctl_mirror_status(AREA_IOVA(0), 0, &st);
+	ASSERT_EQ(1, st.out_pending_pages);
+	ASSERT_EQ(-EIO, st.out_error);
+
+	/* The domain unmaps again: the retry removes the IOPTE, maps the page */
+	ASSERT_EQ(0, md_unmap_short(self->fd, self->hwpt_ids[0], 0, 0));
+	test_ioctl_mirror_status(AREA_IOVA(0), IOMMU_MIRROR_STATUS_RETRY, &st);
+	ASSERT_EQ(8, st.out_mapped_pages);
+	ASSERT_EQ(0, st.out_pending_pages);
+	ASSERT_EQ(0, st.out_error);
+	check_mirror();
+	to_private(2, 4);
+	check_mirror();
+	punch(3, 1);
+	check_mirror();
+}
+
+/*
+ * A VMM learns from IOMMU_OPTION_GUEST_MEMFD that IOMMU_IOAS_MAP_FILE
+ * mirrors convertible guest_memfds: this kernel does. The option is read
+ * only and global.
+ */
+TEST(guest_memfd_option)
+{
+	struct iommu_option cmd = {
+		.size = sizeof(cmd),
+		.option_id = IOMMU_OPTION_GUEST_MEMFD,
+		.op = IOMMU_OPTION_OP_GET,
+		.val64 = 7,
+	};
+	int fd;
+
+	fd = open("/dev/iommu", O_RDWR);
+	ASSERT_NE(-1, fd);
+	ASSERT_EQ(0, ioctl(fd, IOMMU_OPTION, &cmd));
+	ASSERT_EQ(1, cmd.val64);
+
+	cmd.op = IOMMU_OPTION_OP_SET;
+	cmd.val64 = 0;
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(fd, IOMMU_OPTION, &cmd));
+	cmd.op = IOMMU_OPTION_OP_GET;
+	cmd.object_id = 1;
+	EXPECT_ERRNO(EOPNOTSUPP, ioctl(fd, IOMMU_OPTION, &cmd));
+	cmd.object_id = 0;
+	ASSERT_EQ(0, ioctl(fd, IOMMU_OPTION, &cmd));
+	ASSERT_EQ(1, cmd.val64);
+	close(fd);
 }
 
 /*
