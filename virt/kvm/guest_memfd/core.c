@@ -592,16 +592,16 @@ static int gmem_allocate_converted(struct inode *inode, pgoff_t start,
  * @error_index: output, on failure: the page that failed
  *
  * For a client that starts to map the shared pages of a range (an IOMMU
- * mapping of the file).  The pages are zeroed.  The caller holds the invalidate lock for
- * reading (guest_memfd_lock()) and none of the locks its own callbacks take,
- * because every client, the caller included, is told about the new pages
- * with %GUEST_MEMFD_REASON_ALLOCATE.  The private pages of the range are
- * left alone: a conversion to shared allocates those in the client's mirror
- * range itself (&struct guest_memfd_notifier).  What was allocated before
- * an error stays allocated, as after a failed fallocate().  The cost
- * follows @max_pages and the number of shared ranges, never the size of the
- * range: a client allocates a large range in batches, dropping the lock in
- * between and resuming at *@next.
+ * mapping of the file).  The pages are zeroed.  The caller holds the
+ * invalidate lock for reading (guest_memfd_lock()) and none of the locks
+ * its own callbacks take, because every client, the caller included, is
+ * told about the new pages with %GUEST_MEMFD_REASON_ALLOCATE.  The private
+ * pages of the range are left alone: a conversion to shared allocates those
+ * in the client's mirror range itself (&struct guest_memfd_notifier).  What
+ * was allocated before an error stays allocated, as after a failed
+ * fallocate().  The cost follows @max_pages and the number of shared
+ * ranges, never the size of the range: a client allocates a large range in
+ * batches, dropping the lock in between and resuming at *@next.
  *
  * Context: May sleep.
  * Return: 0, -EINTR on a fatal signal, -ENOMEM, -ENODEV if the file was
