@@ -1039,20 +1039,88 @@ static int gmem_check_refs(struct inode *inode, pgoff_t start, pgoff_t end,
 	return 0;
 }
 
+/* Folios gmem_refs_elevated() looks at per hold of the lock, at most */
+#define GMEM_REFS_BATCH		256
+
 /*
- * Between two attempts of a conversion to private refused by a page
- * reference, without the invalidate lock: folios are added to the LRU
- * through per-CPU batches that hold a reference until drained, and KVM's or
- * compaction's transient references go away by themselves.  Drain, then
- * sleep 1, 2, 4, ... jiffies from the second wait on.  Returns -EINTR on a
- * fatal signal.
+ * Whether a page of [@start, @end) that a conversion to private would change
+ * (a shared one) has a reference beyond those of the page cache and of its
+ * page tables (folio_expected_ref_count()) or the caller's lookup, looked at
+ * with the invalidate lock held only for reading, GMEM_REFS_BATCH folios per
+ * hold: faults go on meanwhile.  Not exact (a fault may map or unmap a page
+ * meanwhile, and the LRU's per-CPU batches hold references it does not
+ * count), so it only decides whether an attempt is worth making; the
+ * attempt checks again with the lock held for writing.  A page with a
+ * memory error ends the look: the attempt reports it.
  */
-static int gmem_wait_for_refs(unsigned int tries)
+static bool gmem_refs_elevated(struct inode *inode, pgoff_t start,
+			       pgoff_t end)
 {
-	lru_add_drain_all();
-	if (tries)
-		schedule_timeout_killable(1UL << (tries - 1));
-	return fatal_signal_pending(current) ? -EINTR : 0;
+	struct address_space *mapping = inode->i_mapping;
+	struct folio_batch fbatch;
+	bool busy = false, done = false;
+
+	folio_batch_init(&fbatch);
+	while (!busy && !done && start < end) {
+		unsigned int i, seen = 0;
+		pgoff_t first, last;
+
+		if (fatal_signal_pending(current))
+			break;
+		filemap_invalidate_lock_shared(mapping);
+		done = !gmem_next_range(inode, start, end, true, &first, &last);
+		if (!done)
+			start = first;
+		while (!done && !busy && seen < GMEM_REFS_BATCH &&
+		       filemap_get_folios(mapping, &start, last - 1, &fbatch)) {
+			for (i = 0; i < folio_batch_count(&fbatch); i++) {
+				struct folio *folio = fbatch.folios[i];
+
+				if (folio_test_hwpoison(folio)) {
+					done = true;
+					break;
+				}
+				/* The page cache's and fbatch's references */
+				if (folio_ref_count(folio) >
+				    folio_expected_ref_count(folio) + 1) {
+					busy = true;
+					break;
+				}
+			}
+			seen += folio_batch_count(&fbatch);
+			folio_batch_release(&fbatch);
+		}
+		filemap_invalidate_unlock_shared(mapping);
+		cond_resched();
+	}
+	return busy;
+}
+
+/*
+ * Between two attempts of a conversion to private of [@start, @end)
+ * refused by a page reference, without the invalidate lock: folios are
+ * added to the LRU through per-CPU batches that hold a reference until
+ * drained, and KVM's or compaction's transient references go away by
+ * themselves.  Drain, then sleep 1, 2, 4, ... jiffies from the second wait
+ * on, and go on waiting as long as gmem_refs_elevated() still sees a
+ * reference, rather than make an attempt that takes the lock for writing
+ * only to be refused: a conversion refused for as long as a long-term pin
+ * lasts then makes faults wait only at its first and last attempts.  The
+ * last attempt (*@tries reaching %GMEM_CONVERT_REF_TRIES) is always made.
+ * Returns -EINTR on a fatal signal.
+ */
+static int gmem_wait_for_refs(struct inode *inode, pgoff_t start,
+			      pgoff_t end, unsigned int *tries)
+{
+	do {
+		lru_add_drain_all();
+		if (*tries)
+			schedule_timeout_killable(1UL << (*tries - 1));
+		if (fatal_signal_pending(current))
+			return -EINTR;
+	} while (++*tries < GMEM_CONVERT_REF_TRIES &&
+		 gmem_refs_elevated(inode, start, end));
+	return 0;
 }
 
 #ifdef CONFIG_GUEST_MEMFD_TEST
@@ -1373,9 +1441,10 @@ out_unlock:
  * A page reference refuses an attempt before any client hears of it (no
  * prepare, no abort), and the attempt is made again from the start up to
  * %GMEM_CONVERT_REF_TRIES times, after waiting for transient references to
- * go away.  The wait happens without the invalidate lock, so that a
- * conversion refused by a long-term reference stalls no fault on the file;
- * every attempt looks at the file's state anew.
+ * go away.  The wait happens without the invalidate lock, and an attempt
+ * is made only once the references seem gone (or for the last time), so
+ * that a conversion refused by a long-term reference stalls faults on the
+ * file twice at most; every attempt looks at the file's state anew.
  *
  * A conversion to shared first allocates the private holes it converts in
  * the clients' mirror ranges (&struct guest_memfd_notifier), in batches
@@ -1414,7 +1483,7 @@ int gmem_convert(struct inode *inode, pgoff_t start, pgoff_t end,
 		if (!busy || tries == GMEM_CONVERT_REF_TRIES)
 			return r;
 
-		if (gmem_wait_for_refs(tries++))
+		if (gmem_wait_for_refs(inode, start, end, &tries))
 			return -EINTR;
 	}
 }
