@@ -489,6 +489,7 @@ int guest_memfd_walk_shared(struct guest_memfd_notifier *n, pgoff_t start,
 int guest_memfd_allocate(struct guest_memfd_notifier *n, pgoff_t start,
 			 pgoff_t end, unsigned long max_pages, pgoff_t *next,
 			 pgoff_t *error_index);
+bool guest_memfd_lock_contended(struct guest_memfd_notifier *n);
 void guest_memfd_notify_allocated(struct file *file, pgoff_t index);
 
 struct file *guest_memfd_create(const struct guest_memfd_owner_ops *ops,
@@ -547,6 +548,11 @@ static inline int guest_memfd_allocate(struct guest_memfd_notifier *n,
 				       pgoff_t *error_index)
 {
 	return -EINVAL;
+}
+
+static inline bool guest_memfd_lock_contended(struct guest_memfd_notifier *n)
+{
+	return false;
 }
 
 static inline void guest_memfd_notify_allocated(struct file *file,

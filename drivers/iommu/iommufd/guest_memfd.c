@@ -494,13 +494,27 @@ static void iopt_gmem_run_start(struct iopt_gmem_run *run,
 
 /*
  * Pages a fill maps per hold of guest_memfd's invalidate lock and
- * pages->mutex: between two batches it drops both, so that a conversion, a
- * fault's notification or a memory failure waits for one batch at most,
- * and a fatal signal ends it.
+ * pages->mutex, at most: between two batches it drops both, so that a
+ * conversion, a fault's notification or a memory failure waits for one
+ * batch at most, and a fatal signal ends it.  A batch ends early, after
+ * any page, once a conversion waits for the invalidate lock
+ * (iopt_gmem_yield()).
  */
 #define IOPT_GMEM_BATCH		256
 /* A guest_memfd_walk_shared() callback's return: the batch is full */
 #define IOPT_GMEM_PAUSE		1
+
+/*
+ * Whether a batch that has done some work (@budget pages of it left) ends
+ * now: a conversion waits for guest_memfd's invalidate lock, and every fault
+ * on the file queues behind it.  A holder preempted in the middle of a
+ * batch would make them wait for as long as it does not run.
+ */
+static bool iopt_gmem_yield(struct iopt_pages *pages, unsigned long budget)
+{
+	return budget < IOPT_GMEM_BATCH &&
+	       guest_memfd_lock_contended(&pages->gmem.notifier);
+}
 
 struct iopt_gmem_fill {
 	struct iopt_pages *pages;
@@ -550,7 +564,7 @@ static int iopt_gmem_fill_page(void *data, pgoff_t file_index,
 	int rc;
 
 	/* Resumed from this page once the locks were dropped and retaken */
-	if (!fill->budget)
+	if (!fill->budget || iopt_gmem_yield(fill->pages, fill->budget))
 		return IOPT_GMEM_PAUSE;
 	fill->budget--;
 	iopt_gmem_fill_skipped(fill, index);
@@ -813,7 +827,7 @@ static int iopt_gmem_sync_page(void *data, pgoff_t file_index,
 	unsigned long index = file_index - pages->gmem.start;
 
 	if (sync->batch) {
-		if (!sync->budget)
+		if (!sync->budget || iopt_gmem_yield(pages, sync->budget))
 			return IOPT_GMEM_PAUSE;
 		sync->budget--;
 		sync->next = index + 1;

@@ -636,6 +636,24 @@ int guest_memfd_allocate(struct guest_memfd_notifier *n, pgoff_t start,
 EXPORT_SYMBOL_NS_GPL(guest_memfd_allocate, "GUEST_MEMFD");
 
 /**
+ * guest_memfd_lock_contended() - Whether a task waits for the invalidate lock
+ * @n: a registered notifier whose client holds guest_memfd_lock()
+ *
+ * For a client that works under guest_memfd_lock() in batches: a conversion
+ * waits for the lock, and every fault on the file queues behind the
+ * conversion, so the client ends its batch early, drops the lock and goes
+ * on after them.  Cheap enough to ask after every page.
+ *
+ * Context: guest_memfd_lock() held.
+ * Return: true if a task waits for the lock.
+ */
+bool guest_memfd_lock_contended(struct guest_memfd_notifier *n)
+{
+	return rwsem_is_contended(&n->inode->i_mapping->invalidate_lock);
+}
+EXPORT_SYMBOL_NS_GPL(guest_memfd_lock_contended, "GUEST_MEMFD");
+
+/**
  * guest_memfd_notify_allocated() - Tell clients that the owner filled a page
  * @file: a guest_memfd
  * @index: the page index
