@@ -94,6 +94,11 @@ struct Group {
 	// The rows are latencies (worst and 99th percentile against the
 	// first row's median), not medians of round-trip phases.
 	bool latency = false;
+	// A latency group's variant that takes the same measurements with no
+	// long operation in flight: the noise they see anyway, which the
+	// other variants' figures are read against. Runs whenever another
+	// variant of its group runs, and last.
+	std::string baseline{};
 };
 
 // The groups, one per file of cases/, in the order they run and print.

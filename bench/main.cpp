@@ -17,8 +17,9 @@
 // sparse      IOMMU_IOAS_MAP_FILE of N pages of a sparse 1 TiB file
 // stall       one long operation on N pages (attach, MAP_FILE, to-shared,
 //             a refused to-private) against faults and a conversion on the
-//             same file: worst latencies, SIGKILL to exit (not run unless
-//             named with --only)
+//             same file: worst latencies, SIGKILL to exit, and the same
+//             measurements with no operation (idle); not run unless named
+//             with --only (--only stall/map-file: one operation and idle)
 //
 // Sizes default to 4 KiB, 2 MiB, 64 MiB and 1 GiB (--pages); from 64 MiB
 // on a case runs fewer round trips (--big-reps). --json FILE writes every
@@ -44,6 +45,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -76,9 +78,12 @@ std::vector<Group> groups()
 		     "                  [--full-pages N] [--frag-max N]\n"
 		     "                  [--only conv,iommu-map,iommu-conv,notify,frag,sparse,\n"
 		     "                          footprint,touch,stall]\n"
+		     "                  [--only GROUP/VARIANT,...]\n"
 		     "                  [--steps] [--aslr] [--json FILE]\n"
 		     "                  [--icount] [--config NAME] [--source ID]\n"
 		     "                  [--device mock|edu]\n"
+		     "  --only    groups, or GROUP/VARIANT for one variant (and the group's\n"
+		     "            baseline, e.g. stall/map-file runs map-file and idle)\n"
 		     "  --pages   page counts, or sizes with K, M, G (default 4K,2M,64M,1G)\n"
 		     "  --big-*   from --big-pages pages on (default 16384), at most\n"
 		     "            --big-reps (3) timed and --big-warmup (1) untimed round trips\n"
@@ -119,6 +124,30 @@ std::vector<uint64_t> parse_list(const std::string &s)
 	return v;
 }
 
+// The groups with only the variants --only names (a group named alone:
+// all of them); a latency group's baseline runs with any of its variants,
+// last. Exits if a named variant does not exist.
+std::vector<Group> selected(std::vector<Group> all)
+{
+	for (auto &g : all) {
+		auto it = opts.variants.find(g.name);
+		if (it == opts.variants.end())
+			continue;
+		std::set<std::string> want = it->second;
+		for (auto &v : g.variants)
+			want.erase(v.name);
+		if (!want.empty()) {
+			std::fprintf(stderr, "gmem-bench: %s has no variant %s\n", g.name.c_str(),
+				     want.begin()->c_str());
+			usage(2);
+		}
+		std::erase_if(g.variants, [&](const VariantDef &v) {
+			return !it->second.count(v.name) && v.name != g.baseline;
+		});
+	}
+	return all;
+}
+
 } // namespace
 } // namespace bench
 
@@ -155,8 +184,13 @@ int main(int argc, char **argv)
 			opts.groups.clear();
 			std::stringstream ss(next());
 			std::string g;
-			while (std::getline(ss, g, ','))
-				opts.groups.insert(g);
+			while (std::getline(ss, g, ',')) {
+				const size_t slash = g.find('/');
+				if (slash != std::string::npos)
+					opts.variants[g.substr(0, slash)].insert(
+						g.substr(slash + 1));
+				opts.groups.insert(g.substr(0, slash));
+			}
 		} else if (a == "--icount")
 			opts.icount = true;
 		else if (a == "--config")
@@ -198,7 +232,7 @@ int main(int argc, char **argv)
 	const auto env = print_header();
 	Results results;
 	int failures = 0;
-	const auto all = groups();
+	const auto all = selected(groups());
 	int ran = 0;
 	for (auto &g : all) {
 		if (!opts.groups.count(g.name))

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,6 +25,9 @@ struct Options {
 	uint64_t frag_max = 4096;
 	// Cases with per-page work skip sizes above this (run time).
 	uint64_t full_pages = UINT64_MAX;
+	// --only GROUP/VARIANT: only these variants of GROUP (and its
+	// baseline); a group named alone runs every variant.
+	std::map<std::string, std::set<std::string>> variants;
 	std::string json; // --json FILE: every figure, machine-readable
 	std::set<std::string> groups = { "conv", "iommu-map", "iommu-conv", "notify",
 					 "frag", "footprint", "touch",	    "sparse" };

@@ -146,7 +146,8 @@ bool kallsyms_has(const std::string &sym)
 
 // A latency group: per size and variant, the first row's median (the
 // long operation's own duration) and, for every other row, the worst
-// case, the 99th percentile and the worst against that duration.
+// case, the 99th percentile, the worst against that duration and against
+// the baseline's worst at that size (what the measurement sees anyway).
 void print_latency(const Group &g, const Results &results)
 {
 	const std::string &first = g.phases.front();
@@ -168,6 +169,9 @@ void print_latency(const Group &g, const Results &results)
 			}
 			const auto base = median(o, first);
 			std::printf(" %s %.1f ms\n", first.c_str(), base ? *base / 1e6 : 0.0);
+			const Outcome *idle = nullptr;
+			if (!g.baseline.empty() && v.name != g.baseline)
+				idle = &outcome(results, g.name, g.baseline, n);
 			for (auto &ph : g.phases) {
 				auto it = o.stats.find(ph);
 				if (ph == first || it == o.stats.end())
@@ -178,6 +182,10 @@ void print_latency(const Group &g, const Results &results)
 				if (base)
 					std::printf("  worst/%s %.4f", first.c_str(),
 						    s.max / *base);
+				auto b = idle ? idle->stats.find(ph) : o.stats.end();
+				if (idle && b != idle->stats.end() && b->second.max > 0)
+					std::printf("  worst/%s %.2f", g.baseline.c_str(),
+						    s.max / b->second.max);
 				std::printf("\n");
 			}
 			for (auto &[k, val] : o.facts)
@@ -353,9 +361,12 @@ bool write_json(const std::vector<Group> &all, const Results &results,
 	for (auto &g : all) {
 		if (!opts.groups.count(g.name))
 			continue;
-		std::fprintf(f, "%s\n    %s: {\"title\": %s, \"latency\": %s, \"phases\": [", sep,
+		std::fprintf(f, "%s\n    %s: {\"title\": %s, \"latency\": %s, ", sep,
 			     json_str(g.name).c_str(), json_str(g.title).c_str(),
 			     g.latency ? "true" : "false");
+		if (!g.baseline.empty())
+			std::fprintf(f, "\"baseline\": %s, ", json_str(g.baseline).c_str());
+		std::fprintf(f, "\"phases\": [");
 		sep = ",";
 		const char *s2 = "";
 		for (auto &ph : g.phases) {

@@ -17,6 +17,11 @@
 // device's domain maps.
 // to-private-eagain KVM_GMEM_CONVERT_PRIVATE of the S pages refused with
 //                   EAGAIN: the first page is pinned by vmsplice()
+// idle              no operation on the file: the S pages mapped into an
+//                   IOAS with a mock domain, the thread that runs the long
+//                   operation elsewhere spins in user space, for as long as
+//                   the longest median long operation at that size so far
+//                   (kDefaultIdle if none ran)
 //
 // Meanwhile other threads, each sampling every few milliseconds, time what
 // the rest of a VMM does on the same file, outside the S pages:
@@ -36,8 +41,12 @@
 // operation alone, "op_alone_us") to the child's exit.
 //
 // All concurrent measurements run at once, so the one-page conversion is
-// also the writer that queues behind the long operation. A benchmark, not a
-// test: nothing here asserts a time.
+// also the writer that queues behind the long operation. idle is the
+// baseline: the same five threads on the same CPUs, no lock held, so its
+// figures are what the measurements see anyway (under TCG with lockdep and
+// KASAN, scheduling alone costs them tens to hundreds of milliseconds), and
+// an operation's worst is read against idle's worst at the same size. A
+// benchmark, not a test: nothing here asserts a time.
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <signal.h>
@@ -47,12 +56,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -75,8 +86,18 @@ constexpr uint64_t kHoles = 8192;
 constexpr uint64_t kExtraPages = kHoles + 512;
 // Pause between two samples of one measurement thread.
 constexpr auto kPace = std::chrono::milliseconds(2);
+// idle's window when no operation ran before it at its size.
+constexpr uint64_t kDefaultIdle = 5'000'000'000;
 
-enum class Op { attach, map_file, to_shared, to_private_eagain };
+enum class Op { attach, map_file, to_shared, to_private_eagain, idle };
+
+// Per size: the longest median duration of a long operation so far, the
+// window of idle at that size.
+std::map<uint64_t, uint64_t> &idle_window()
+{
+	static std::map<uint64_t, uint64_t> w;
+	return w;
+}
 
 // Threads that each run one measurement in a loop while a long operation
 // is in flight (between begin() and end()) and keep the durations of the
@@ -247,7 +268,13 @@ public:
 		// The operation's own duration, every run of it (the phase's
 		// figure also holds the wait for the samples in flight).
 		s["long_op"] = op_ns_;
-		if (op_ != Op::to_private_eagain)
+		if (op_ != Op::idle && !op_ns_.empty()) {
+			auto d = op_ns_;
+			std::nth_element(d.begin(), d.begin() + d.size() / 2, d.end());
+			uint64_t &w = idle_window()[pages_];
+			w = std::max(w, d[d.size() / 2]);
+		}
+		if (killable())
 			s["kill_exit"] = kill_exits();
 		return s;
 	}
@@ -257,7 +284,7 @@ public:
 		std::map<std::string, uint64_t> f{ { "holes_used_max", holes_used_max_ } };
 		if (pre_fault_err_)
 			f["vcpu_fault_unsupported_errno"] = static_cast<uint64_t>(pre_fault_err_);
-		if (op_ != Op::to_private_eagain)
+		if (killable())
 			f["kill_after_op_ended"] = killed_late_;
 		if (op_alone_ns_)
 			f["op_alone_us"] = op_alone_ns_ / 1000;
@@ -265,6 +292,10 @@ public:
 	}
 
 private:
+	[[nodiscard]] bool killable() const
+	{
+		return op_ != Op::to_private_eagain && op_ != Op::idle;
+	}
 	[[nodiscard]] uint64_t hole_off(uint64_t i) const { return len_ + i * kPage; }
 	[[nodiscard]] uint64_t shared_off() const { return len_ + kHoles * kPage; }
 	[[nodiscard]] uint64_t private_off() const { return shared_off() + kPage; }
@@ -294,6 +325,10 @@ private:
 			io_.emplace(IommuCtx::make(true));
 			io_->ioas.map_file(fd, 0, len_, kIova).value();
 			gm_.gmem().convert_private(0, len_).value();
+			break;
+		case Op::idle:
+			io_.emplace(IommuCtx::make(true));
+			io_->ioas.map_file(fd, 0, len_, kIova).value();
 			break;
 		case Op::to_private_eagain: {
 			// The host maps the first page; the pipe holds a reference
@@ -338,6 +373,16 @@ private:
 					std::string(std::strerror(gmem::errno_of(r))));
 			break;
 		}
+		case Op::idle: {
+			// Busy, as the thread of a long operation is, but in user
+			// space: no lock of the kernel's held.
+			auto it = idle_window().find(pages_);
+			const uint64_t w = it == idle_window().end() ? kDefaultIdle : it->second;
+			const uint64_t t0 = now_ns();
+			while (now_ns() - t0 < w)
+				;
+			break;
+		}
 		}
 	}
 
@@ -358,7 +403,7 @@ private:
 	// After the first long operation: the domains map the S pages.
 	void check_done()
 	{
-		if (checked_ || op_ == Op::to_private_eagain)
+		if (checked_ || op_ == Op::to_private_eagain || op_ == Op::idle)
 			return;
 		checked_ = true;
 		const int fd = gm_.gmem().fd();
@@ -396,6 +441,7 @@ private:
 			gm_.gmem().convert_private(0, len_).value();
 			break;
 		case Op::to_private_eagain:
+		case Op::idle:
 			break;
 		}
 		const uint64_t used = std::min(next_hole_.load(), kHoles);
@@ -534,6 +580,7 @@ private:
 			gm_.gmem().convert_private(0, len_).value();
 			break;
 		case Op::to_private_eagain:
+		case Op::idle:
 			break;
 		}
 	}
@@ -573,9 +620,11 @@ Group stall_group()
 		 { { "attach", make(Op::attach) },
 		   { "map-file", make(Op::map_file) },
 		   { "to-shared", make(Op::to_shared) },
-		   { "to-private-eagain", make(Op::to_private_eagain) } },
+		   { "to-private-eagain", make(Op::to_private_eagain) },
+		   { "idle", make(Op::idle) } },
 		 false,
-		 true };
+		 true,
+		 "idle" };
 }
 
 } // namespace bench
