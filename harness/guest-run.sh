@@ -156,6 +156,10 @@ fi
 
 append="console=ttyS0 earlyprintk=serial panic=-1 hugepages=128 rdinit=/init"
 append+=" hung_task_panic=0 printk.devkmsg=on"
+# The config the kernel was built from, for suites that must fail rather
+# than skip when a feature that config has is missing (the kernel ignores
+# an unknown parameter with a dot in its name).
+append+=" gmem.config=$name"
 # The guest's clock is the host's, but under TCG a vCPU thread may wait on
 # the host for a core (2 vCPUs on one core of a slow host) with no steal
 # time accounting, so the kernel's watchdogs get room for a host half as

@@ -17,6 +17,11 @@ mount -t tmpfs tmpfs /tmp
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t hugetlbfs hugetlbfs /dev/hugepages
+# cgroup v2, when the kernel has it (the test config does): suites make
+# memory cgroups of their own below it.
+if grep -qw cgroup2 /proc/filesystems; then
+	mount -t cgroup2 cgroup2 /sys/fs/cgroup
+fi
 ulimit -c 0
 ulimit -l unlimited
 

@@ -13,16 +13,24 @@
 // The kselftest iommufd_guest_memfd owns the kernel's contract case by case
 // (mapping, each conversion, hole punch, unmap, pins, errors, accesses);
 // this suite keeps what it does not show: random and concurrent storms,
-// domains attached and detached while mapped, and host faults filling
-// holes, one at a time and several threads at once.
+// domains attached and detached while mapped, host faults filling holes,
+// one at a time and several threads at once, and memory cgroups: ENOMEM at
+// a group's limit rather than the OOM killer, and the mirror's bookkeeping
+// charged to the group.
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
+#include <fstream>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -576,6 +584,261 @@ std::string ParamName(const ::testing::TestParamInfo<std::tuple<int, bool>> &inf
 INSTANTIATE_TEST_SUITE_P(DomainsAndInitialState, IommufdGmem,
 			 ::testing::Combine(::testing::Values(0, 1, 2), ::testing::Bool()),
 			 ParamName);
+
+// Memory cgroups. What IOMMU_IOAS_MAP_FILE and a conversion to shared
+// allocate for the mirror, and the mirror's record of its pages, are the
+// calling task's: charged to its memory cgroup, and at the group's limit
+// the call fails with ENOMEM instead of invoking the OOM killer. Each call
+// runs in a child process moved into a group of its own (cgroup v2, no
+// swap in the test kernel), which reports only its errno as its exit
+// status: at the limit, any further allocation of its own would fault.
+
+constexpr uint64_t kBigPages = 16384; // 64 MiB
+constexpr uint64_t kBigSize = kBigPages * kPage;
+constexpr uint64_t kGroupLimit = 16 << 20;
+// One xarray node records XA_CHUNK_SIZE (64) pages and is 576 bytes.
+constexpr uint64_t kXaNodePages = 64;
+constexpr uint64_t kXaNodeBytes = 576;
+constexpr const char *kCgroupRoot = "/sys/fs/cgroup";
+
+// Whether the harness booted this kernel from the test config, which has
+// memory cgroups: there a missing memory controller is a failure.
+bool booted_from_test_config()
+{
+	std::ifstream f("/proc/cmdline");
+	std::string word;
+	while (f >> word)
+		if (word == "gmem.config=test")
+			return true;
+	return false;
+}
+
+bool write_file(const std::string &path, const std::string &text)
+{
+	std::ofstream f(path);
+	f << text;
+	f.flush();
+	return static_cast<bool>(f);
+}
+
+// "key value" lines (memory.events, memory.stat): the value of @key, or
+// nullopt.
+std::optional<uint64_t> read_key(const std::string &path, const std::string &key)
+{
+	std::ifstream f(path);
+	std::string k;
+	uint64_t v;
+	while (f >> k >> v)
+		if (k == key)
+			return v;
+	return std::nullopt;
+}
+
+// "exited with 12 (Cannot allocate memory)" or "killed by signal 9".
+std::string describe_status(int status)
+{
+	if (WIFSIGNALED(status))
+		return "killed by signal " + std::to_string(WTERMSIG(status));
+	if (WIFEXITED(status)) {
+		const int e = WEXITSTATUS(status);
+		return "exited with " + std::to_string(e) + " (" +
+		       (e ? std::strerror(e) : "success") + ")";
+	}
+	return "status " + std::to_string(status);
+}
+
+class IommufdGmemMemcg : public ::testing::Test {
+protected:
+	void SetUp() override
+	{
+		if (const std::string &why = ConvertibleGuest::unsupported(); !why.empty())
+			GTEST_SKIP() << why;
+		auto iommufd = Iommufd::open();
+		if (!iommufd)
+			GTEST_SKIP() << iommufd.error().message();
+		iommufd_.emplace(std::move(iommufd).value());
+
+		const std::string root = kCgroupRoot;
+		std::ifstream controllers(root + "/cgroup.controllers");
+		std::string c;
+		bool memory = false;
+		while (controllers >> c)
+			memory |= c == "memory";
+		if (!memory) {
+			const std::string why = "no cgroup v2 memory controller at " + root +
+						" (CONFIG_MEMCG, and cgroup2 mounted there)";
+			if (booted_from_test_config())
+				FAIL() << why << ", which the test config has";
+			GTEST_SKIP() << why;
+		}
+		ASSERT_TRUE(write_file(root + "/cgroup.subtree_control", "+memory"))
+			<< "enabling the memory controller below " << root;
+		const ::testing::TestInfo *t =
+			::testing::UnitTest::GetInstance()->current_test_info();
+		group_ = root + "/gmem-" + t->name() + "-" + std::to_string(::getpid());
+		ASSERT_EQ(::mkdir(group_.c_str(), 0755), 0)
+			<< group_ << ": " << std::strerror(errno);
+		made_ = true;
+		procs_ = UniqueFd(::open((group_ + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+		ASSERT_TRUE(procs_.valid()) << group_ << "/cgroup.procs: " << std::strerror(errno);
+	}
+
+	void TearDown() override
+	{
+		procs_.reset();
+		if (made_) {
+			EXPECT_EQ(::rmdir(group_.c_str()), 0)
+				<< group_ << ": " << std::strerror(errno);
+		}
+	}
+
+	void SetLimit(uint64_t bytes)
+	{
+		ASSERT_TRUE(write_file(group_ + "/memory.max", std::to_string(bytes)));
+	}
+
+	uint64_t Event(const std::string &key) const
+	{
+		return read_key(group_ + "/memory.events", key).value_or(~0ULL);
+	}
+	uint64_t Stat(const std::string &key) const
+	{
+		return read_key(group_ + "/memory.stat", key).value_or(0);
+	}
+
+	// Runs @fn (no allocation, returns an errno or 0) in a child process
+	// inside the group; returns its wait status.
+	template <typename F> int RunInGroup(F fn)
+	{
+		const pid_t pid = ::fork();
+		if (pid == 0) {
+			if (::write(procs_.get(), "0", 1) != 1)
+				::_exit(255);
+			::_exit(fn());
+		}
+		int status = 0;
+		EXPECT_GT(pid, 0) << "fork: " << std::strerror(errno);
+		if (pid > 0) {
+			EXPECT_EQ(::waitpid(pid, &status, 0), pid);
+		}
+		return status;
+	}
+
+	// No OOM: the child exited by itself with @err, and the group saw no
+	// OOM and no OOM kill, but did reach its limit.
+	void ExpectEnomemWithoutOom(int status, const std::string &what)
+	{
+		EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == ENOMEM)
+			<< what << " in the group: the child " << describe_status(status);
+		EXPECT_EQ(Event("oom_kill"), 0U) << what << ": memory.events oom_kill";
+		EXPECT_EQ(Event("oom"), 0U) << what << ": memory.events oom";
+		EXPECT_GT(Event("max"), 0U) << what << " never reached memory.max";
+	}
+
+	void MakeGuest(bool init_shared)
+	{
+		GuestConfig config;
+		config.data_size = kBigSize;
+		if (init_shared)
+			config.gmem_flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
+		config.retry.attempts = 1;
+		auto guest = ConvertibleGuest::create(config);
+		ASSERT_THAT(guest, Succeeds());
+		guest_.emplace(std::move(guest).value());
+		auto ioas = iommufd_->alloc_ioas();
+		ASSERT_THAT(ioas, Succeeds());
+		ioas_.emplace(std::move(ioas).value());
+	}
+
+	// IOMMU_IOAS_MAP_FILE of the whole file, as a raw ioctl: no allocation
+	// in the child. Returns the errno, or 0.
+	int MapFileErrno() const
+	{
+		iommu_ioas_map_file cmd{};
+		cmd.size = sizeof(cmd);
+		cmd.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			    IOMMU_IOAS_MAP_WRITEABLE;
+		cmd.ioas_id = ioas_->id();
+		cmd.fd = guest_->gmem().fd();
+		cmd.start = 0;
+		cmd.length = kBigSize;
+		cmd.iova = kIova;
+		return ::ioctl(ioas_->iommufd(), IOMMU_IOAS_MAP_FILE, &cmd) ? errno : 0;
+	}
+
+	std::optional<Iommufd> iommufd_;
+	std::optional<ConvertibleGuest> guest_;
+	std::optional<Ioas> ioas_;
+	std::string group_;
+	bool made_ = false;
+	UniqueFd procs_;
+};
+
+// MAP_FILE of a shared range larger than the group's limit allocates up to
+// the limit, then fails with ENOMEM: no OOM kill, and no mapping is made.
+TEST_F(IommufdGmemMemcg, MapFileOverTheLimitFailsWithEnomem)
+{
+	ASSERT_NO_FATAL_FAILURE(MakeGuest(true));
+	ASSERT_NO_FATAL_FAILURE(SetLimit(kGroupLimit));
+	const int status = RunInGroup([this] { return MapFileErrno(); });
+	ExpectEnomemWithoutOom(status, "IOMMU_IOAS_MAP_FILE of 64 MiB with memory.max 16 MiB");
+	EXPECT_THAT(ioas_->mirror_status(kIova), FailsWithErrno(ENOENT))
+		<< "a failed IOMMU_IOAS_MAP_FILE left a mapping";
+}
+
+// A conversion to shared of a mirrored range larger than the group's limit
+// allocates the range's pages first, up to the limit, then fails with
+// ENOMEM: no OOM kill, and no page became shared (all or nothing), so the
+// mirror maps nothing although pages were allocated.
+TEST_F(IommufdGmemMemcg, ToSharedOverTheLimitFailsWithEnomem)
+{
+	ASSERT_NO_FATAL_FAILURE(MakeGuest(false));
+	ASSERT_EQ(MapFileErrno(), 0) << "IOMMU_IOAS_MAP_FILE of the private range";
+	ASSERT_NO_FATAL_FAILURE(SetLimit(kGroupLimit));
+	const int fd = guest_->gmem().fd();
+	const int status = RunInGroup([fd] {
+		kvm_gmem_convert args{};
+		args.offset = 0;
+		args.size = kBigSize;
+		return ::ioctl(fd, KVM_GMEM_CONVERT_SHARED, &args) ? errno : 0;
+	});
+	ExpectEnomemWithoutOom(status, "KVM_GMEM_CONVERT_SHARED of 64 MiB with memory.max 16 MiB");
+	auto st = ioas_->mirror_status(kIova);
+	ASSERT_THAT(st, Succeeds());
+	EXPECT_EQ(st->mapped_pages, 0U) << "pages became shared: " << *st;
+	EXPECT_EQ(st->pending_pages, 0U) << *st;
+}
+
+// The mirror's record of the pages it maps is charged to the group of the
+// task that maps them: the file's pages are allocated outside the group
+// first, so what the group is charged for MAP_FILE of N pages is the
+// bookkeeping, which takes at least N / 64 xarray nodes.
+TEST_F(IommufdGmemMemcg, MapFileBookkeepingIsCharged)
+{
+	ASSERT_NO_FATAL_FAILURE(MakeGuest(true));
+	ASSERT_THAT(guest_->gmem().allocate(0, kBigSize), Succeeds());
+	const uint64_t before = Stat("slab");
+	const int status = RunInGroup([this] { return MapFileErrno(); });
+	ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		<< "IOMMU_IOAS_MAP_FILE in the group: the child " << describe_status(status);
+	auto st = ioas_->mirror_status(kIova);
+	ASSERT_THAT(st, Succeeds());
+	EXPECT_EQ(st->mapped_pages, kBigPages) << *st;
+
+	// memory.stat is flushed at least every 2 s.
+	const uint64_t want = kBigPages / kXaNodePages * kXaNodeBytes;
+	uint64_t slab = 0;
+	for (int i = 0; i < 50; i++) {
+		slab = Stat("slab") - before;
+		if (slab >= want)
+			break;
+		std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	}
+	EXPECT_GE(slab, want) << "slab charged to the group for recording " << kBigPages
+			      << " pages";
+	EXPECT_LT(read_key(group_ + "/memory.stat", "file").value_or(0), kBigSize / 4)
+		<< "the file's pages, allocated outside the group, were charged to it";
+}
 
 } // namespace
 } // namespace gmem

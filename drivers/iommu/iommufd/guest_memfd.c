@@ -664,6 +664,17 @@ err_unmap:
 }
 
 /*
+ * The mirror's records (pages mapped, pages pending) are allocated for a
+ * task's request (IOMMU_IOAS_MAP_FILE, a conversion, a fault) and charged
+ * to its memory cgroup; at the group's limit a record fails, and its page
+ * stays pending with -ENOMEM, rather than invoking the OOM killer.  Both
+ * xarrays are XA_FLAGS_ACCOUNT too, for the nodes allocated under their
+ * lock.
+ */
+#define IOPT_GMEM_GFP	(GFP_KERNEL_ACCOUNT | __GFP_RETRY_MAYFAIL | \
+			 __GFP_NOWARN)
+
+/*
  * Record the pages of a run as mapped, each with its PFN (for the ownership
  * model's guest_memfd_model_unmap()), taking the xarray lock once per
  * XA_CHUNK_SIZE pages rather than once per page; all or, on failure, none
@@ -693,7 +704,7 @@ static int iopt_gmem_record(struct iopt_pages *pages, unsigned long index,
 			xas_next(&xas);
 		}
 		xas_unlock(&xas);
-		if (xas_nomem(&xas, GFP_KERNEL_ACCOUNT))
+		if (xas_nomem(&xas, IOPT_GMEM_GFP))
 			continue;
 		rc = xas_error(&xas);
 		cond_resched();
@@ -745,7 +756,7 @@ static void iopt_gmem_set_pending(struct iopt_pages *pages,
 
 	pages->gmem.error = rc;
 	old = xa_store(&pages->gmem.pending, index, xa_mk_value(0),
-		       GFP_KERNEL_ACCOUNT);
+		       IOPT_GMEM_GFP);
 	if (xa_is_err(old)) {
 		/* Not recorded: the next retry looks at the whole range */
 		pages->gmem.resync = true;
@@ -1252,8 +1263,8 @@ struct iopt_pages *iopt_alloc_gmem_pages(struct file *file,
 	pages->type = IOPT_ADDRESS_GMEM;
 	pages->gmem.start = start >> PAGE_SHIFT;
 
-	xa_init(&pages->gmem.mapped);
-	xa_init(&pages->gmem.pending);
+	xa_init_flags(&pages->gmem.mapped, XA_FLAGS_ACCOUNT);
+	xa_init_flags(&pages->gmem.pending, XA_FLAGS_ACCOUNT);
 	INIT_LIST_HEAD(&pages->gmem.stale);
 
 	n = &pages->gmem.notifier;

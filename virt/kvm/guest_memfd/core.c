@@ -80,8 +80,12 @@ static bool gmem_is_shared_mem(struct inode *inode, pgoff_t index)
  *
  * Ignore accessed, referenced, and dirty flags.  The memory is
  * unevictable and there is no storage to write back to.
+ *
+ * A new folio is allocated with @gfp: the mapping's mask for a fault or
+ * fallocate(), gmem_client_gfp() for a client's request.
  */
-static struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
+static struct folio *__gmem_get_folio(struct inode *inode, pgoff_t index,
+				      gfp_t gfp)
 {
 	/* TODO: Support huge pages. */
 	struct mempolicy *policy;
@@ -97,8 +101,7 @@ static struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
 
 	policy = mpol_shared_policy_lookup(&GMEM_I(inode)->policy, index);
 	folio = __filemap_get_folio_mpol(inode->i_mapping, index,
-					 FGP_LOCK | FGP_CREAT,
-					 mapping_gfp_mask(inode->i_mapping), policy);
+					 FGP_LOCK | FGP_CREAT, gfp, policy);
 	mpol_cond_put(policy);
 
 	/* A new folio: owned in the ownership model as the file says. */
@@ -126,6 +129,25 @@ static struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
 	WARN_ON_ONCE(!IS_ERR(folio) && folio_order(folio));
 
 	return folio;
+}
+
+static struct folio *gmem_get_folio(struct inode *inode, pgoff_t index)
+{
+	return __gmem_get_folio(inode, index,
+				mapping_gfp_mask(inode->i_mapping));
+}
+
+/*
+ * The pages that a client's request allocates (an IOMMU mapping of a range,
+ * a conversion to shared of a range a client mirrors) rather than a fault:
+ * at the memory cgroup's limit, or when memory runs out, the request fails
+ * with -ENOMEM instead of invoking the OOM killer, and the task that asked
+ * for a range larger than its limit lives to see the error.
+ */
+static gfp_t gmem_client_gfp(struct inode *inode)
+{
+	return mapping_gfp_mask(inode->i_mapping) | __GFP_RETRY_MAYFAIL |
+	       __GFP_NOWARN;
 }
 
 /**
@@ -398,11 +420,16 @@ static void gmem_span_add(pgoff_t *first, pgoff_t *last, pgoff_t index,
 	*last = end;
 }
 
-/* Allocate the pages of [@index, @end), all holes; see below */
+/*
+ * Allocate the pages of [@index, @end), all holes, for a client's request;
+ * see below
+ */
 static int gmem_allocate_holes(struct inode *inode, pgoff_t index,
 			       pgoff_t end, pgoff_t *error_index,
 			       pgoff_t *new_first, pgoff_t *new_last)
 {
+	gfp_t gfp = gmem_client_gfp(inode);
+
 	for (; index < end; index++) {
 		struct folio *folio;
 		bool new;
@@ -412,7 +439,7 @@ static int gmem_allocate_holes(struct inode *inode, pgoff_t index,
 			return -EINTR;
 		}
 
-		folio = gmem_get_folio(inode, index);
+		folio = __gmem_get_folio(inode, index, gfp);
 		if (IS_ERR(folio)) {
 			*error_index = index;
 			return PTR_ERR(folio);
@@ -533,8 +560,9 @@ static int gmem_allocate_state(struct inode *inode, pgoff_t start, pgoff_t end,
  * punched in between are converted as holes, as if the hole punch came
  * after the conversion.
  *
- * Returns 0, -EINTR on a fatal signal or -ENOMEM, with *@error_index the
- * page that failed; what was allocated stays allocated.
+ * Returns 0, -EINTR on a fatal signal or -ENOMEM (at the memory cgroup's
+ * limit too: no OOM kill), with *@error_index the page that failed; what
+ * was allocated stays allocated.
  */
 static int gmem_allocate_converted(struct inode *inode, pgoff_t start,
 				   pgoff_t end, unsigned long *gen,
@@ -599,9 +627,11 @@ static int gmem_allocate_converted(struct inode *inode, pgoff_t start,
  * pages of the range are left alone: a conversion to shared allocates those
  * in the client's mirror range itself (&struct guest_memfd_notifier).  What
  * was allocated before an error stays allocated, as after a failed
- * fallocate().  The cost follows @max_pages and the number of shared
- * ranges, never the size of the range: a client allocates a large range in
- * batches, dropping the lock in between and resuming at *@next.
+ * fallocate(); at the memory cgroup's limit, or when memory runs out, the
+ * allocation fails with -ENOMEM rather than invoking the OOM killer.  The
+ * cost follows @max_pages and the number of shared ranges, never the size
+ * of the range: a client allocates a large range in batches, dropping the
+ * lock in between and resuming at *@next.
  *
  * Context: May sleep.
  * Return: 0, -EINTR on a fatal signal, -ENOMEM, -ENODEV if the file was
