@@ -97,8 +97,8 @@ enum class Kind {
 // GUEST_MEMFD_FLAG_INIT_SHARED (7.3 starts files shared only on VMs
 // without private memory), bound to a memslot; the host writes one byte
 // of each page of the mmap: N first-touch faults, each allocating and
-// clearing a page. host-touch-unbound: the file in no memslot (no KVM
-// notifier on the file). undo: a hole punch of the whole file.
+// clearing a page. host-touch-unbound: the file in no memslot. undo: a
+// hole punch of the whole file.
 //
 // vcpu-private: a KVM_X86_SW_PROTECTED_VM, a file without flags bound to a
 // memslot whose GFNs KVM_SET_MEMORY_ATTRIBUTES made private (7.3's
