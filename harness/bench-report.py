@@ -426,10 +426,6 @@ class Report:
         return "\n".join(out)
 
     def plot(self, path):
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         panels = [
             ("conversion round trip", [("conv", "in-place", "round_trip"),
                                        ("conv", "two-backing", "round_trip"),
@@ -447,8 +443,13 @@ class Report:
             lines += [(g, v, ph) for g in self.d["groups"]
                       for (b, v, ph) in list(lines)
                       if g != b and base_group(g) == b]
+        # Nothing to plot (e.g. only stall or fault): no matplotlib needed.
         if not any(g in self.d["groups"] for _, lines in panels for g, _, _ in lines):
             return False
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
         fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.5))
         for ax, (title, lines) in zip(axes, panels):
             for group, variant, phase in lines:
