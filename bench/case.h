@@ -111,5 +111,6 @@ Group footprint_group();
 Group touch_group();
 Group sparse_group();
 Group stall_group();
+Group fault_group();
 
 } // namespace bench

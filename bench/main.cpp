@@ -20,6 +20,9 @@
 //             same file: worst latencies, SIGKILL to exit, and the same
 //             measurements with no operation (idle); not run unless named
 //             with --only (--only stall/map-file: one operation and idle)
+// fault       host and vCPU faults on N pages of a guest_memfd that cannot
+//             be converted, through 7.3's UAPI only, so that the same binary
+//             runs on pristine 7.3 (not run unless named with --only)
 //
 // Sizes default to 4 KiB, 2 MiB, 64 MiB and 1 GiB (--pages); from 64 MiB
 // on a case runs fewer round trips (--big-reps). --json FILE writes every
@@ -65,9 +68,9 @@ namespace {
 
 std::vector<Group> groups()
 {
-	return { conv_group(),	 iommu_map_group(), iommu_conv_group(),
-		 notify_group(), frag_group(),	    footprint_group(),
-		 touch_group(),	 sparse_group(),    stall_group() };
+	return { conv_group(),	iommu_map_group(), iommu_conv_group(), notify_group(),
+		 frag_group(),	footprint_group(), touch_group(),      sparse_group(),
+		 stall_group(), fault_group() };
 }
 
 [[noreturn]] void usage(int rc)
@@ -77,7 +80,7 @@ std::vector<Group> groups()
 		     "                  [--big-pages N] [--big-reps N] [--big-warmup N]\n"
 		     "                  [--full-pages N] [--frag-max N]\n"
 		     "                  [--only conv,iommu-map,iommu-conv,notify,frag,sparse,\n"
-		     "                          footprint,touch,stall]\n"
+		     "                          footprint,touch,stall,fault]\n"
 		     "                  [--only GROUP/VARIANT,...]\n"
 		     "                  [--steps] [--aslr] [--json FILE]\n"
 		     "                  [--icount] [--config NAME] [--source ID]\n"

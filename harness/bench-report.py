@@ -14,7 +14,10 @@
 #             --and-viommu): its groups are added as "GROUP (LABEL)"
 #   --beside  another kernel measured at the same time (its own guest, the
 #             same host load): each latency group gets a table of the worst
-#             latencies of both, side by side, with their ratio
+#             latencies of both, side by side, with their ratio; the fault
+#             group (the same binary on the series and on pristine 7.3)
+#             gets each phase's median per page on both, with the ratio
+#             this / other and the spreads, and a goal of its own
 # Writes OUTDIR/NAME.md, OUTDIR/NAME.png (matplotlib: Debian's
 # python3-matplotlib, hence /usr/bin/python3; no plot for latency groups
 # such as stall, whose goals and tables are in the markdown) and the JSON
@@ -194,6 +197,7 @@ class Report:
             # Three decimals: a step of 1.004 is not "1.00".
             rows.append((f"{g}/{v} cost per page, largest step up between sizes",
                          "<= 1", f"{worst:.3f}", worst <= 1.0))
+        rows += self.fault_goals()
         out = ["| goal | target | measured | |", "|---|---|---|---|"]
         for name, target, got, ok in rows:
             verdict = "met" if ok else "MISSED"
@@ -327,6 +331,63 @@ class Report:
                 out.append(f"| {size_label(p)} | {v} | " + " | ".join(cells) + " |")
         return "\n".join(out) + "\n"
 
+    def beside_medians(self, group, label, other):
+        """Each phase's median per page on this kernel and on @other (the same
+        binary on another kernel, e.g. pristine 7.3), this / other, and the
+        spread of each: interquartile range and extremes against the median."""
+        o = Report(other)
+        if group not in other["groups"]:
+            return ""
+        g = self.d["groups"][group]
+        unit = f"{self.unit} per page"
+        out = [f"`{group}` beside {label} ({other['env'].get('source')}, kernel "
+               f"{other['env'].get('kernel')}): median {unit}, {label} and this "
+               f"kernel, ratio this / {label}; spread = IQR and (max - min) "
+               f"against the median, over n timed runs:", ""]
+        out.append(f"| variant | phase | size | n | {label} | spread | this | spread "
+                   f"| this / {label} |")
+        out.append("|---" * 9 + "|")
+
+        def spread(st):
+            m = st["median"]
+            return (f"{100 * (st['p75'] - st['p25']) / m:.2f}% "
+                    f"({100 * (st['max'] - st['min']) / m:.2f}%)") if m else "-"
+        for v in g["variants"]:
+            for ph in [x for x in g["phases"] if x != "round_trip"]:
+                for p in self.pages(group):
+                    a = o.outcome(group, v, p)
+                    b = self.outcome(group, v, p)
+                    if not a or not b or a["status"] != "ok" or b["status"] != "ok" \
+                            or ph not in a["stats"] or ph not in b["stats"]:
+                        continue
+                    sa, sb = a["stats"][ph], b["stats"][ph]
+                    out.append(f"| {v} | {ph} | {size_label(p)} | {sb['n']} | "
+                               f"{sa['median'] / p / 1000:.3f} | {spread(sa)} | "
+                               f"{sb['median'] / p / 1000:.3f} | {spread(sb)} | "
+                               f"{sb['median'] / sa['median']:.4f} |")
+        return "\n".join(out) + "\n"
+
+    def fault_goals(self):
+        """The fault cost of a file that cannot be converted: within 2% of
+        the other kernel's (pristine 7.3) at every size, per variant."""
+        rows = []
+        if "fault" in self.d["groups"] and not self.beside:
+            rows.append(("fault per page, this / pristine 7.3 (--beside)", "<= 1.02",
+                         "not measured", False))
+        for label, other in self.beside:
+            o = Report(other)
+            if "fault" not in other["groups"] or "fault" not in self.d["groups"]:
+                continue
+            for v in self.d["groups"]["fault"]["variants"]:
+                for p in self.pages("fault"):
+                    a = o.median("fault", v, p, "fault")
+                    b = self.median("fault", v, p, "fault")
+                    r = b / a if a and b else None
+                    rows.append((f"fault/{v} per page, this / {label}, {size_label(p)}",
+                                 "<= 1.02", "not run" if r is None else f"{r:.4f}",
+                                 r is not None and r <= 1.02))
+        return rows
+
     def markdown(self, command):
         env = self.d["env"]
         clock = ("QEMU -icount shift=0: guest instructions" if self.icount
@@ -356,6 +417,7 @@ class Report:
             "sparse": ["map", "unmap"],
             "footprint": ["round_trip"],
             "touch": ["to_shared.guest_touch", "to_private.guest_touch", "round_trip"],
+            "fault": ["fault", "undo"],
         }
         for group, g in self.d["groups"].items():
             base = base_group(group)
@@ -371,19 +433,18 @@ class Report:
                 continue
             for ph in phases.get(base, ["round_trip"]):
                 out.append(self.table(group, ph))
-            if base in ("conv", "iommu-map", "iommu-conv"):
+            if base in ("conv", "iommu-map", "iommu-conv", "fault"):
                 first = phases[base][0]
                 out.append(self.table(group, first, per_page=True))
+            if base == "fault":
+                for label, other in self.beside:
+                    out.append(self.beside_medians(group, label, other))
             ft = self.facts_table(group)
             if ft:
                 out.append(ft)
         return "\n".join(out)
 
     def plot(self, path):
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         panels = [
             ("conversion round trip", [("conv", "in-place", "round_trip"),
                                        ("conv", "two-backing", "round_trip"),
@@ -401,8 +462,13 @@ class Report:
             lines += [(g, v, ph) for g in self.d["groups"]
                       for (b, v, ph) in list(lines)
                       if g != b and base_group(g) == b]
+        # Nothing to plot (e.g. only stall or fault): no matplotlib needed.
         if not any(g in self.d["groups"] for _, lines in panels for g, _, _ in lines):
             return False
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
         fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.5))
         for ax, (title, lines) in zip(axes, panels):
             for group, variant, phase in lines:
@@ -448,7 +514,8 @@ def main():
                     help="the same kernel on another IOMMU: groups added as 'GROUP (LABEL)'")
     ap.add_argument("--beside", action="append", default=[],
                     metavar="LABEL=JSON",
-                    help="another kernel measured at the same time: worst latencies side by side")
+                    help="another kernel measured at the same time: worst latencies side by "
+                    "side; for the fault group, medians per page and their ratio")
     a = ap.parse_args()
     with open(a.json) as f:
         data = json.load(f)
