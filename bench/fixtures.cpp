@@ -2,6 +2,8 @@
 #include "fixtures.h"
 
 #include <fcntl.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -199,6 +201,18 @@ uint64_t slab_growth_kib(uint64_t before)
 {
 	const uint64_t now = meminfo_kib("Slab");
 	return now > before ? now - before : 0;
+}
+
+int pre_fault_memory(int vcpu_fd, uint64_t gpa, uint64_t size)
+{
+	kvm_pre_fault_memory r{};
+	r.gpa = gpa;
+	r.size = size;
+	while (r.size)
+		if (ioctl(vcpu_fd, KVM_PRE_FAULT_MEMORY, &r) < 0 && errno != EINTR &&
+		    errno != EAGAIN)
+			return errno;
+	return 0;
 }
 
 } // namespace bench

@@ -125,4 +125,8 @@ uint64_t settled_cached_kib();
 // Slab growth in KiB from @before to now (0 if it shrank).
 uint64_t slab_growth_kib(uint64_t before);
 
+// KVM_PRE_FAULT_MEMORY of [@gpa, @gpa + @size) on a vCPU, resumed after
+// EINTR and EAGAIN until the range is done: 0, or the errno that ended it.
+int pre_fault_memory(int vcpu_fd, uint64_t gpa, uint64_t size);
+
 } // namespace bench

@@ -236,14 +236,9 @@ private:
 	// each page, as a vCPU's first access would run it (minus the exit).
 	void pre_fault() const
 	{
-		kvm_pre_fault_memory r{};
-		r.gpa = gpa_;
-		r.size = len_;
-		while (r.size)
-			if (::ioctl(vcpu_->fd(), KVM_PRE_FAULT_MEMORY, &r) < 0 && errno != EINTR &&
-			    errno != EAGAIN)
-				throw CheckFailed{ std::string("KVM_PRE_FAULT_MEMORY: ") +
-						   std::strerror(errno) };
+		if (const int err = pre_fault_memory(vcpu_->fd(), gpa_, len_))
+			throw CheckFailed{ std::string("KVM_PRE_FAULT_MEMORY: ") +
+					   std::strerror(err) };
 	}
 
 	// The mailbox guest's TOUCH_WRITE: one word written to each page, in

@@ -208,20 +208,6 @@ private:
 	std::vector<std::thread> threads_;
 };
 
-// KVM_PRE_FAULT_MEMORY of one page: 0 or the errno.
-int pre_fault(int vcpu_fd, uint64_t gpa)
-{
-	kvm_pre_fault_memory r{};
-	r.gpa = gpa;
-	r.size = kPage;
-	while (r.size) {
-		if (ioctl(vcpu_fd, KVM_PRE_FAULT_MEMORY, &r) < 0 && errno != EINTR &&
-		    errno != EAGAIN)
-			return errno;
-	}
-	return 0;
-}
-
 class Stall : public Variant {
 public:
 	Stall(uint64_t pages, Op op)
@@ -235,7 +221,8 @@ public:
 		f.convert_private(private_off(), kPage).value();
 		set_up();
 		vcpu_ = gm_.guest().add_vcpu().value();
-		pre_fault_err_ = pre_fault(gm_.guest().vcpu(vcpu_).fd(), kGpa + private_off());
+		pre_fault_err_ =
+			pre_fault_memory(gm_.guest().vcpu(vcpu_).fd(), kGpa + private_off(), kPage);
 		// Not there, or not for this VM: no vCPU figure (the fact says why).
 		if (pre_fault_err_ && pre_fault_err_ != ENOTTY && pre_fault_err_ != EOPNOTSUPP &&
 		    pre_fault_err_ != EINVAL)
@@ -478,7 +465,7 @@ private:
 			const uint64_t gpa = kGpa + private_off();
 			probes_.add("vcpu_fault", [vcpu_fd, gpa]() -> std::optional<uint64_t> {
 				const uint64_t t0 = now_ns();
-				const int err = pre_fault(vcpu_fd, gpa);
+				const int err = pre_fault_memory(vcpu_fd, gpa, kPage);
 				const uint64_t d = now_ns() - t0;
 				if (err)
 					throw CheckFailed{ std::string("KVM_PRE_FAULT_MEMORY: ") +
